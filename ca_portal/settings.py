@@ -1,0 +1,197 @@
+"""Settings for ca-portal, read from the environment (and a `.env` file if present).
+
+Every variable has a development default where that is safe. With DEBUG=False the
+process refuses to start without SECRET_KEY and CA_KEY_PASSPHRASE.
+"""
+
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+_DEV_SECRET_KEY = "django-insecure-development-only-never-use-in-production"  # noqa: S105
+_DEV_CA_KEY_PASSPHRASE = "development-only-ca-passphrase"  # noqa: S105
+
+if not DEBUG:
+    _missing = [name for name in ("SECRET_KEY", "CA_KEY_PASSPHRASE") if not env.str(name, "")]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"DEBUG is off, so {' and '.join(_missing)} must be set in the environment "
+            "(ca-portal never falls back to a development secret in production)."
+        )
+
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
+
+# The CA: key files live here (mode 0600), encrypted under CA_KEY_PASSPHRASE.
+CA_KEY_DIR = Path(env.str("CA_KEY_DIR", default=str(BASE_DIR / "var" / "ca")))
+CA_KEY_PASSPHRASE = env.str("CA_KEY_PASSPHRASE", default=_DEV_CA_KEY_PASSPHRASE)
+
+RETRIEVAL_LINK_MAX_AGE_DAYS = env.int("RETRIEVAL_LINK_MAX_AGE_DAYS", default=30)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ca-portal@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+AGENT_NOTIFY_EMAIL = env.list("AGENT_NOTIFY_EMAIL", default=[])
+
+# Profiles are defined in requests_app/profiles.py; entries here override fields of a
+# profile or add one, e.g. {"server": {"validity_days": 90}}.
+CA_PROFILES: dict = {}
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_tasks_db",
+    "anymail",
+    "requests_app",
+    "delivery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ca_portal.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "ca_portal.wsgi.application"
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # WAL lets the web process read while the worker writes; IMMEDIATE takes the write
+    # lock at BEGIN so two writers queue instead of failing mid-transaction.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "agent:request_list"
+LOGOUT_REDIRECT_URL = "home"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+
+def build_mailers(email_url: str, esp: str) -> dict:
+    """Build Django's MAILERS from EMAIL_URL (smtp://, console://, ...) or an anymail ESP."""
+    if esp:
+        return {"default": {"BACKEND": f"anymail.backends.{esp}.EmailBackend"}}
+    parts = urlsplit(email_url)
+    scheme = parts.scheme
+    if scheme in ("smtp", "smtp+tls", "smtp+ssl", "submission"):
+        query = parse_qs(parts.query)
+        options = {
+            "host": parts.hostname or "localhost",
+            "port": parts.port or {"smtp+ssl": 465, "submission": 587}.get(scheme, 25),
+            "use_tls": scheme in ("smtp+tls", "submission"),
+            "use_ssl": scheme == "smtp+ssl",
+            "timeout": int(query.get("timeout", ["10"])[0]),
+        }
+        if parts.username:
+            options["username"] = unquote(parts.username)
+            options["password"] = unquote(parts.password or "")
+        return {
+            "default": {
+                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "OPTIONS": options,
+            }
+        }
+    simple = {
+        "console": "django.core.mail.backends.console.EmailBackend",
+        "locmem": "django.core.mail.backends.locmem.EmailBackend",
+        "dummy": "django.core.mail.backends.dummy.EmailBackend",
+    }
+    if scheme in simple:
+        return {"default": {"BACKEND": simple[scheme]}}
+    if scheme == "file":
+        return {
+            "default": {
+                "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+                "OPTIONS": {"file_path": unquote(parts.path)},
+            }
+        }
+    raise ImproperlyConfigured(
+        f"EMAIL_URL scheme {scheme!r} is not one of smtp, smtp+tls, smtp+ssl, submission, "
+        "console, file, locmem, dummy."
+    )
+
+
+ANYMAIL_ESP = env.str("ANYMAIL_ESP", default="")
+MAILERS = build_mailers(env.str("EMAIL_URL", default="console://"), ANYMAIL_ESP)
+# Anymail reads its keys from ANYMAIL; every ANYMAIL_<NAME> variable lands there as <NAME>.
+ANYMAIL = {
+    key.removeprefix("ANYMAIL_"): value
+    for key, value in env.ENVIRON.items()
+    if key.startswith("ANYMAIL_") and key != "ANYMAIL_ESP"
+}
+
+_TASK_BACKENDS = {
+    "database": "django_tasks_db.DatabaseBackend",
+    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
+}
+_tasks_backend = env.str("TASKS_BACKEND", default="database")
+if _tasks_backend not in _TASK_BACKENDS:
+    raise ImproperlyConfigured(f"TASKS_BACKEND must be one of {sorted(_TASK_BACKENDS)}")
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS[_tasks_backend]}}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}

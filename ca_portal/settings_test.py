@@ -1,0 +1,19 @@
+"""Settings for the test suite: the real settings with fast, local parts swapped in."""
+
+import os
+import tempfile
+
+os.environ.setdefault("TASKS_BACKEND", "immediate")
+
+from .settings import *  # noqa: F403
+
+CA_KEY_DIR = Path(tempfile.mkdtemp(prefix="ca-portal-test-keys-"))  # noqa: F405
+CA_KEY_PASSPHRASE = "test-passphrase-not-secret"  # noqa: S105
+SITE_URL = "http://testserver"
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

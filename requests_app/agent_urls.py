@@ -1,0 +1,17 @@
+"""Agent pages (permission requests_app.approve_certificaterequest)."""
+
+from django.urls import path
+
+from .views import agent
+
+app_name = "agent"
+
+urlpatterns = [
+    path("", agent.request_list, name="request_list"),
+    path("find/", agent.find, name="find"),
+    path("requests/<str:public_id>/", agent.request_detail, name="request_detail"),
+    path("requests/<str:public_id>/approve/", agent.approve, name="approve"),
+    path("requests/<str:public_id>/reject/", agent.reject, name="reject"),
+    path("requests/<str:public_id>/cancel/", agent.cancel, name="cancel"),
+    path("requests/<str:public_id>/issued/", agent.certificate_issued, name="certificate_issued"),
+]

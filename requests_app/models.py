@@ -1,0 +1,248 @@
+"""The Certificate Manager's tables: CAs, certificates, requests and the audit log."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+
+from cryptography import x509
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from . import pki
+
+# Crockford's base32: no I, L, O or U, so an ID read over the phone is not misheard.
+PUBLIC_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PUBLIC_ID_LENGTH = 20  # 100 random bits
+
+
+def new_public_id() -> str:
+    return "".join(secrets.choice(PUBLIC_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
+
+
+def normalize_public_id(text: str) -> str:
+    """Accept any case, spaces and hyphens, and the usual misreadings (O->0, I/L->1)."""
+    cleaned = "".join(ch for ch in str(text).upper() if ch not in " -\t\r\n")
+    return cleaned.translate(str.maketrans("OIL", "011"))
+
+
+def format_public_id(public_id: str) -> str:
+    return "-".join(public_id[i : i + 4] for i in range(0, len(public_id), 4))
+
+
+def normalize_serial(text: str) -> str:
+    """A serial as typed by a person (any case, colons, spaces, 0x) in our lower-case hex."""
+    cleaned = "".join(ch for ch in str(text).lower() if ch not in ": \t\r\n")
+    cleaned = cleaned.removeprefix("0x").lstrip("0") or "0"
+    return cleaned
+
+
+class CertificateAuthority(models.Model):
+    """A CA this portal signs with. The key lives only in an encrypted file in CA_KEY_DIR."""
+
+    name = models.CharField(max_length=200)
+    subject = models.TextField()
+    certificate_pem = models.TextField()
+    chain_pem = models.TextField(blank=True, help_text="Issuers of this CA, up to the root.")
+    key_type = models.CharField(max_length=16)
+    key_filename = models.CharField(max_length=200, unique=True)
+    serial = models.CharField(max_length=64)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    is_default = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "certificate authority"
+        verbose_name_plural = "certificate authorities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_ca"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @cached_property
+    def certificate(self) -> x509.Certificate:
+        return pki.load_pem(self.certificate_pem)
+
+    @cached_property
+    def chain(self) -> list[x509.Certificate]:
+        return pki.load_certificates(self.chain_pem.encode()) if self.chain_pem.strip() else []
+
+    @property
+    def fingerprint_sha256(self) -> str:
+        return pki.fingerprint(self.certificate)
+
+    def get_absolute_url(self) -> str:
+        return reverse("ca_certificate", args=[self.pk, "pem"])
+
+
+class Certificate(models.Model):
+    """An issued certificate. The serial is lower-case hex, unique per CA."""
+
+    class Status(models.TextChoices):
+        VALID = "valid"
+        REVOKED = "revoked"
+
+    ca = models.ForeignKey(
+        CertificateAuthority, on_delete=models.PROTECT, related_name="certificates"
+    )
+    serial = models.CharField(max_length=64)
+    subject = models.TextField()
+    sans = models.JSONField(default=list)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    profile = models.CharField(max_length=32)
+    pem = models.TextField()
+    fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.VALID)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ca", "serial"], name="unique_serial_per_ca")
+        ]
+        indexes = [models.Index(fields=["serial"]), models.Index(fields=["-created"])]
+
+    def __str__(self) -> str:
+        return f"{self.serial} {self.subject}"
+
+    @cached_property
+    def x509(self) -> x509.Certificate:
+        return pki.load_pem(self.pem)
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        """The certificate and its issuers, leaf first."""
+        return [self.x509, self.ca.certificate, *self.ca.chain]
+
+    @property
+    def serial_colons(self) -> str:
+        padded = self.serial if len(self.serial) % 2 == 0 else "0" + self.serial
+        return ":".join(padded[i : i + 2] for i in range(0, len(padded), 2)).upper()
+
+
+class CertificateRequest(models.Model):
+    """A request in the queue, from submission to its decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        COMPLETE = "complete"
+        REJECTED = "rejected"
+        CANCELED = "canceled"
+
+    public_id = models.CharField(max_length=PUBLIC_ID_LENGTH, unique=True, default=new_public_id)
+    profile = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    csr_pem = models.TextField()
+    subject = models.TextField(blank=True)
+    key_type = models.CharField(max_length=16)
+    key_size = models.PositiveIntegerField()
+    public_key_sha256 = models.CharField(max_length=64)
+    requested_sans = models.JSONField(default=list)
+    requester_name = models.CharField(max_length=200, blank=True)
+    requester_email = models.EmailField(max_length=254)
+    requester_note = models.TextField(blank=True)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    acted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    agent_note = models.TextField(
+        blank=True, help_text="The agent's note, or the rejection reason."
+    )
+    certificate = models.OneToOneField(
+        Certificate, null=True, blank=True, on_delete=models.PROTECT, related_name="request"
+    )
+    renewal_of = models.ForeignKey(
+        Certificate, null=True, blank=True, on_delete=models.PROTECT, related_name="renewals"
+    )
+    submitter_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("approve_certificaterequest", "Can approve, reject and cancel requests")]
+        indexes = [
+            models.Index(fields=["-submitted_at"], name="request_newest"),
+            models.Index(fields=["status", "-submitted_at"], name="request_status_newest"),
+            models.Index(
+                fields=["profile", "status", "-submitted_at"], name="request_profile_newest"
+            ),
+            models.Index(fields=["requester_email"], name="request_email"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_id
+
+    @property
+    def display_id(self) -> str:
+        return format_public_id(self.public_id)
+
+    def get_absolute_url(self) -> str:
+        return reverse("request_status", args=[self.public_id])
+
+    def get_agent_url(self) -> str:
+        return reverse("agent:request_detail", args=[self.public_id])
+
+
+class StatusCount(models.Model):
+    """Requests per status, kept by the services so list pages never count the whole table."""
+
+    status = models.CharField(max_length=16, primary_key=True)
+    count = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.count}"
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("audit events are append-only; they cannot be updated")
+
+    def delete(self):
+        raise TypeError("audit events are append-only; they cannot be deleted")
+
+
+class AuditEvent(models.Model):
+    """One row per state change. Append-only: never updated, never deleted."""
+
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, help_text='A username, "requester" or "system".')
+    action = models.CharField(max_length=64)
+    request = models.ForeignKey(
+        CertificateRequest,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+    )
+    certificate = models.ForeignKey(
+        Certificate, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    ca = models.ForeignKey(
+        CertificateAuthority, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["time", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("audit events are append-only; they cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("audit events are append-only; they cannot be deleted")

@@ -1,0 +1,214 @@
+"""Enrollment profiles: what each issues and how it is delivered.
+
+Defined here, overridable field by field (or extended with new profiles) through
+`settings.CA_PROFILES`, e.g. `{"server": {"validity_days": 90, "max_validity_days": 90}}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cache
+
+from cryptography import x509
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from . import pki
+
+
+class ProfileError(ValueError):
+    """A request does not fit its profile; the message is meant for a person."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    label: str
+    description: str
+    extended_key_usages: tuple[str, ...]
+    validity_days: int
+    max_validity_days: int
+    #: "hostnames": at least one DNS name or IP (server); "requester_email": rfc822Name
+    #: is the requester's email (user); "optional_email": the email if one is given.
+    san_policy: str
+    allow_ed25519: bool = False
+    #: keyEncipherment (RSA) / keyAgreement (EC) besides digitalSignature.
+    key_encipherment: bool = True
+    #: Delivery backends that run automatically after approval (the delivery work reads it).
+    auto_delivery: tuple[str, ...] = ()
+    #: Dogtag profile IDs that map to this profile (certmonger's -T).
+    dogtag_ids: tuple[str, ...] = ()
+    #: Issue at once, without an agent (never for renewals).
+    auto_approve: bool = False
+    enabled: bool = True
+
+    @property
+    def takes_hostnames(self) -> bool:
+        return self.san_policy == "hostnames"
+
+
+DEFAULT_PROFILES = {
+    "server": Profile(
+        name="server",
+        label="TLS server certificate",
+        description=(
+            "For a web, mail or other TLS server. The certificate names the server's "
+            "hostnames (DNS names or IP addresses) and is trusted for serverAuth."
+        ),
+        extended_key_usages=("serverAuth",),
+        validity_days=198,
+        max_validity_days=200,
+        san_policy="hostnames",
+        auto_delivery=(),
+        dogtag_ids=("caServerCert", "caECServerCert"),
+    ),
+    "user": Profile(
+        name="user",
+        label="Personal certificate",
+        description=(
+            "For a person: log in to web sites and VPNs (clientAuth) and sign or encrypt "
+            "email (S/MIME). The certificate names your email address."
+        ),
+        extended_key_usages=("clientAuth", "emailProtection"),
+        validity_days=365,
+        max_validity_days=365,
+        san_policy="requester_email",
+        auto_delivery=("email_link",),
+        dogtag_ids=("caUserCert", "caECUserCert"),
+    ),
+    "agent": Profile(
+        name="agent",
+        label="Agent login certificate",
+        description="For a Certificate Manager agent: a client certificate to log in with.",
+        extended_key_usages=("clientAuth",),
+        validity_days=365,
+        max_validity_days=365,
+        san_policy="optional_email",
+        key_encipherment=False,
+        auto_delivery=("email_link",),
+    ),
+}
+
+_FIELDS = {f.name for f in dataclasses.fields(Profile)}
+
+
+@cache
+def _profiles() -> dict[str, Profile]:
+    profiles = dict(DEFAULT_PROFILES)
+    for name, overrides in getattr(settings, "CA_PROFILES", {}).items():
+        unknown = set(overrides) - _FIELDS
+        if unknown:
+            raise ProfileError(f"CA_PROFILES[{name!r}] has unknown fields: {sorted(unknown)}")
+        tuples = {k: tuple(v) for k, v in overrides.items() if isinstance(v, list)}
+        if name in profiles:
+            profiles[name] = dataclasses.replace(profiles[name], **{**overrides, **tuples})
+        else:
+            profiles[name] = Profile(name=name, **{**overrides, **tuples})
+    return profiles
+
+
+@receiver(setting_changed)
+def _forget_profiles(*, setting, **kwargs):
+    if setting == "CA_PROFILES":
+        _profiles.cache_clear()
+
+
+def all_profiles(*, enabled_only: bool = True) -> list[Profile]:
+    return [p for p in _profiles().values() if p.enabled or not enabled_only]
+
+
+def profile_names() -> list[str]:
+    return [p.name for p in all_profiles()]
+
+
+def get_profile(name: str) -> Profile:
+    """The enabled profile of that name, or ProfileError."""
+    profile = _profiles().get(name)
+    if profile is None or not profile.enabled:
+        raise ProfileError(f"unknown profile {name!r}; choose one of {', '.join(profile_names())}")
+    return profile
+
+
+def profile_for_dogtag_id(dogtag_id: str) -> Profile:
+    for profile in all_profiles():
+        if dogtag_id in profile.dogtag_ids:
+            return profile
+    raise ProfileError(f"Profile {dogtag_id} is not found")
+
+
+def check_validity(profile: Profile, validity_days: int | None) -> int:
+    """The validity to issue with: the profile default, or the agent's choice within the maximum."""
+    if validity_days is None:
+        return profile.validity_days
+    if not 1 <= validity_days <= profile.max_validity_days:
+        raise ProfileError(
+            f"validity must be between 1 and {profile.max_validity_days} days for the "
+            f"{profile.name} profile, not {validity_days}"
+        )
+    return validity_days
+
+
+def requested_sans(
+    profile: Profile,
+    *,
+    csr_sans: list[str],
+    subject_cn: str | None,
+    extra_hostnames: list[str],
+    requester_email: str,
+) -> list[str]:
+    """The SANs (as "DNS:x", "IP:y", "email:z") a request asks for under this profile."""
+    if profile.takes_hostnames:
+        names: list[str] = []
+        candidates = [s for s in csr_sans if s.split(":", 1)[0] in ("DNS", "IP")]
+        candidates += [pki.san_to_text(pki.parse_san(h)) for h in extra_hostnames if h.strip()]
+        if subject_cn:
+            try:
+                candidates.append(pki.san_to_text(pki.parse_san(subject_cn)))
+            except pki.InvalidName:
+                pass  # a CN that is not a hostname is just a label
+        for text in candidates:
+            normalized = pki.san_to_text(pki.san_from_text(text))
+            if normalized not in names:
+                names.append(normalized)
+        if not names:
+            raise ProfileError(
+                "A server certificate needs at least one hostname: put it in the CSR "
+                "(CN or subjectAltName) or list it under extra hostnames."
+            )
+        return names
+    if profile.san_policy == "requester_email":
+        return [f"email:{requester_email}"]
+    if profile.san_policy == "optional_email" and requester_email:
+        return [f"email:{requester_email}"]
+    return []
+
+
+def check_sans(
+    profile: Profile, sans: list[str], *, requester_email: str
+) -> list[x509.GeneralName]:
+    """Check SANs (e.g. an agent's edits) against the profile rules; return GeneralNames."""
+    try:
+        names = [pki.san_from_text(text.strip()) for text in sans if text.strip()]
+    except pki.InvalidName as exc:
+        raise ProfileError(str(exc)) from None
+    if profile.takes_hostnames:
+        if not names:
+            raise ProfileError("a server certificate needs at least one DNS name or IP address")
+        bad = [n for n in names if not isinstance(n, x509.DNSName | x509.IPAddress)]
+        if bad:
+            raise ProfileError(
+                f"a server certificate names only hostnames and IPs, not {pki.san_to_text(bad[0])}"
+            )
+    else:
+        allowed = {requester_email.lower()} if requester_email else set()
+        for n in names:
+            if not isinstance(n, x509.RFC822Name) or n.value.lower() not in allowed:
+                raise ProfileError(
+                    f"a {profile.name} certificate names only the requester's email address, "
+                    f"not {pki.san_to_text(n)}"
+                )
+        if profile.san_policy == "requester_email" and not names:
+            raise ProfileError("a user certificate must name the requester's email address")
+    return names

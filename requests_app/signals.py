@@ -1,0 +1,21 @@
+"""Signals of the Certificate Manager: the seam between requests_app and delivery.
+
+All are sent inside the transaction of the change they report, so a receiver can write
+its own rows atomically with it; receivers defer side effects (mail, HTTP, tasks) with
+`transaction.on_commit`, so a rolled-back change notifies nobody.
+"""
+
+from django.dispatch import Signal
+
+#: A requester submitted a request. provides args: request, actor
+request_submitted = Signal()
+
+#: An agent (or an admin command) approved a request and a certificate was issued.
+#: provides args: certificate, request, actor
+certificate_issued = Signal()
+
+#: An agent rejected a request. provides args: request, reason, actor
+request_rejected = Signal()
+
+#: A request was canceled (by an agent or an admin). provides args: request, actor
+request_canceled = Signal()

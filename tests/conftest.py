@@ -1,0 +1,84 @@
+"""Shared fixtures: a CA, agents, CSRs made with cryptography or openssl, pending requests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from django.contrib.auth.models import Group
+
+from requests_app import ca as ca_store
+from requests_app import pki, services
+
+AGENTS_GROUP = "Certificate Manager Agents"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache(settings, tmp_path):
+    """Each test gets its own key directory and an empty key cache."""
+    settings.CA_KEY_DIR = tmp_path / "ca-keys"
+    ca_store.forget_keys()
+    yield
+    ca_store.forget_keys()
+
+
+@pytest.fixture
+def ca(db):
+    """The default CA: a P-256 root."""
+    return services.create_ca("CN=Test Root CA,O=ca-portal tests,C=US", key_type="p256")
+
+
+def make_csr(
+    *,
+    cn: str | None = "host1.example.test",
+    sans: list[x509.GeneralName] | None = None,
+    key: pki.PrivateKey | None = None,
+    key_type: str = "p256",
+) -> str:
+    """A PEM CSR signed by a fresh key (or the given one)."""
+    key = key or pki.generate_private_key(key_type)
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    csr = builder.sign(key, pki.signature_hash(key) or None)
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def csr_factory():
+    return make_csr
+
+
+def openssl_csr(
+    directory: Path, *, subject: str, key_spec: str = "rsa:2048", sans: str = ""
+) -> Path:
+    """Make a key and CSR with `openssl req`, as a requester would; return the CSR path."""
+    key, csr = directory / "req.key", directory / "req.csr"
+    args = ["openssl", "req", "-new", "-newkey", key_spec, "-nodes", "-keyout", str(key)]
+    args += ["-out", str(csr), "-subj", subject]
+    if sans:
+        args += ["-addext", f"subjectAltName={sans}"]
+    subprocess.run(args, check=True, capture_output=True)
+    return csr
+
+
+@pytest.fixture
+def agent(db, django_user_model):
+    user = django_user_model.objects.create_user("agent1", "agent1@example.test", "agent-pass-123")
+    user.groups.add(Group.objects.get(name=AGENTS_GROUP))
+    return user
+
+
+@pytest.fixture
+def pending_request(ca):
+    return services.submit_request(
+        profile="server",
+        csr=make_csr(cn="www.example.test"),
+        requester_email="admin@example.test",
+        requester_name="Server Admin",
+    )
