@@ -9,7 +9,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from django.contrib.auth.models import Group
 
 from requests_app import ca as ca_store
 from requests_app import pki, services
@@ -70,7 +69,7 @@ def openssl_csr(
 @pytest.fixture
 def agent(db, django_user_model):
     user = django_user_model.objects.create_user("agent1", "agent1@example.test", "agent-pass-123")
-    user.groups.add(Group.objects.get(name=AGENTS_GROUP))
+    user.groups.add(services.agents_group())
     return user
 
 

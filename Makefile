@@ -1,0 +1,49 @@
+# The two commands: `make run` (the portal, on a fresh machine) and `make test` (the suite).
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# The Python named by .python-version (pyenv honours it; Debian 13 has it as python3).
+PYTHON ?= $(shell command -v python$$(cat .python-version) 2>/dev/null || command -v python3)
+
+.PHONY: run test lint bench clean
+
+run: $(VENV)/.run-stamp .env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py dev_setup
+	@echo "ca-portal on http://127.0.0.1:8000 with its delivery worker; Ctrl-C stops both."
+	@trap 'kill 0' INT TERM EXIT; \
+	  $(PY) manage.py db_worker & \
+	  $(PY) manage.py runserver 127.0.0.1:8000
+
+test: $(VENV)/.dev-stamp
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-stamp
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; v=open(".python-version").read().strip(); \
+	  sys.exit(0 if "%d.%d" % sys.version_info[:2] == v else f"need Python {v}, found {sys.version.split()[0]}")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-stamp: requirements.txt $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-stamp: requirements.txt requirements-dev.txt $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.run-stamp
+
+# Development secrets, generated once and kept out of git.
+.env:
+	@umask 077; $(PYTHON) -c 'import secrets; \
+	  print("SECRET_KEY=" + secrets.token_urlsafe(50)); \
+	  print("CA_KEY_PASSPHRASE=" + secrets.token_urlsafe(32))' > .env
+	@echo "Wrote .env with a generated SECRET_KEY and CA_KEY_PASSPHRASE (keep it private)."
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,56 @@
+"""The download formats of certificates and CAs, shared by views and commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import pki
+from .models import Certificate, CertificateAuthority
+
+
+@dataclass(frozen=True)
+class Encoded:
+    data: bytes
+    content_type: str
+    filename: str
+
+
+class UnknownFormat(ValueError):
+    pass
+
+
+CERTIFICATE_FORMATS = ("pem", "der", "p7b", "chain")
+CA_FORMATS = ("pem", "der", "p7b")
+
+
+def encode_certificate(cert: Certificate, fmt: str) -> Encoded:
+    """pem: the certificate; der: .cer; p7b: certificate and chain; chain: full-chain PEM."""
+    x = cert.x509
+    if fmt == "pem":
+        return Encoded(pki.to_pem(x).encode(), "application/x-pem-file", f"{cert.serial}.pem")
+    if fmt == "der":
+        return Encoded(pki.to_der(x), "application/pkix-cert", f"{cert.serial}.cer")
+    if fmt == "p7b":
+        return Encoded(pki.to_pkcs7(cert.chain), "application/pkcs7-mime", f"{cert.serial}.p7b")
+    if fmt == "chain":
+        return Encoded(
+            pki.to_fullchain_pem(cert.chain).encode(),
+            "application/x-pem-file",
+            f"{cert.serial}-fullchain.pem",
+        )
+    raise UnknownFormat(f"unknown format {fmt!r}; use one of {', '.join(CERTIFICATE_FORMATS)}")
+
+
+def encode_ca(ca: CertificateAuthority, fmt: str) -> Encoded:
+    """pem: the CA certificate and its chain; der: the CA certificate; p7b: all of them."""
+    certs = [ca.certificate, *ca.chain]
+    stem = f"ca-{ca.pk}"
+    if fmt == "pem":
+        return Encoded(
+            pki.to_fullchain_pem(certs).encode(), "application/x-pem-file", f"{stem}.pem"
+        )
+    if fmt == "der":
+        return Encoded(pki.to_der(ca.certificate), "application/pkix-cert", f"{stem}.cer")
+    if fmt == "p7b":
+        return Encoded(pki.to_pkcs7(certs), "application/pkcs7-mime", f"{stem}.p7b")
+    raise UnknownFormat(f"unknown format {fmt!r}; use one of {', '.join(CA_FORMATS)}")
