@@ -118,7 +118,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG
@@ -179,6 +180,32 @@ ANYMAIL = {
     for key, value in env.ENVIRON.items()
     if key.startswith("ANYMAIL_") and key != "ANYMAIL_ESP"
 }
+
+# Delivery: plugin backends by alias, shaped like MAILERS. A third party adds one by
+# dotted path to a subclass of delivery.backends.BaseDeliveryBackend.
+DELIVERY_BACKENDS = {
+    "email_certificate": {"BACKEND": "delivery.backends.email.CertificateEmail"},
+    "email_link": {"BACKEND": "delivery.backends.email.LinkEmail"},
+    "notify": {"BACKEND": "delivery.backends.email.NotificationEmail"},
+}
+if env.str("DELIVERY_WEBHOOK_URL", default=""):
+    DELIVERY_BACKENDS["webhook"] = {
+        "BACKEND": "delivery.backends.webhook.Webhook",
+        "OPTIONS": {
+            "url": env.str("DELIVERY_WEBHOOK_URL"),
+            "secret": env.str("DELIVERY_WEBHOOK_SECRET", default=""),
+            "timeout": env.int("DELIVERY_WEBHOOK_TIMEOUT", default=10),
+        },
+    }
+# Which backends run on approval, per profile; None means each profile's own default
+# (server: none, user: email_link, agent: email_link).
+DELIVERY_POLICY = env.json("DELIVERY_POLICY", default=None)
+DELIVERY_AUTOMATIC = env.bool("DELIVERY_AUTOMATIC", default=True)  # one switch for all
+DELIVERY_NOTIFICATIONS = env.bool("DELIVERY_NOTIFICATIONS", default=True)
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=12)
+DELIVERY_RETRY_FIRST_SECONDS = env.int("DELIVERY_RETRY_FIRST_SECONDS", default=30)
+DELIVERY_RETRY_MAX_SECONDS = env.int("DELIVERY_RETRY_MAX_SECONDS", default=3600)
+DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 
 _TASK_BACKENDS = {
     "database": "django_tasks_db.DatabaseBackend",

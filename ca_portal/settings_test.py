@@ -17,3 +17,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+ANYMAIL = {"WEBHOOK_SECRET": "hook:secret-for-tests"}
+DELIVERY_BACKENDS = {
+    **DELIVERY_BACKENDS,  # noqa: F405
+    "test": {"BACKEND": "delivery.backends.test.TestBackend"},
+}

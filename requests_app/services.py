@@ -233,8 +233,8 @@ def approve_request(
     """Issue the certificate for a pending request, optionally with the agent's edits."""
     req = _lock_request(request_id)
     _require_pending(req, "approved")
-    prof = profiles.get_profile(req.profile)
     try:
+        prof = profiles.get_profile(req.profile)
         days = profiles.check_validity(prof, validity_days)
         chosen = req.requested_sans if sans is None else list(sans)
         names = profiles.check_sans(prof, chosen, requester_email=req.requester_email)
@@ -373,7 +373,10 @@ class BulkResult:
 
 
 def approve_all_pending(
-    *, agent: User | None, progress: Callable[[int, int], None] | None = None
+    *,
+    agent: User | None,
+    validity_days: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BulkResult:
     """Approve every pending request, each in its own transaction, oldest first."""
     ids = list(
@@ -384,7 +387,9 @@ def approve_all_pending(
     result = BulkResult(approved=[], refused=[])
     for done, public_id in enumerate(ids, start=1):
         try:
-            result.approved.append(approve_request(public_id, agent=agent))
+            result.approved.append(
+                approve_request(public_id, agent=agent, validity_days=validity_days)
+            )
         except ServiceError as exc:
             result.refused.append((public_id, exc.message))
         if progress:

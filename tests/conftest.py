@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import socket
 import subprocess
 from pathlib import Path
 
@@ -81,3 +84,56 @@ def pending_request(ca):
         requester_email="admin@example.test",
         requester_name="Server Admin",
     )
+
+
+# --- a real SMTP server ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SMTPServer:
+    """aiosmtpd on 127.0.0.1, recording every message it accepts."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes = []
+        self._controller = None
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.envelopes.append(envelope)
+        self.messages.append(
+            email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        )
+        return "250 Message accepted for delivery"
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self):
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def email_url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?timeout=5"
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A running SMTP server that the default mailer sends to (through EMAIL_URL's parser)."""
+    from ca_portal.settings import build_mailers
+
+    server = SMTPServer().start()
+    settings.MAILERS = build_mailers(server.email_url, "")
+    yield server
+    server.stop()

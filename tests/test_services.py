@@ -85,7 +85,7 @@ def test_submit_puts_a_pending_request_with_its_parsed_csr(ca, received):
     assert len(req.public_key_sha256) == 64
     assert req.requester_note == "for the web farm"
     assert req.submitter_ip == "192.0.2.7"
-    event = AuditEvent.objects.get(request=req)
+    event = AuditEvent.objects.get(request=req, action="request_submitted")
     assert (event.action, event.actor_label, event.ip) == (
         "request_submitted",
         "requester",
@@ -325,7 +325,9 @@ def test_issue_certificate_submits_and_approves(ca):
     )
     req = cert.request
     assert req.status == Status.COMPLETE
-    assert list(req.audit_events.values_list("action", "actor_label")) == [
+    assert list(
+        req.audit_events.filter(action__startswith="request_").values_list("action", "actor_label")
+    ) == [
         ("request_submitted", "requester"),
         ("request_approved", "system"),
     ]
@@ -367,7 +369,7 @@ def test_approve_all_pending(ca, agent):
 
 def test_audit_events_are_append_only(pending_request):
     """Audit rows cannot be changed or deleted through the ORM."""
-    event = AuditEvent.objects.get(request=pending_request)
+    event = AuditEvent.objects.get(request=pending_request, action="request_submitted")
     event.action = "tampered"
     with pytest.raises(TypeError):
         event.save()
@@ -377,7 +379,7 @@ def test_audit_events_are_append_only(pending_request):
         AuditEvent.objects.all().update(action="tampered")
     with pytest.raises(TypeError):
         AuditEvent.objects.all().delete()
-    assert AuditEvent.objects.get(request=pending_request).action == "request_submitted"
+    assert AuditEvent.objects.filter(request=pending_request, action="tampered").count() == 0
 
 
 # --- CAs and agents -------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""Email backends: the certificate attached, a retrieval link, and the notifications.
+
+Mail goes through Django's MAILERS (the alias in OPTIONS["mailer"]), so SMTP, the console
+and every django-anymail ESP work the same way.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail import EmailMultiAlternatives, mailers
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from requests_app import encodings, links, profiles
+
+from .base import BaseDeliveryBackend, DeliveryError, SendResult
+
+
+class BaseEmailBackend(BaseDeliveryBackend):
+    """Renders templates/delivery/email/<kind>{_subject.txt,.txt,.html} and mails them."""
+
+    default_options = {"mailer": "default", "from_email": None}
+
+    def check_options(self) -> None:
+        if self.options["mailer"] not in mailers:
+            raise ImproperlyConfigured(
+                f"DELIVERY_BACKENDS[{self.alias!r}]: OPTIONS mailer {self.options['mailer']!r} "
+                "is not in MAILERS"
+            )
+
+    def context(self, delivery) -> dict:
+        req = delivery.request
+        cert = delivery.certificate
+        profile = None
+        try:
+            profile = profiles.get_profile(req.profile)
+        except profiles.ProfileError:
+            pass
+        site = settings.SITE_URL
+        return {
+            "delivery": delivery,
+            "request": req,
+            "certificate": cert,
+            "profile": profile,
+            "note": delivery.note,
+            "site_url": site,
+            "status_url": f"{site}{req.get_absolute_url()}",
+            "agent_url": f"{site}{req.get_agent_url()}",
+            "certificate_url": (
+                f"{site}{reverse('certificate_detail', args=[cert.serial])}" if cert else ""
+            ),
+        }
+
+    def attachments(self, delivery) -> list[tuple[str, bytes, str]]:
+        return []
+
+    def build_message(self, delivery) -> EmailMultiAlternatives:
+        context = self.context(delivery)
+        base = f"delivery/email/{delivery.kind}"
+        subject = " ".join(render_to_string(f"{base}_subject.txt", context).split())
+        message = EmailMultiAlternatives(
+            subject=subject,
+            body=render_to_string(f"{base}.txt", context),
+            from_email=self.options["from_email"] or settings.DEFAULT_FROM_EMAIL,
+            to=[delivery.recipient],
+            headers={"X-CA-Portal-Delivery": str(delivery.pk)},
+        )
+        message.attach_alternative(render_to_string(f"{base}.html", context), "text/html")
+        for filename, content, mimetype in self.attachments(delivery):
+            message.attach(filename, content, mimetype)
+        # django-anymail sends metadata to the ESP, which echoes it in tracking events.
+        message.metadata = {"delivery_id": str(delivery.pk)}
+        return message
+
+    def transmit(self, delivery, message: EmailMultiAlternatives) -> SendResult:
+        try:
+            message.send(using=self.options["mailer"])
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise DeliveryError(
+                f"the mail server refused the recipient: {exc.recipients}",
+                permanent=all(code >= 500 for code in codes),
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else exc.smtp_error
+            )
+            raise DeliveryError(
+                f"the mail server answered {exc.smtp_code} {text}", permanent=exc.smtp_code >= 500
+            ) from None
+        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            raise DeliveryError(f"cannot reach the mail server: {exc}") from None
+        except Exception as exc:
+            raise _anymail_error(exc) from None
+        status = getattr(message, "anymail_status", None)
+        return SendResult(message_id=(getattr(status, "message_id", None) or "") if status else "")
+
+
+def _anymail_error(exc: Exception) -> Exception:
+    """Classify django-anymail's errors: a refused recipient or a 4xx answer is permanent."""
+    from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+
+    if isinstance(exc, AnymailRecipientsRefused):
+        return DeliveryError(f"the provider refused the recipient: {exc}", permanent=True)
+    if isinstance(exc, AnymailError):
+        code = getattr(exc, "status_code", None)
+        return DeliveryError(
+            f"the mail provider answered: {exc}", permanent=code is not None and 400 <= code < 500
+        )
+    return exc
+
+
+class CertificateEmail(BaseEmailBackend):
+    """Mail with the certificate attached (<serial>.pem and <serial>-chain.p7b)."""
+
+    kinds = ("certificate",)
+
+    def context(self, delivery) -> dict:
+        context = super().context(delivery)
+        context["pem"] = encodings.encode_certificate(delivery.certificate, "pem").data.decode()
+        return context
+
+    def attachments(self, delivery):
+        cert = delivery.certificate
+        pem = encodings.encode_certificate(cert, "pem")
+        chain = encodings.encode_certificate(cert, "p7b")
+        return [
+            (pem.filename, pem.data, pem.content_type),
+            (f"{cert.serial}-chain.p7b", chain.data, chain.content_type),
+        ]
+
+
+class LinkEmail(BaseEmailBackend):
+    """Mail with a signed, time-limited link to the certificate's page."""
+
+    kinds = ("link",)
+
+    def context(self, delivery) -> dict:
+        context = super().context(delivery)
+        context["retrieval_url"] = links.retrieval_url(delivery.certificate)
+        context["max_age_days"] = settings.RETRIEVAL_LINK_MAX_AGE_DAYS
+        return context
+
+
+class NotificationEmail(BaseEmailBackend):
+    """Request received / waiting / rejected / canceled."""
+
+    kinds = ("request_received", "request_waiting", "request_rejected", "request_canceled")

@@ -1,0 +1,84 @@
+"""POST the issued certificate as JSON to automation that installs server certificates.
+
+The body is signed with HMAC-SHA256 under OPTIONS["secret"]; the receiver recomputes
+`sha256=<hex>` over the raw body and compares it with the X-CA-Portal-Signature header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from requests_app import encodings, pki
+
+from .base import BaseDeliveryBackend, DeliveryError, SendResult
+
+SIGNATURE_HEADER = "X-CA-Portal-Signature"
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Webhook(BaseDeliveryBackend):
+    kinds = ("certificate",)
+    default_options = {"url": "", "secret": "", "timeout": 10}
+
+    def check_options(self) -> None:
+        parts = urlsplit(self.options["url"])
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ImproperlyConfigured(
+                f"DELIVERY_BACKENDS[{self.alias!r}]: OPTIONS url must be an http(s) URL"
+            )
+        if len(self.options["secret"]) < 16:
+            raise ImproperlyConfigured(
+                f"DELIVERY_BACKENDS[{self.alias!r}]: OPTIONS secret must be at least 16 characters"
+            )
+
+    def default_recipient(self, delivery_request, certificate) -> str:
+        return self.options["url"]
+
+    def build_message(self, delivery) -> bytes:
+        cert = delivery.certificate
+        req = delivery.request
+        document = {
+            "serial": cert.serial,
+            "request_id": req.display_id,
+            "profile": cert.profile,
+            "subject": cert.subject,
+            "sans": cert.sans,
+            "not_before": cert.not_before.isoformat(),
+            "not_after": cert.not_after.isoformat(),
+            "pem": encodings.encode_certificate(cert, "pem").data.decode(),
+            "chain": pki.to_fullchain_pem(cert.chain[1:]),
+        }
+        return json.dumps(document, sort_keys=True).encode()
+
+    def transmit(self, delivery, message: bytes) -> SendResult:
+        http_request = urllib.request.Request(  # noqa: S310 - the scheme is checked at start-up
+            delivery.recipient,
+            data=message,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: signature(self.options["secret"], message),
+                "X-CA-Portal-Delivery": str(delivery.pk),
+            },
+        )
+        try:
+            with urllib.request.urlopen(http_request, timeout=self.options["timeout"]) as response:  # noqa: S310
+                response.read(1024)
+        except urllib.error.HTTPError as exc:
+            raise DeliveryError(
+                f"the webhook answered HTTP {exc.code}", permanent=400 <= exc.code < 500
+            ) from None
+        except (urllib.error.URLError, OSError, socket.timeout) as exc:
+            raise DeliveryError(f"cannot reach the webhook: {exc}") from None
+        return SendResult()

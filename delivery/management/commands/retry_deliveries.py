@@ -1,0 +1,31 @@
+"""Find due and stuck deliveries and hand them to the worker (safe from cron, in parallel)."""
+
+from django.core.management.base import BaseCommand
+
+from delivery import services
+
+
+class Command(BaseCommand):
+    help = (
+        "Enqueue pending deliveries that are due and deliveries whose worker lease expired. "
+        "--now retries every unsent delivery at once; --sync sends them in this process."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--now", action="store_true", help="retry every pending delivery now")
+        parser.add_argument(
+            "--sync", action="store_true", help="send in this process instead of enqueuing"
+        )
+
+    def handle(self, *args, now, sync, **options):
+        ids = services.due_delivery_ids(everything=now)
+        outcomes: dict[str, int] = {}
+        for delivery_id in ids:
+            if sync:
+                outcome = services.deliver(delivery_id)
+            else:
+                services.enqueue(delivery_id)
+                outcome = "enqueued"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        summary = ", ".join(f"{count} {what}" for what, count in sorted(outcomes.items()))
+        self.stdout.write(f"{len(ids)} due deliveries" + (f": {summary}" if summary else ""))

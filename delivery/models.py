@@ -1,0 +1,99 @@
+"""The outbox: one Delivery row per (certificate or request, backend, recipient).
+
+The row is the source of truth, never the task: a lost task is found again by
+`retry_deliveries`, and a row is sent only by the worker that claimed it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from requests_app.models import Certificate, CertificateRequest
+
+
+class Delivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+        BOUNCED = "bounced"
+
+    class Kind(models.TextChoices):
+        CERTIFICATE = "certificate", "the certificate"
+        LINK = "link", "a retrieval link"
+        REQUEST_RECEIVED = "request_received", "request received (to the requester)"
+        REQUEST_WAITING = "request_waiting", "request waiting (to agents)"
+        REQUEST_REJECTED = "request_rejected", "request rejected (to the requester)"
+        REQUEST_CANCELED = "request_canceled", "request canceled (to the requester)"
+
+    request = models.ForeignKey(
+        CertificateRequest, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    certificate = models.ForeignKey(
+        Certificate, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    backend = models.CharField(max_length=64, help_text="An alias of DELIVERY_BACKENDS.")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    recipient = models.CharField(max_length=500, help_text="An email address or a URL.")
+    note = models.TextField(blank=True, help_text="The agent's note, put into the message.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["status", "lease_until"], name="delivery_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.recipient} ({self.status})"
+
+    @property
+    def requested_by_label(self) -> str:
+        return self.requested_by.get_username() if self.requested_by else "system"
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (self.Status.FAILED, self.Status.BOUNCED)
+
+
+class DeliveryEvent(models.Model):
+    """A tracking event from the mail provider, recorded once per provider event ID."""
+
+    delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    provider = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=32)
+    message_id = models.CharField(max_length=255, blank=True)
+    recipient = models.CharField(max_length=254, blank=True)
+    description = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"], name="one_event_per_provider_id"
+            )
+        ]
+        ordering = ["received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} {self.message_id}"

@@ -1,0 +1,368 @@
+"""Every state change of the outbox: queue, claim, send, retry, track.
+
+A Delivery is written in the transaction of the change that causes it and its task is
+enqueued on commit. `deliver` claims a row by compare-and-swap, so whichever worker or
+task runs it, each claim sends at most once; a crashed worker's lease expires and the
+row is claimed again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from requests_app import profiles
+from requests_app.models import Certificate, CertificateRequest, normalize_serial
+from requests_app.services import ServiceError, audit
+
+from .backends import DeliveryError, get_backend
+from .models import Delivery, DeliveryEvent
+
+logger = logging.getLogger(__name__)
+Status = Delivery.Status
+Kind = Delivery.Kind
+
+#: The backend alias that sends each manual method and each notification.
+MANUAL_METHODS = {"certificate": "email_certificate", "link": "email_link"}
+NOTIFY_BACKEND = "notify"
+
+
+class DeliveryRefused(ServiceError):
+    """A delivery cannot be queued or retried; nothing was written."""
+
+
+# --- settings -----------------------------------------------------------------------
+
+
+def lease() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """Delay before the next try: first within a minute, doubling up to the maximum."""
+    seconds = settings.DELIVERY_RETRY_FIRST_SECONDS * 2 ** max(attempts - 1, 0)
+    return dt.timedelta(seconds=min(seconds, settings.DELIVERY_RETRY_MAX_SECONDS))
+
+
+def automatic_backends(profile_name: str) -> list[str]:
+    """The backends that run on approval for a profile (DELIVERY_POLICY, else the profile's)."""
+    if not settings.DELIVERY_AUTOMATIC:
+        return []
+    policy = settings.DELIVERY_POLICY
+    if policy is not None and profile_name in policy:
+        return list(policy[profile_name])
+    try:
+        return list(profiles.get_profile(profile_name).auto_delivery)
+    except profiles.ProfileError:
+        return []
+
+
+def agent_addresses() -> list[str]:
+    """AGENT_NOTIFY_EMAIL if set, else every active agent with an email address."""
+    if settings.AGENT_NOTIFY_EMAIL:
+        return list(settings.AGENT_NOTIFY_EMAIL)
+    agents = get_user_model().objects.filter(
+        Q(groups__permissions__codename="approve_certificaterequest") | Q(is_superuser=True),
+        is_active=True,
+    )
+    return sorted({email for email in agents.values_list("email", flat=True) if email})
+
+
+# --- queueing -----------------------------------------------------------------------
+
+
+def clean_recipient(recipient: str, *, url: bool = False) -> str:
+    """An email address (or a URL for webhooks), refusing anything that could inject headers."""
+    recipient = (recipient or "").strip()
+    if any(ch in recipient for ch in "\r\n\0,;"):
+        raise DeliveryRefused(f"{recipient!r} is not a single valid recipient", field="to")
+    try:
+        (URLValidator(schemes=["http", "https"]) if url else validate_email)(recipient)
+    except ValidationError:
+        what = "URL" if url else "email address"
+        raise DeliveryRefused(f"{recipient!r} is not a valid {what}", field="to") from None
+    return recipient
+
+
+def queue_delivery(
+    *,
+    request: CertificateRequest,
+    kind: str,
+    backend: str,
+    recipient: str | None = None,
+    certificate: Certificate | None = None,
+    note: str = "",
+    actor=None,
+) -> Delivery:
+    """Write one Delivery row (in the caller's transaction) and enqueue it on commit."""
+    plugin = get_backend(backend)
+    if kind not in plugin.kinds:
+        raise DeliveryRefused(f"backend {backend!r} cannot send {kind!r}")
+    if recipient is None:
+        recipient = plugin.default_recipient(request, certificate)
+    recipient = clean_recipient(recipient, url=recipient.startswith(("http://", "https://")))
+    delivery = Delivery.objects.create(
+        request=request,
+        certificate=certificate,
+        backend=backend,
+        kind=kind,
+        recipient=recipient,
+        note=(note or "").strip(),
+        requested_by=actor,
+        next_attempt_at=timezone.now(),
+    )
+    audit(
+        "delivery_queued",
+        actor=actor,
+        request=request,
+        certificate=certificate,
+        delivery=delivery.pk,
+        kind=kind,
+        backend=backend,
+        recipient=recipient,
+    )
+    transaction.on_commit(lambda: enqueue(delivery.pk))
+    return delivery
+
+
+def enqueue(delivery_id: int, *, run_after: dt.datetime | None = None) -> None:
+    """Hand a delivery to the task backend (deferred when the backend supports it)."""
+    from .tasks import deliver_task
+
+    task = deliver_task
+    if run_after is not None:
+        if not task.get_backend().supports_defer:
+            return  # retry_deliveries (cron / make run) picks it up when due
+        task = task.using(run_after=run_after)
+    try:
+        task.enqueue(delivery_id)
+    except Exception:
+        # The row is the source of truth: retry_deliveries finds it again.
+        logger.exception("could not enqueue delivery %s; the sweeper will", delivery_id)
+
+
+@transaction.atomic
+def send_certificate(
+    serial: str | Certificate,
+    *,
+    method: str,
+    to: str | None = None,
+    note: str = "",
+    actor=None,
+) -> Delivery:
+    """An agent sends a certificate (attached, or as a retrieval link) by hand."""
+    if method not in MANUAL_METHODS:
+        raise DeliveryRefused(f"unknown method {method!r}; use certificate or link", field="method")
+    if isinstance(serial, Certificate):
+        cert = serial
+    else:
+        cert = (
+            Certificate.objects.filter(serial=normalize_serial(serial)).order_by("-created").first()
+        )
+        if cert is None:
+            raise DeliveryRefused(f"no certificate has the serial number {serial}", field="serial")
+    request = CertificateRequest.objects.filter(certificate=cert).first()
+    if request is None:
+        raise DeliveryRefused(f"certificate {cert.serial} has no request to deliver to")
+    return queue_delivery(
+        request=request,
+        certificate=cert,
+        kind=method,
+        backend=MANUAL_METHODS[method],
+        recipient=to or request.requester_email,
+        note=note,
+        actor=actor,
+    )
+
+
+@transaction.atomic
+def retry_delivery(delivery_id: int, *, actor=None) -> Delivery:
+    """Put a failed or bounced delivery back in the queue, due now."""
+    delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
+    if delivery is None:
+        raise DeliveryRefused(f"no delivery {delivery_id}")
+    if delivery.status not in (Status.FAILED, Status.BOUNCED, Status.PENDING):
+        raise DeliveryRefused(
+            f"delivery {delivery_id} is {delivery.status}; only failed, bounced or pending ones can be retried"
+        )
+    delivery.status = Status.PENDING
+    delivery.next_attempt_at = timezone.now()
+    delivery.lease_until = None
+    delivery.save(update_fields=["status", "next_attempt_at", "lease_until", "updated"])
+    audit(
+        "delivery_retry_requested",
+        actor=actor,
+        request=delivery.request,
+        certificate=delivery.certificate,
+        delivery=delivery.pk,
+    )
+    transaction.on_commit(lambda: enqueue(delivery.pk))
+    return delivery
+
+
+# --- sending ------------------------------------------------------------------------
+
+
+def claim(delivery_id: int, *, now: dt.datetime | None = None) -> bool:
+    """Compare-and-swap: a due pending row, or one whose lease expired, becomes ours."""
+    now = now or timezone.now()
+    due = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(
+        status=Status.SENDING, lease_until__lt=now
+    )
+    return (
+        Delivery.objects.filter(due, pk=delivery_id).update(
+            status=Status.SENDING,
+            lease_until=now + lease(),
+            attempts=F("attempts") + 1,
+            updated=now,
+        )
+        == 1
+    )
+
+
+def deliver(delivery_id: int) -> str:
+    """Claim, send and record one delivery; returns its status afterwards."""
+    if not claim(delivery_id):
+        return "not-claimed"
+    delivery = Delivery.objects.select_related("request", "certificate__ca").get(pk=delivery_id)
+    try:
+        result = get_backend(delivery.backend).send(delivery)
+    except DeliveryError as exc:
+        return _record_failure(delivery, exc.message, permanent=exc.permanent)
+    except Exception as exc:  # a bug or bad configuration must not leave the row "sending"
+        logger.exception("delivery %s: unexpected error", delivery_id)
+        return _record_failure(delivery, f"{type(exc).__name__}: {exc}", permanent=False)
+    with transaction.atomic():
+        now = timezone.now()
+        Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
+            status=Status.SENT,
+            sent_at=now,
+            lease_until=None,
+            last_error="",
+            message_id=result.message_id[:255],
+            updated=now,
+        )
+        audit(
+            "delivery_sent",
+            actor=None,
+            request=delivery.request,
+            certificate=delivery.certificate,
+            delivery=delivery.pk,
+            kind=delivery.kind,
+            recipient=delivery.recipient,
+            attempt=delivery.attempts,
+        )
+    return Status.SENT
+
+
+def _record_failure(delivery: Delivery, error: str, *, permanent: bool) -> str:
+    now = timezone.now()
+    final = permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
+    status = Status.FAILED if final else Status.PENDING
+    next_attempt = None if final else now + backoff(delivery.attempts)
+    with transaction.atomic():
+        Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
+            status=status,
+            last_error=error[:2000],
+            next_attempt_at=next_attempt,
+            lease_until=None,
+            updated=now,
+        )
+        audit(
+            "delivery_failed" if final else "delivery_retry_scheduled",
+            actor=None,
+            request=delivery.request,
+            certificate=delivery.certificate,
+            delivery=delivery.pk,
+            error=error[:500],
+            attempt=delivery.attempts,
+            next_attempt=next_attempt.isoformat() if next_attempt else None,
+        )
+    if not final:
+        enqueue(delivery.pk, run_after=next_attempt)
+    logger.warning("delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, error)
+    return status
+
+
+def due_delivery_ids(*, now: dt.datetime | None = None, everything: bool = False) -> list[int]:
+    """Pending rows that are due (all pending rows with everything=True) and expired leases.
+    With everything=True the pending rows are made due now."""
+    now = now or timezone.now()
+    if everything:
+        Delivery.objects.filter(status=Status.PENDING, next_attempt_at__gt=now).update(
+            next_attempt_at=now
+        )
+    due = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(
+        status=Status.SENDING, lease_until__lt=now
+    )
+    return list(
+        Delivery.objects.filter(due).order_by("next_attempt_at", "pk").values_list("pk", flat=True)
+    )
+
+
+# --- tracking -----------------------------------------------------------------------
+
+TRACKING_STATUS = {
+    "delivered": Status.DELIVERED,
+    "bounced": Status.BOUNCED,
+    "rejected": Status.BOUNCED,
+    "failed": Status.BOUNCED,
+}
+
+
+def record_tracking_event(
+    *,
+    provider: str,
+    event_id: str,
+    event_type: str,
+    message_id: str = "",
+    delivery_id: str | None = None,
+    recipient: str = "",
+    description: str = "",
+    occurred_at: dt.datetime | None = None,
+) -> DeliveryEvent | None:
+    """Record a provider's event once (a replay changes nothing) and move its delivery."""
+    delivery = None
+    if delivery_id and str(delivery_id).isdigit():
+        delivery = Delivery.objects.filter(pk=int(delivery_id)).first()
+    if delivery is None and message_id:
+        delivery = Delivery.objects.filter(message_id=message_id).first()
+    try:
+        with transaction.atomic():
+            event = DeliveryEvent.objects.create(
+                delivery=delivery,
+                provider=provider,
+                event_id=event_id,
+                event_type=event_type,
+                message_id=message_id or "",
+                recipient=recipient or "",
+                description=(description or "")[:2000],
+                occurred_at=occurred_at,
+            )
+            new_status = TRACKING_STATUS.get(event_type)
+            if delivery is not None and new_status is not None:
+                Delivery.objects.filter(pk=delivery.pk).exclude(status=new_status).update(
+                    status=new_status,
+                    last_error=(description or "")[:2000] if new_status == Status.BOUNCED else "",
+                    updated=timezone.now(),
+                )
+                audit(
+                    f"delivery_{new_status}",
+                    actor=None,
+                    request=delivery.request,
+                    certificate=delivery.certificate,
+                    delivery=delivery.pk,
+                    provider=provider,
+                    event_id=event_id,
+                )
+    except IntegrityError:
+        return None  # already recorded: a replayed event changes nothing
+    return event

@@ -1,0 +1,442 @@
+"""Django admin: a second agent surface. Everything is read-only; agents change a request's
+state only through the actions, which call the services like every other surface does."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+from cryptography import x509
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import ActionLocation, helpers
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from . import pki, profiles, services
+from .encodings import CERTIFICATE_FORMATS
+from .models import (
+    PUBLIC_ID_ALPHABET,
+    PUBLIC_ID_LENGTH,
+    AuditEvent,
+    Certificate,
+    CertificateAuthority,
+    CertificateRequest,
+    normalize_public_id,
+    normalize_serial,
+)
+
+APPROVE_PERMISSION = "requests_app.approve_certificaterequest"
+BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def _public_id_q(term: str) -> Q | None:
+    """An exact match on the request ID, if the term reads as one (any case, hyphens)."""
+    public_id = normalize_public_id(term)
+    if len(public_id) == PUBLIC_ID_LENGTH and set(public_id) <= set(PUBLIC_ID_ALPHABET):
+        return Q(public_id=public_id)
+    return None
+
+
+def _serial(term: str) -> str | None:
+    """The term as one of our serials (lower-case hex), if it reads as one."""
+    serial = normalize_serial(term)
+    return serial if _HEX.fullmatch(serial) else None
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """No add, change or delete for anyone, superusers included; viewing needs view_*."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        # Computed fields in fieldsets must be declared read-only, or the form rejects them.
+        return [
+            name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
+        ]
+
+
+class _KnownCountPaginator(Paginator):
+    """A paginator told its count, so the changelist runs no COUNT over the whole table."""
+
+    def __init__(self, *args, count: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._known_count = count
+
+    @cached_property
+    def count(self) -> int:
+        return self._known_count
+
+
+class ProfileFilter(admin.SimpleListFilter):
+    """Profiles from the configuration, not a SELECT DISTINCT over the whole table."""
+
+    title = "profile"
+    parameter_name = "profile"
+
+    def lookups(self, request, model_admin):
+        return [(p.name, p.label) for p in profiles.all_profiles(enabled_only=False)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(profile=self.value()) if self.value() else queryset
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        help_text="Shown to the requester.",
+    )
+
+
+class AuditEventInline(admin.TabularInline):
+    model = AuditEvent
+    fk_name = "request"
+    fields = ["time", "actor_label", "action", "details", "ip"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "history entry"
+    verbose_name_plural = "history"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CertificateRequest)
+class CertificateRequestAdmin(ReadOnlyAdmin):
+    list_display = [
+        "request_id",
+        "status",
+        "profile",
+        "subject",
+        "requester_email",
+        "submitted_at",
+    ]
+    list_display_links = ["request_id"]
+    list_filter = ["status", ProfileFilter]
+    search_fields = ["subject", "requester_email"]
+    search_help_text = (
+        "A request ID or certificate serial (any case, with or without separators), "
+        "or part of a subject or email address."
+    )
+    list_select_related = ["certificate", "acted_by"]
+    ordering = ["-submitted_at"]
+    show_full_result_count = False
+    actions = ["approve_selected", "reject_selected", "cancel_selected"]
+    inlines = [AuditEventInline]
+    fieldsets = [
+        (None, {"fields": ["request_id", "status", "profile", "submitted_at", "updated_at"]}),
+        (
+            "Requester",
+            {"fields": ["requester_name", "requester_email", "requester_note", "submitter_ip"]},
+        ),
+        (
+            "Certificate signing request",
+            {
+                "fields": [
+                    "subject",
+                    "key_description",
+                    "requested_names",
+                    "csr_names",
+                    "public_key_sha256",
+                    "csr_pem",
+                ]
+            },
+        ),
+        ("Decision", {"fields": ["acted_by", "agent_note", "certificate_link", "renewal_of"]}),
+    ]
+
+    @admin.display(description="request ID", ordering="public_id")
+    def request_id(self, obj: CertificateRequest) -> str:
+        return obj.display_id
+
+    @admin.display(description="key")
+    def key_description(self, obj: CertificateRequest) -> str:
+        try:
+            name, size = pki.key_description(pki.load_csr(obj.csr_pem).public_key())
+        except pki.PKIError:
+            name, size = obj.key_type, obj.key_size
+        return f"{name}, {size} bits"
+
+    @admin.display(description="names to certify")
+    def requested_names(self, obj: CertificateRequest) -> str:
+        return ", ".join(obj.requested_sans) or "-"
+
+    @admin.display(description="subjectAltName in the CSR")
+    def csr_names(self, obj: CertificateRequest) -> str:
+        try:
+            csr = pki.load_csr(obj.csr_pem)
+            ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return "-"
+        except (pki.PKIError, ValueError):
+            return "(unreadable)"
+        return ", ".join(pki.san_to_text(name) for name in ext.value) or "-"
+
+    @admin.display(description="certificate")
+    def certificate_link(self, obj: CertificateRequest) -> str:
+        if obj.certificate is None:
+            return "-"
+        url = reverse("admin:requests_app_certificate_change", args=[obj.certificate.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.certificate.serial)
+
+    def has_approve_permission(self, request) -> bool:
+        return request.user.has_perm(APPROVE_PERMISSION)
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        exact = Q()
+        if public_id := _public_id_q(term):
+            exact |= public_id
+        if serial := _serial(term):
+            exact |= Q(certificate__serial=serial)
+        if term and exact:
+            results |= queryset.filter(exact)
+        return results, may_have_duplicates
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        # StatusCount exists so that list pages never count the whole table: use it when
+        # the list is unfiltered or filtered by status only.
+        params = set(request.GET) - {"o", "p"}
+        count = None
+        if not params:
+            count = sum(services.status_counts().values())
+        elif params == {"status__exact"}:
+            count = services.status_counts().get(request.GET["status__exact"])
+        if count is None:
+            return super().get_paginator(
+                request, queryset, per_page, orphans, allow_empty_first_page
+            )
+        return _KnownCountPaginator(
+            queryset, per_page, orphans, allow_empty_first_page, count=count
+        )
+
+    def _act(self, request, queryset, act, done: str) -> None:
+        """Run one service call per request; report each success or refusal."""
+        for req in queryset:
+            try:
+                outcome = act(req)
+            except services.ServiceError as exc:
+                self.message_user(
+                    request, f"Request {req.display_id}: {exc.message}", messages.ERROR
+                )
+            else:
+                self.message_user(request, done.format(req=req, outcome=outcome), messages.SUCCESS)
+
+    @admin.action(
+        permissions=["approve"],
+        description="Approve this request",
+        description_plural="Approve selected requests",
+        location=BOTH_LOCATIONS,
+    )
+    def approve_selected(self, request, queryset):
+        self._act(
+            request,
+            queryset,
+            lambda req: services.approve_request(
+                req.public_id, agent=request.user, ip=_client_ip(request)
+            ),
+            "Approved request {req.display_id}: certificate serial {outcome.serial}.",
+        )
+
+    @admin.action(
+        permissions=["approve"],
+        description="Reject this request",
+        description_plural="Reject selected requests",
+        location=BOTH_LOCATIONS,
+    )
+    def reject_selected(self, request, queryset):
+        # Like delete_selected: the first POST shows a page asking for the reason, which
+        # posts the same action again with post=yes.
+        form = RejectForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            self._act(
+                request,
+                queryset,
+                lambda req: services.reject_request(
+                    req.public_id, agent=request.user, reason=reason, ip=_client_ip(request)
+                ),
+                "Rejected request {req.display_id}.",
+            )
+            return None
+        form_prefix = f"{ActionLocation.CHANGE_FORM.value}-"
+        prefix = form_prefix if f"{form_prefix}action" in request.POST else ""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject requests",
+            "subtitle": None,
+            "opts": self.opts,
+            "queryset": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_field_name": f"{prefix}action",
+            "action_name": "reject_selected",
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request,
+            "admin/requests_app/certificaterequest/reject_selected_confirmation.html",
+            context,
+        )
+
+    @admin.action(
+        permissions=["approve"],
+        description="Cancel this request",
+        description_plural="Cancel selected requests",
+        location=BOTH_LOCATIONS,
+    )
+    def cancel_selected(self, request, queryset):
+        self._act(
+            request,
+            queryset,
+            lambda req: services.cancel_request(
+                req.public_id, agent=request.user, ip=_client_ip(request)
+            ),
+            "Canceled request {req.display_id}.",
+        )
+
+
+@admin.register(Certificate)
+class CertificateAdmin(ReadOnlyAdmin):
+    list_display = ["serial", "subject", "profile", "status", "not_after", "downloads"]
+    list_filter = ["status"]
+    search_fields = ["subject"]
+    search_help_text = "A serial number (any case, with or without colons) or part of a subject."
+    ordering = ["-created"]
+    show_full_result_count = False
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "serial",
+                    "serial_colons",
+                    "subject",
+                    "sans",
+                    "profile",
+                    "status",
+                    "not_before",
+                    "not_after",
+                    "fingerprint_sha256",
+                    "ca",
+                    "request_link",
+                    "downloads",
+                    "created",
+                ]
+            },
+        ),
+        ("PEM", {"fields": ["pem"]}),
+    ]
+
+    @admin.display(description="download")
+    def downloads(self, obj: Certificate) -> str:
+        return format_html_join(
+            " ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("certificate_download", args=[obj.serial, fmt]), fmt)
+                for fmt in CERTIFICATE_FORMATS
+            ),
+        )
+
+    @admin.display(description="serial (colons)")
+    def serial_colons(self, obj: Certificate) -> str:
+        return obj.serial_colons
+
+    @admin.display(description="request")
+    def request_link(self, obj: Certificate) -> str:
+        try:
+            req = obj.request
+        except CertificateRequest.DoesNotExist:
+            return "-"
+        url = reverse("admin:requests_app_certificaterequest_change", args=[req.pk])
+        return format_html('<a href="{}">{}</a>', url, req.display_id)
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term and (serial := _serial(term)):
+            results |= queryset.filter(serial=serial)
+        return results, may_have_duplicates
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["time", "actor_label", "action", "request", "certificate", "ip"]
+    list_select_related = ["request", "certificate"]
+    # No list_filter on action: it would SELECT DISTINCT over the whole, ever-growing log.
+    search_fields = ["=action", "actor_label"]
+    ordering = ["-time", "-id"]
+    show_full_result_count = False
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "time",
+                    "actor",
+                    "actor_label",
+                    "action",
+                    "request",
+                    "certificate",
+                    "ca",
+                    "details",
+                    "ip",
+                ]
+            },
+        )
+    ]
+
+
+@admin.register(CertificateAuthority)
+class CertificateAuthorityAdmin(ReadOnlyAdmin):
+    # Explicit fields: only public facts about the CA, never anything from its key file.
+    list_display = ["name", "subject", "key_type", "not_after", "is_default"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "subject",
+                    "key_type",
+                    "serial",
+                    "not_before",
+                    "not_after",
+                    "fingerprint_sha256",
+                    "is_default",
+                    "key_filename",
+                    "created",
+                ]
+            },
+        )
+    ]
+    ordering = ["-created"]
+
+    @admin.display(description="SHA-256 fingerprint")
+    def fingerprint_sha256(self, obj: CertificateAuthority) -> str:
+        return obj.fingerprint_sha256

@@ -1,0 +1,46 @@
+"""Submit and approve in one step (the last line of output is the serial)."""
+
+from django.core.management.base import BaseCommand
+
+from requests_app import profiles, services
+from requests_app.management._util import positive_int, read_input, service_errors
+
+
+class Command(BaseCommand):
+    help = (
+        "Issue a certificate for a CSR at once, without the agent queue (recorded as a "
+        "request approved by the system); the last line of output is the serial number."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--profile", required=True, choices=profiles.profile_names())
+        parser.add_argument("--csr", required=True, metavar="PATH", help='PEM or DER; "-": stdin')
+        parser.add_argument("--email", required=True, help="the requester's email address")
+        parser.add_argument("--name", default="", help="the requester's name")
+        parser.add_argument(
+            "--san",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="an extra hostname or IP address (server profile); repeat for more",
+        )
+        parser.add_argument(
+            "--validity-days", type=positive_int, metavar="N", help="within the profile maximum"
+        )
+
+    def handle(self, *args, profile, csr, email, name, san, validity_days, **options):
+        data = read_input(csr)
+        with service_errors():
+            cert = services.issue_certificate(
+                profile=profile,
+                csr=data,
+                requester_email=email,
+                requester_name=name,
+                extra_hostnames=san,
+                validity_days=validity_days,
+            )
+        self.stdout.write(
+            f"Issued {cert.subject} ({', '.join(cert.sans) or 'no SANs'}) as request "
+            f"{cert.request.display_id}, valid until {cert.not_after:%Y-%m-%d}"
+        )
+        self.stdout.write(cert.serial)

@@ -1,0 +1,107 @@
+"""Two db_worker processes on PostgreSQL drain one outbox: every message arrives exactly once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from django_tasks_db import DatabaseBackend
+
+from delivery.models import Delivery
+from delivery.tasks import deliver_task
+from requests_app import services
+from tests.conftest import SMTPServer, make_csr
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNT = 500
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="several workers need a shared server database; CI runs this on PostgreSQL",
+    ),
+]
+
+
+def test_two_workers_deliver_each_message_exactly_once(ca, settings):
+    """500 queued deliveries, two db_worker processes, one local SMTP server: 500 messages, no duplicate."""
+    settings.DELIVERY_NOTIFICATIONS = False
+    req = services.submit_request(
+        profile="server", csr=make_csr(cn="bulk.example.test"), requester_email="o@example.test"
+    )
+    now = timezone.now()
+    deliveries = Delivery.objects.bulk_create(
+        Delivery(
+            request=req,
+            backend="notify",
+            kind=Delivery.Kind.REQUEST_RECEIVED,
+            recipient=f"r{i}@example.test",
+            next_attempt_at=now,
+        )
+        for i in range(COUNT)
+    )
+    database = DatabaseBackend("default", {"QUEUES": [], "OPTIONS": {}})
+    for delivery in deliveries:
+        database.enqueue(deliver_task, (delivery.pk,), {})
+    # Enqueue a second time: a duplicated task must still send once (compare-and-swap claim).
+    for delivery in deliveries[:50]:
+        database.enqueue(deliver_task, (delivery.pk,), {})
+
+    db = connection.settings_dict
+    smtp = SMTPServer().start()
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "ca_portal.settings",
+        "ENV_FILE": "/nonexistent/.env",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "TASKS_BACKEND": "database",
+        "EMAIL_URL": smtp.email_url,
+        "CA_KEY_DIR": str(settings.CA_KEY_DIR),
+    }
+    command = [
+        sys.executable,
+        "manage.py",
+        "db_worker",
+        "--batch",
+        "--no-startup-delay",
+        "--no-reload",
+        "--interval",
+        "0.1",
+        "-v",
+        "0",
+    ]
+    try:
+        workers = [
+            subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            for _ in range(2)
+        ]
+        outputs = [worker.communicate(timeout=600)[0].decode() for worker in workers]
+    finally:
+        smtp.stop()
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    received = Counter(m["To"] for m in smtp.messages)
+    assert len(received) == COUNT
+    assert set(received.values()) == {1}
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+    assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}
+    from django_tasks_db.models import DBTaskResult
+
+    results = DBTaskResult.objects.all()
+    assert Counter(results.values_list("return_value", flat=True)) == {
+        "sent": COUNT,
+        "not-claimed": 50,
+    }
+    workers_seen = {
+        worker_id for ids in results.values_list("worker_ids", flat=True) for worker_id in ids
+    }
+    assert len(workers_seen) == 2  # both processes took part
