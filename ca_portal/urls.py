@@ -4,6 +4,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("requests_app.urls")),
+    path("agent/deliveries/", include("delivery.urls")),
     path("agent/", include("requests_app.agent_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

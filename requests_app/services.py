@@ -235,11 +235,17 @@ def approve_request(
     _require_pending(req, "approved")
     try:
         prof = profiles.get_profile(req.profile)
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field="profile") from None
+    try:
         days = profiles.check_validity(prof, validity_days)
-        chosen = req.requested_sans if sans is None else list(sans)
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field="validity_days") from None
+    chosen = req.requested_sans if sans is None else list(sans)
+    try:
         names = profiles.check_sans(prof, chosen, requester_email=req.requester_email)
     except profiles.ProfileError as exc:
-        raise InvalidRequest(str(exc)) from None
+        raise InvalidRequest(str(exc), field="sans") from None
     try:
         cert = _issue(req, validity_days=days, sans=names)
     except pki.CAError as exc:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import ee
+from .views import ee, links
 
 urlpatterns = [
     path("", ee.home, name="home"),
@@ -16,6 +16,7 @@ urlpatterns = [
         ee.certificate_download,
         name="certificate_download",
     ),
+    path("retrieve/<str:token>/", links.retrieve, name="retrieve"),
     path("ca/", ee.ca_page, name="ca_page"),
     path("ca/<int:ca_id>/ca.cer", ee.ca_certificate, {"fmt": "der"}, name="ca_issuers"),
     path("ca/<int:ca_id>/download/<str:fmt>/", ee.ca_certificate, name="ca_certificate"),

@@ -71,7 +71,9 @@ def openssl_csr(
 
 @pytest.fixture
 def agent(db, django_user_model):
-    user = django_user_model.objects.create_user("agent1", "agent1@example.test", "agent-pass-123")
+    user = django_user_model.objects.create_user(
+        "agent1", "agent1@example.test", "agent-pass-123", is_staff=True
+    )
     user.groups.add(services.agents_group())
     return user
 

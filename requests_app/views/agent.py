@@ -1,10 +1,271 @@
-"""Agent views (placeholder; being written)."""
+"""Agent pages: the request queue, request details and decisions, the issued certificate."""
 
-from django.http import HttpResponse
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST, require_safe
+
+from .. import pki, profiles, services
+from ..forms import ApproveForm, CancelForm, RejectForm, RequestFilterForm
+from ..models import (
+    Certificate,
+    CertificateRequest,
+    normalize_public_id,
+    normalize_serial,
+)
+from .common import (
+    agent_required,
+    client_ip,
+    describe_certificate,
+    find_request,
+    is_public_id,
+    is_serial,
+)
+
+PAGE_SIZE = 50
+MAX_PAGE = 100_000  # keeps OFFSET within the database's integer range whatever is typed
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse("not yet", status=501)
+def _get_request(public_id: str) -> CertificateRequest:
+    req = find_request(public_id)
+    if req is None:
+        raise Http404("No request has that ID.")
+    return req
 
 
-request_list = find = request_detail = approve = reject = cancel = certificate_issued = _todo
+def _page_number(text: str | None) -> int:
+    try:
+        return min(max(int(text or 1), 1), MAX_PAGE)
+    except ValueError:
+        return 1
+
+
+def _search(q: str) -> Q:
+    """Match a request ID, a certificate serial, a subject or a requester email."""
+    match = Q(subject__icontains=q)
+    if is_public_id(q):
+        match |= Q(public_id=normalize_public_id(q))
+    if is_serial(q):
+        match |= Q(certificate__serial=normalize_serial(q))
+    if "@" in q:
+        match |= Q(requester_email__iexact=q)
+    return match
+
+
+@agent_required
+@require_safe
+def request_list(request: HttpRequest) -> HttpResponse:
+    form = RequestFilterForm(request.GET)
+    form.is_valid()  # a bad value is shown on the form; the valid filters still apply
+    filters = form.cleaned_data
+    rows = CertificateRequest.objects.select_related("certificate").defer(
+        "csr_pem", "certificate__pem"
+    )
+    if filters.get("status"):
+        rows = rows.filter(status=filters["status"])
+    if filters.get("profile"):
+        rows = rows.filter(profile=filters["profile"])
+    if filters.get("q", "").strip():
+        rows = rows.filter(_search(filters["q"].strip()))
+    # No COUNT(*) over the table: fetch one row more than a page to learn if another follows.
+    page = _page_number(request.GET.get("page"))
+    offset = (page - 1) * PAGE_SIZE
+    fetched = list(rows.order_by("-submitted_at", "-pk")[offset : offset + PAGE_SIZE + 1])
+    labels = {p.name: p.label for p in profiles.all_profiles(enabled_only=False)}
+    for req in fetched:
+        req.profile_label = labels.get(req.profile, req.profile)
+    counts = services.status_counts()
+    return render(
+        request,
+        "agent/request_list.html",
+        {
+            "form": form,
+            "requests": fetched[:PAGE_SIZE],
+            "page": page,
+            "has_previous": page > 1,
+            "has_next": len(fetched) > PAGE_SIZE,
+            "status_counts": [
+                (value, label, counts.get(value, 0))
+                for value, label in CertificateRequest.Status.choices
+            ],
+            "status_filter": filters.get("status", ""),
+        },
+    )
+
+
+@agent_required
+@require_safe
+def find(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "").strip()
+    req = find_request(q) if q else None
+    if req is None and q and is_serial(q):
+        cert = (
+            Certificate.objects.filter(serial=normalize_serial(q), request__isnull=False)
+            .select_related("request")
+            .order_by("-created", "-pk")
+            .first()
+        )
+        req = cert.request if cert else None
+    if req is None:
+        if q:
+            shown = q if len(q) <= 64 else q[:64] + "…"
+            messages.warning(request, f"No request has the ID or certificate serial “{shown}”.")
+        else:
+            messages.warning(request, "Type a request ID or a certificate serial number.")
+        return redirect("agent:request_list")
+    return redirect(req.get_agent_url())
+
+
+def _csr_details(req: CertificateRequest) -> dict:
+    """The stored CSR read again: its key, SANs and whether its signature verifies."""
+    try:
+        allow_ed25519 = profiles.get_profile(req.profile).allow_ed25519
+    except profiles.ProfileError:
+        allow_ed25519 = True
+    try:
+        info = pki.check_csr(req.csr_pem, allow_ed25519=allow_ed25519)
+    except pki.CSRError as exc:
+        return {"ok": False, "problem": str(exc), "info": None}
+    return {"ok": True, "problem": "", "info": info}
+
+
+def _history(req: CertificateRequest) -> list[tuple]:
+    """The audit rows of a request, with their details as readable (key, text) pairs."""
+    return [
+        (
+            event,
+            [
+                (key, ", ".join(map(str, value)) if isinstance(value, list) else value)
+                for key, value in event.details.items()
+            ],
+        )
+        for event in req.audit_events.all()
+    ]
+
+
+def _render_detail(
+    request: HttpRequest,
+    req: CertificateRequest,
+    *,
+    approve_form: ApproveForm | None = None,
+    reject_form: RejectForm | None = None,
+    cancel_form: CancelForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    try:
+        profile = profiles.get_profile(req.profile)
+    except profiles.ProfileError:
+        profile = None
+    return render(
+        request,
+        "agent/request_detail.html",
+        {
+            "req": req,
+            "profile": profile,
+            "csr": _csr_details(req),
+            "events": _history(req),
+            "approve_form": approve_form or ApproveForm(request=req),
+            "reject_form": reject_form or RejectForm(),
+            "cancel_form": cancel_form or CancelForm(),
+            "is_pending": req.status == CertificateRequest.Status.PENDING,
+        },
+        status=status,
+    )
+
+
+@agent_required
+@require_safe
+def request_detail(request: HttpRequest, public_id: str) -> HttpResponse:
+    return _render_detail(request, _get_request(public_id))
+
+
+def _refused(request: HttpRequest, req: CertificateRequest, exc: services.ServiceError):
+    messages.error(request, exc.message)
+    return redirect(req.get_agent_url())
+
+
+@agent_required
+@require_POST
+def approve(request: HttpRequest, public_id: str) -> HttpResponse:
+    req = _get_request(public_id)
+    form = ApproveForm(request.POST, request=req)
+    if form.is_valid():
+        try:
+            cert = services.approve_request(
+                req,
+                agent=request.user,
+                validity_days=form.cleaned_data["validity_days"],
+                sans=form.cleaned_data["sans"],
+                note=form.cleaned_data["note"],
+                ip=client_ip(request),
+            )
+        except (services.InvalidTransition, services.RequestNotFound, services.CAUnavailable) as e:
+            return _refused(request, req, e)
+        except services.InvalidRequest as exc:
+            # approve_request's refusals concern the validity or the SANs the agent chose.
+            form.add_error(None, exc.message)
+        else:
+            messages.success(
+                request, f"Request {req.display_id} approved: certificate {cert.serial} issued."
+            )
+            return redirect("agent:certificate_issued", req.public_id)
+    return _render_detail(request, req, approve_form=form, status=400)
+
+
+@agent_required
+@require_POST
+def reject(request: HttpRequest, public_id: str) -> HttpResponse:
+    req = _get_request(public_id)
+    form = RejectForm(request.POST)
+    if form.is_valid():
+        try:
+            services.reject_request(
+                req, agent=request.user, reason=form.cleaned_data["reason"], ip=client_ip(request)
+            )
+        except (services.InvalidTransition, services.RequestNotFound) as exc:
+            return _refused(request, req, exc)
+        except services.InvalidRequest as exc:
+            form.add_error("reason", exc.message)
+        else:
+            messages.success(request, f"Request {req.display_id} rejected.")
+            return redirect(req.get_agent_url())
+    return _render_detail(request, req, reject_form=form, status=400)
+
+
+@agent_required
+@require_POST
+def cancel(request: HttpRequest, public_id: str) -> HttpResponse:
+    req = _get_request(public_id)
+    form = CancelForm(request.POST)
+    if form.is_valid():
+        try:
+            services.cancel_request(
+                req, agent=request.user, note=form.cleaned_data["note"], ip=client_ip(request)
+            )
+        except services.ServiceError as exc:
+            return _refused(request, req, exc)
+        messages.success(request, f"Request {req.display_id} canceled.")
+        return redirect(req.get_agent_url())
+    return _render_detail(request, req, cancel_form=form, status=400)
+
+
+@agent_required
+@require_safe
+def certificate_issued(request: HttpRequest, public_id: str) -> HttpResponse:
+    req = _get_request(public_id)
+    cert = req.certificate
+    if cert is None:
+        messages.info(request, f"Request {req.display_id} is {req.status}; no certificate yet.")
+        return redirect(req.get_agent_url())
+    return render(
+        request,
+        "agent/certificate_issued.html",
+        {
+            "req": req,
+            "cert": cert,
+            "summary": describe_certificate(cert.x509),
+        },
+    )

@@ -1,0 +1,12 @@
+"""Manual delivery actions (agent permission), mounted under /agent/deliveries/."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "delivery"
+
+urlpatterns = [
+    path("send/<str:serial>/", views.send, name="send"),
+    path("<int:delivery_id>/retry/", views.retry, name="retry"),
+]

@@ -1,0 +1,236 @@
+"""Forms of the end-entity and agent pages. They parse input; the services decide."""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.template.defaultfilters import filesizeformat
+
+from . import pki
+from .models import CertificateRequest
+from .profiles import Profile, all_profiles
+from .views.common import is_public_id, is_serial
+
+MAX_CSR_BYTES = pki.MAX_CSR_BYTES
+_SEPARATORS = re.compile(r"[\s,]+")
+_SAN_KINDS = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI"}
+
+
+def split_names(text: str) -> list[str]:
+    """Names one per line or separated by commas or spaces."""
+    return [part for part in _SEPARATORS.split(text or "") if part]
+
+
+# --- end entities -------------------------------------------------------------------
+
+
+class EnrollmentForm(forms.Form):
+    csr = forms.CharField(
+        label="Certificate signing request (PEM)",
+        required=False,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 12,
+                "cols": 66,
+                "spellcheck": "false",
+                "placeholder": "-----BEGIN CERTIFICATE REQUEST-----\n...\n"
+                "-----END CERTIFICATE REQUEST-----",
+            }
+        ),
+        help_text="Paste the whole CSR, including the BEGIN and END lines.",
+    )
+    csr_file = forms.FileField(
+        label="or upload the CSR file",
+        required=False,
+        help_text="A .csr or .req file, PEM or DER, at most 64 KiB.",
+    )
+    extra_hostnames = forms.CharField(
+        label="Extra hostnames",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 66, "spellcheck": "false"}),
+        help_text=(
+            "Other DNS names or IP addresses the server answers to, one per line or "
+            "separated by commas. The names in the CSR are included already."
+        ),
+    )
+    requester_name = forms.CharField(label="Your name", max_length=200, required=False)
+    requester_email = forms.EmailField(
+        label="Your email address",
+        max_length=254,
+        help_text="Where we tell you about the request.",
+    )
+    note = forms.CharField(
+        label="Note to the agent",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 66}),
+    )
+
+    def __init__(self, *args, profile: Profile, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.profile = profile
+        if not profile.takes_hostnames:
+            del self.fields["extra_hostnames"]
+        if profile.san_policy == "requester_email":
+            self.fields[
+                "requester_email"
+            ].help_text = (
+                "Where we tell you about the request. The certificate will name this address."
+            )
+
+    def clean_csr_file(self):
+        upload = self.cleaned_data.get("csr_file")
+        # .size is counted by views.common.CappedUploadHandler, which never stores an
+        # oversized file; nothing is read before this check.
+        if upload and upload.size > MAX_CSR_BYTES:
+            raise forms.ValidationError(
+                f"The file is {filesizeformat(upload.size)}; a certificate request is at most "
+                "64 KiB. Upload the .csr file itself, not a certificate bundle or an archive."
+            )
+        return upload
+
+    def clean_extra_hostnames(self):
+        return split_names(self.cleaned_data.get("extra_hostnames", ""))
+
+    def clean(self):
+        cleaned = super().clean()
+        text, upload = cleaned.get("csr"), cleaned.get("csr_file")
+        if "csr_file" in self.errors:
+            return cleaned
+        if text and upload:
+            self.add_error("csr", "Paste the CSR or upload a file, not both.")
+        elif upload:
+            cleaned["csr_data"] = upload.read()
+        elif text:
+            cleaned["csr_data"] = text
+        else:
+            self.add_error("csr", "Paste your CSR here or upload the CSR file.")
+        return cleaned
+
+    @property
+    def csr_field(self) -> str:
+        """The field a CSR error belongs to: the one the CSR came from."""
+        return "csr_file" if self.cleaned_data.get("csr_file") else "csr"
+
+
+class RequestLookupForm(forms.Form):
+    request_id = forms.CharField(
+        label="Request ID",
+        max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "ABCD-EFGH-JKMN-PQRS-TVWX", "size": 30}),
+    )
+
+    def clean_request_id(self):
+        value = self.cleaned_data["request_id"]
+        if not is_public_id(value):
+            raise forms.ValidationError(
+                "A request ID has 20 letters and digits, like ABCD-EFGH-JKMN-PQRS-TVWX."
+            )
+        return value
+
+
+class CertificateLookupForm(forms.Form):
+    serial = forms.CharField(
+        label="Serial number",
+        max_length=200,
+        widget=forms.TextInput(attrs={"placeholder": "hex, e.g. 3A:F2:...", "size": 40}),
+    )
+
+    def clean_serial(self):
+        value = self.cleaned_data["serial"]
+        if not is_serial(value):
+            raise forms.ValidationError(
+                "A serial number is written in hexadecimal (0-9, A-F), with or without colons."
+            )
+        return value
+
+
+# --- agents -------------------------------------------------------------------------
+
+
+class RequestFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        required=False, choices=[("", "any status"), *CertificateRequest.Status.choices]
+    )
+    profile = forms.ChoiceField(required=False)
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={"placeholder": "request ID, serial, subject or email", "size": 36}
+        ),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["profile"].choices = [("", "any profile")] + [
+            (p.name, p.label) for p in all_profiles(enabled_only=False)
+        ]
+
+
+def _san_text(entry: str) -> str:
+    """One SAN as "DNS:x", "IP:y" or "email:z"; a bare hostname, IP or address is accepted."""
+    kind, sep, value = entry.partition(":")
+    if sep and kind.lower() in _SAN_KINDS:
+        return f"{_SAN_KINDS[kind.lower()]}:{value.strip()}"
+    if "@" in entry:
+        return f"email:{entry}"
+    try:
+        return pki.san_to_text(pki.parse_san(entry))
+    except pki.InvalidName as exc:
+        raise forms.ValidationError(str(exc)) from None
+
+
+class ApproveForm(forms.Form):
+    validity_days = forms.IntegerField(
+        label="Validity (days)",
+        required=False,
+        min_value=1,
+        max_value=36500,
+        help_text="Leave empty for the profile's default.",
+    )
+    sans = forms.CharField(
+        label="Subject alternative names",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 50, "spellcheck": "false"}),
+        help_text='One per line: "DNS:host.example.com", "IP:192.0.2.1" or "email:a@example.com".',
+    )
+    note = forms.CharField(label="Note", required=False, max_length=2000)
+
+    def __init__(self, *args, request: CertificateRequest, **kwargs):
+        kwargs.setdefault("initial", {"sans": "\n".join(request.requested_sans)})
+        kwargs.setdefault("auto_id", "approve_%s")  # three forms share the details page
+        super().__init__(*args, **kwargs)
+        self.request_obj = request
+
+    def clean_sans(self) -> list[str] | None:
+        """The SANs to issue with, or None when the agent left the requested ones as they are."""
+        if "sans" not in self.data:
+            return None
+        entries = [line.strip() for line in re.split(r"[\r\n,]+", self.data["sans"])]
+        names = list(dict.fromkeys(_san_text(entry) for entry in entries if entry))
+        return None if names == self.request_obj.requested_sans else names
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 50}),
+        help_text="Shown to the requester.",
+        error_messages={"required": "A reason is required to reject a request."},
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "reject_%s")
+        super().__init__(*args, **kwargs)
+
+
+class CancelForm(forms.Form):
+    note = forms.CharField(label="Note", required=False, max_length=2000)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "cancel_%s")
+        super().__init__(*args, **kwargs)

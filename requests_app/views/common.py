@@ -1,0 +1,211 @@
+"""What end-entity and agent views share: lookups, the agent check, downloads, summaries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass
+from functools import wraps
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.http import content_disposition_header
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from .. import pki
+from ..encodings import Encoded
+from ..models import (
+    PUBLIC_ID_ALPHABET,
+    PUBLIC_ID_LENGTH,
+    Certificate,
+    CertificateRequest,
+    normalize_public_id,
+    normalize_serial,
+)
+
+AGENT_PERMISSION = "requests_app.approve_certificaterequest"
+HEX_DIGITS = frozenset("0123456789abcdef")
+MAX_SERIAL_LENGTH = 64  # Certificate.serial's max_length
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def agent_required(view):
+    """Agents only: anonymous GETs go to the login page; everyone else without the
+    permission (and anonymous POSTs, whose form data a login redirect would lose) gets 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated and request.method in ("GET", "HEAD"):
+            return redirect_to_login(request.get_full_path())
+        if not request.user.has_perm(AGENT_PERMISSION):
+            raise PermissionDenied("Only Certificate Manager agents may use this page.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+class CappedUploadHandler(FileUploadHandler):
+    """Passes on at most `limit` bytes of each uploaded file and only counts the rest, so an
+    oversized file is never stored: the view gets an empty stand-in with the real size."""
+
+    def __init__(self, request=None, *, limit: int):
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        return raw_data if self.received <= self.limit else None
+
+    def file_complete(self, file_size):
+        if self.received <= self.limit:
+            return None  # the next handler holds the whole file
+        return UploadedFile(io.BytesIO(), self.file_name, self.content_type, self.received)
+
+
+def capped_uploads(limit: int):
+    """Cap uploaded files for one view. The handler must be installed before the body is
+    parsed, which CsrfViewMiddleware does, so the CSRF check moves inside (Django's recipe)."""
+
+    def decorator(view):
+        protected = csrf_protect(view)
+
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            request.upload_handlers.insert(0, CappedUploadHandler(request, limit=limit))
+            return protected(request, *args, **kwargs)
+
+        return csrf_exempt(wrapper)
+
+    return decorator
+
+
+def is_public_id(text: str) -> bool:
+    """True when text, normalized, has the shape of a request ID."""
+    cleaned = normalize_public_id(text)
+    return len(cleaned) == PUBLIC_ID_LENGTH and all(ch in PUBLIC_ID_ALPHABET for ch in cleaned)
+
+
+def is_serial(text: str) -> bool:
+    """True when text, normalized, has the shape of a certificate serial number."""
+    cleaned = normalize_serial(text)
+    return len(cleaned) <= MAX_SERIAL_LENGTH and set(cleaned) <= HEX_DIGITS
+
+
+def find_request(public_id: str) -> CertificateRequest | None:
+    """The request with that ID, typed in any case, with or without hyphens."""
+    if not is_public_id(public_id):
+        return None
+    return (
+        CertificateRequest.objects.select_related("certificate", "acted_by")
+        .filter(public_id=normalize_public_id(public_id))
+        .first()
+    )
+
+
+def find_certificate(serial: str) -> Certificate | None:
+    """The certificate with that serial; the newest if two CAs share it."""
+    if not is_serial(serial):
+        return None
+    return (
+        Certificate.objects.select_related("ca")
+        .filter(serial=normalize_serial(serial))
+        .order_by("-created", "-pk")
+        .first()
+    )
+
+
+def not_found(request: HttpRequest, title: str, message: str) -> HttpResponse:
+    """A 404 page that says what was not found and nothing else."""
+    return render(request, "ee/not_found.html", {"title": title, "message": message}, status=404)
+
+
+def download(encoded: Encoded) -> HttpResponse:
+    """An attachment response for an encoded certificate or CA."""
+    response = HttpResponse(encoded.data, content_type=encoded.content_type)
+    response["Content-Disposition"] = content_disposition_header(True, encoded.filename)
+    return response
+
+
+# --- a readable certificate ---------------------------------------------------------
+
+_EKU_NAMES = {oid: name for name, oid in pki.EKU_OIDS.items()}
+_KEY_USAGES = (
+    ("digital_signature", "Digital signature"),
+    ("content_commitment", "Non-repudiation"),
+    ("key_encipherment", "Key encipherment"),
+    ("data_encipherment", "Data encipherment"),
+    ("key_agreement", "Key agreement"),
+    ("key_cert_sign", "Certificate signing"),
+    ("crl_sign", "CRL signing"),
+)
+
+
+@dataclass(frozen=True)
+class CertificateSummary:
+    subject: str
+    issuer: str
+    serial: str
+    serial_colons: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    key: str
+    sans: list[str]
+    extended_key_usages: list[str]
+    key_usages: list[str]
+    is_ca: bool
+    sha256: str
+    sha1: str
+
+    @property
+    def expired(self) -> bool:
+        return self.not_after < pki.utcnow()
+
+
+def _extension(cert: x509.Certificate, kind):
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def describe_certificate(cert: x509.Certificate) -> CertificateSummary:
+    """What a person wants to read about a certificate, as strings."""
+    algorithm, size = pki.key_description(cert.public_key())
+    sans = _extension(cert, x509.SubjectAlternativeName)
+    ekus = _extension(cert, x509.ExtendedKeyUsage)
+    usage = _extension(cert, x509.KeyUsage)
+    constraints = _extension(cert, x509.BasicConstraints)
+    serial = pki.serial_hex(cert.serial_number)
+    padded = serial if len(serial) % 2 == 0 else "0" + serial
+    return CertificateSummary(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=serial,
+        serial_colons=":".join(padded[i : i + 2] for i in range(0, len(padded), 2)).upper(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        key=f"{algorithm} ({size} bits)" if algorithm != "Ed25519" else algorithm,
+        sans=[pki.san_to_text(name) for name in sans] if sans else [],
+        extended_key_usages=[
+            _EKU_NAMES.get(oid, getattr(oid, "_name", None) or oid.dotted_string)
+            for oid in (ekus or [])
+        ],
+        key_usages=[label for attr, label in _KEY_USAGES if usage and getattr(usage, attr)],
+        is_ca=bool(constraints and constraints.ca),
+        sha256=pki.fingerprint(cert),
+        sha1=pki.fingerprint(cert, hashes.SHA1()),  # noqa: S303 - shown, never trusted
+    )
