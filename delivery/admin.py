@@ -93,7 +93,7 @@ class DeliveryEventAdmin(ReadOnlyAdmin):
 
 
 class DeliveringCertificateAdmin(AgentActionsMixin, CertificateAdmin):
-    actions = ["send_certificate_selected", "send_link_selected"]
+    actions = [*CertificateAdmin.actions, "send_certificate_selected", "send_link_selected"]
 
     def _send(self, request, queryset, method):
         for cert in queryset:

@@ -101,12 +101,20 @@ class Certificate(models.Model):
     fingerprint_sha256 = models.CharField(max_length=64, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.VALID)
     created = models.DateTimeField(auto_now_add=True)
+    # Revocation (RFC 5280 reason names, e.g. "keyCompromise"; "certificateHold" can be released).
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.CharField(max_length=32, blank=True)
+    invalidity_date = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["ca", "serial"], name="unique_serial_per_ca")
         ]
-        indexes = [models.Index(fields=["serial"]), models.Index(fields=["-created"])]
+        indexes = [
+            models.Index(fields=["serial"]),
+            models.Index(fields=["-created"]),
+            models.Index(fields=["ca", "status"], name="certificate_ca_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.serial} {self.subject}"
@@ -162,6 +170,12 @@ class CertificateRequest(models.Model):
         Certificate, null=True, blank=True, on_delete=models.PROTECT, related_name="renewals"
     )
     submitter_ip = models.GenericIPAddressField(null=True, blank=True)
+    #: Where the request came from: "web", "command", "dogtag" (certmonger and friends).
+    channel = models.CharField(max_length=16, default="web")
+    #: Server-side key generation: the private key, encrypted under the requester's
+    #: passphrase (PKCS#8); erased after the first download or after a number of days.
+    encrypted_private_key = models.TextField(blank=True)
+    key_erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         permissions = [("approve_certificaterequest", "Can approve, reject and cancel requests")]
@@ -186,6 +200,24 @@ class CertificateRequest(models.Model):
 
     def get_agent_url(self) -> str:
         return reverse("agent:request_detail", args=[self.public_id])
+
+
+class CertificateRevocationList(models.Model):
+    """A signed CRL of one CA; the newest per CA is served at its distribution point."""
+
+    ca = models.ForeignKey(CertificateAuthority, on_delete=models.PROTECT, related_name="crls")
+    number = models.PositiveBigIntegerField()
+    this_update = models.DateTimeField()
+    next_update = models.DateTimeField()
+    der = models.BinaryField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "certificate revocation list"
+        constraints = [models.UniqueConstraint(fields=["ca", "number"], name="unique_crl_number")]
+
+    def __str__(self) -> str:
+        return f"CRL {self.number} of {self.ca}"
 
 
 class StatusCount(models.Model):

@@ -538,3 +538,12 @@ def create_agent(username: str, *, email: str, password: str, actor: User | None
     user.groups.add(agents_group())
     audit("agent_created", actor=actor, username=username, email=email)
     return user
+
+
+# --- server-side keys (issue 5: retrieval and import) ---------------------------------
+
+
+# --- revocation (issue 7: revocation, CRL, OCSP) --------------------------------------
+
+
+# --- renewals (issue 8: the Dogtag end-entity protocol) -------------------------------

@@ -19,3 +19,7 @@ request_rejected = Signal()
 
 #: A request was canceled (by an agent or an admin). provides args: request, actor
 request_canceled = Signal()
+
+#: A certificate was revoked, or its hold released (reason "removeFromCRL").
+#: provides args: certificate, reason, actor
+certificate_revoked = Signal()

@@ -1,0 +1,3 @@
+"""dogtag URLs (being written)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""revocation URLs (being written)."""
+
+urlpatterns: list = []
