@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from requests_app.views.health import healthz
+
 urlpatterns = [
     path("", include("requests_app.urls")),
     path("", include("requests_app.revocation_urls")),  # CRL distribution points, OCSP
@@ -10,6 +12,7 @@ urlpatterns = [
     path("agent/", include("requests_app.agent_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # Tracking webhooks of django-anymail (basic auth with ANYMAIL_WEBHOOK_SECRET).
     path("anymail/", include("anymail.urls")),

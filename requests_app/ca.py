@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from . import pki
 from .models import CertificateAuthority
@@ -31,10 +33,12 @@ _lock = threading.Lock()
 
 
 def key_dir() -> Path:
+    """CA_KEY_DIR, where the encrypted key files live."""
     return Path(settings.CA_KEY_DIR)
 
 
 def key_path(ca: CertificateAuthority) -> Path:
+    """The path of the CA's key file."""
     return key_dir() / ca.key_filename
 
 
@@ -51,6 +55,7 @@ def write_key_file(filename: str, key: pki.PrivateKey) -> Path:
 
 
 def _read_key_file(path: Path) -> bytes:
+    """The one place the key file is read (tests count the calls)."""
     return path.read_bytes()
 
 
@@ -77,6 +82,10 @@ def _open_key(ca: CertificateAuthority) -> pki.PrivateKey:
         ) from None
     except PermissionError:
         raise CAKeyError(f"the key file of CA '{ca.name}' cannot be read (permissions)") from None
+    except OSError as exc:
+        raise CAKeyError(
+            f"the key file of CA '{ca.name}' cannot be read: {exc.strerror or exc}"
+        ) from None
     try:
         key = pki.load_private_key(
             data, settings.CA_KEY_PASSPHRASE, what=f"the key of CA '{ca.name}'"
@@ -95,7 +104,15 @@ def forget_keys() -> None:
         _cache.clear()
 
 
+@receiver(setting_changed)
+def _forget_keys_on_new_settings(*, setting, **kwargs):
+    # A key cached under another directory or passphrase must not outlive the change.
+    if setting in ("CA_KEY_DIR", "CA_KEY_PASSPHRASE"):
+        forget_keys()
+
+
 def default_ca() -> CertificateAuthority:
+    """The CA that signs new certificates, or NoCAError."""
     ca = CertificateAuthority.objects.filter(is_default=True).first()
     if ca is None:
         raise NoCAError("no CA exists yet: run manage.py init_ca or import_ca first")

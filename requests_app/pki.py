@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
@@ -52,6 +52,7 @@ class InvalidName(PKIError):
 
 
 def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -120,10 +121,10 @@ def load_private_key(data: bytes, passphrase: str | None, *, what: str = "the ke
     loader = loaders[0] if b"-----BEGIN" in data else loaders[1]
     try:
         key = loader(data, password=password)
-    except TypeError as exc:
+    except TypeError:
         if password is None:
             raise CAError(f"{what} is encrypted and no passphrase was given") from None
-        raise CAError(f"{what} is not encrypted, but a passphrase was given") from exc
+        raise CAError(f"{what} is not encrypted, but a passphrase was given") from None
     except ValueError:
         raise CAError(
             f"could not open {what}: wrong passphrase, or not a private key in PEM/DER"
@@ -158,7 +159,8 @@ def parse_dn(dn: str) -> x509.Name:
     try:
         name = x509.Name.from_rfc4514_string(dn.strip())
     except ValueError as exc:
-        raise InvalidName(f"cannot parse the DN {dn!r}: {exc}") from None
+        why = str(exc) or "write it as CN=...,O=...,C=.. with known attribute names"
+        raise InvalidName(f"cannot parse the DN {dn!r}: {why}") from None
     for attribute in name:
         if attribute.oid == NameOID.COUNTRY_NAME and len(str(attribute.value)) != 2:
             raise InvalidName(f"the country (C) must be two letters, not {attribute.value!r}")
@@ -171,9 +173,11 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
 def normalize_hostname(value: str) -> str:
-    """Check a DNS name (IDNA, no empty labels, wildcard only as the whole left-most label)
-    and return its lower-case A-label form."""
-    name = value.strip().rstrip(".")
+    """Check a DNS name and return its lower-case A-label (IDNA) form.
+
+    No empty labels; a wildcard only as the whole left-most label, above two more labels.
+    """
+    name = value.strip().removesuffix(".")  # one trailing dot is the root: drop it
     if not name:
         raise InvalidName("a hostname is empty")
     labels = name.split(".")
@@ -189,9 +193,11 @@ def normalize_hostname(value: str) -> str:
         if "*" in label:
             raise InvalidName(f"{value!r}: a wildcard may only be the whole left-most label")
         try:
-            a_label = label.encode("idna").decode("ascii").lower()
+            # ASCII labels skip the codec, so an over-long one gets the plain message below.
+            a_label = label if label.isascii() else label.encode("idna").decode("ascii")
         except UnicodeError:
             raise InvalidName(f"{value!r} is not a valid internationalized hostname") from None
+        a_label = a_label.lower()
         if not _LABEL.match(a_label):
             raise InvalidName(
                 f"{value!r} is not a valid hostname (labels are letters, digits and inner hyphens)"
@@ -199,10 +205,10 @@ def normalize_hostname(value: str) -> str:
         out.append(a_label)
     if out[-1].isdigit():
         raise InvalidName(f"{value!r} is not a valid hostname (the last label is numeric)")
-    result = ".".join(out)
+    result = ("*." if wildcard else "") + ".".join(out)
     if len(result) > 253:
         raise InvalidName(f"{value!r} is longer than 253 characters")
-    return ("*." if wildcard else "") + result
+    return result
 
 
 def parse_san(value: str) -> x509.GeneralName:
@@ -245,6 +251,7 @@ def san_from_text(text: str) -> x509.GeneralName:
 
 
 def common_name(name: x509.Name) -> str | None:
+    """The first CN of a name, or None."""
     attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attributes[0].value) if attributes else None
 
@@ -271,6 +278,19 @@ class CSRInfo:
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _CSR_LABELS = (b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST")
+_BAD_VERSION = (
+    "The CSR has an invalid version number (only version 1 exists). "
+    "Make the CSR again with openssl req or your server's own tools."
+)
+_PRIVATE_KEY_HINT = "This is a private key: never send it to anyone. Send the CSR instead."
+_PEM_HINTS = {
+    b"CERTIFICATE": "This is a certificate, not a certificate signing request.",
+    b"PRIVATE KEY": _PRIVATE_KEY_HINT,
+    b"RSA PRIVATE KEY": _PRIVATE_KEY_HINT,
+    b"EC PRIVATE KEY": _PRIVATE_KEY_HINT,
+    b"ENCRYPTED PRIVATE KEY": _PRIVATE_KEY_HINT,
+    b"PUBLIC KEY": "This is a public key alone; a CSR (made with openssl req) is needed.",
+}
 
 
 def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
@@ -279,7 +299,7 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
         data = data.encode("utf-8", "replace")
     if len(data) > MAX_CSR_BYTES:
         raise CSRError(
-            f"The CSR is {len(data) // 1024} KiB; a certificate request is at most 64 KiB. "
+            f"The CSR is {-(-len(data) // 1024)} KiB; a certificate request is at most 64 KiB. "
             "Upload the .csr file itself."
         )
     stripped = data.strip()
@@ -291,14 +311,9 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
     if match:
         label = match.group(1)
         if label not in _CSR_LABELS:
-            hint = {
-                b"CERTIFICATE": "This is a certificate, not a certificate signing request.",
-                b"PRIVATE KEY": "This is a private key: never send it to anyone. Send the CSR instead.",
-                b"RSA PRIVATE KEY": "This is a private key: never send it to anyone. Send the CSR instead.",
-                b"EC PRIVATE KEY": "This is a private key: never send it to anyone. Send the CSR instead.",
-                b"ENCRYPTED PRIVATE KEY": "This is a private key: never send it to anyone. Send the CSR instead.",
-                b"PUBLIC KEY": "This is a public key alone; a CSR (made with openssl req) is needed.",
-            }.get(label, f"This is a PEM block of type {label.decode()!r}, not a CSR.")
+            hint = _PEM_HINTS.get(
+                label, f"This is a PEM block of type {label.decode()!r}, not a CSR."
+            )
             raise CSRError(f"{hint} The CSR begins with -----BEGIN CERTIFICATE REQUEST-----.")
         if b"-----END " + label + b"-----" not in stripped:
             raise CSRError(
@@ -306,18 +321,26 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
             )
         try:
             return x509.load_pem_x509_csr(stripped[match.start() :])
+        except x509.InvalidVersion:  # not a ValueError
+            raise CSRError(_BAD_VERSION) from None
         except ValueError:
             raise CSRError(
                 "The CSR text is damaged (its base64 content cannot be read). "
                 "Copy the whole file again, including the BEGIN and END lines."
             ) from None
-    try:
-        return x509.load_der_x509_csr(stripped if stripped[:1] == b"\x30" else data)
-    except ValueError:
-        raise CSRError(
-            "This is not a certificate signing request. Paste a PEM CSR "
-            "(-----BEGIN CERTIFICATE REQUEST-----) or upload a .csr file in PEM or DER."
-        ) from None
+    # DER as given first: stripping could eat a final signature byte that looks like
+    # whitespace; the stripped form is for a file that gained a trailing newline.
+    for candidate in (data, stripped):
+        try:
+            return x509.load_der_x509_csr(candidate)
+        except x509.InvalidVersion:
+            raise CSRError(_BAD_VERSION) from None
+        except ValueError:
+            continue
+    raise CSRError(
+        "This is not a certificate signing request. Paste a PEM CSR "
+        "(-----BEGIN CERTIFICATE REQUEST-----) or upload a .csr file in PEM or DER."
+    )
 
 
 def check_csr_key(key: PublicKey, *, allow_ed25519: bool = False) -> None:
@@ -378,7 +401,9 @@ def check_csr(data: bytes | str, *, allow_ed25519: bool = False) -> CSRInfo:
         sans = [san_to_text(name) for name in ext.value]
     except x509.ExtensionNotFound:
         pass
-    except ValueError:
+    except x509.DuplicateExtension as exc:  # not a ValueError
+        raise CSRError(f"The CSR has the extension {exc.oid.dotted_string} twice.") from None
+    except (ValueError, x509.UnsupportedGeneralNameType):
         raise CSRError("The CSR's extensions cannot be read.") from None
     algorithm, size = key_description(key)
     return CSRInfo(
@@ -457,6 +482,8 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
 
 
 def same_public_key(a: PublicKey | PrivateKey, b: PublicKey | PrivateKey) -> bool:
+    """True when both are (or belong to) the same public key."""
+
     def spki(k):
         k = k.public_key() if hasattr(k, "private_bytes") else k
         return k.public_bytes(
@@ -473,40 +500,58 @@ def check_ca(
     *,
     now: dt.datetime | None = None,
 ) -> None:
-    """Refuse a CA unless the key matches, it is a CA certificate, it is valid now, and
-    each certificate of the chain issued the one before it."""
+    """Refuse a CA unless the key matches and is strong enough, it is a CA certificate valid
+    now, and each certificate of the chain is a CA that issued the one before it."""
     if not same_public_key(cert.public_key(), key):
         raise CAError("the private key does not match the CA certificate")
+    _check_ca_key(key)
+    now = now or utcnow()
+    _check_ca_certificate(cert, now, what="the certificate")
+    child = cert
+    for parent in chain or []:
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise CAError(
+                f"the chain is broken: {child.subject.rfc4514_string()} was not issued by "
+                f"{parent.subject.rfc4514_string()} ({type(exc).__name__})"
+            ) from None
+        _check_ca_certificate(parent, now, what=f"the chain's {parent.subject.rfc4514_string()}")
+        child = parent
+
+
+def _check_ca_key(key: PrivateKey) -> None:
+    # The CA's key signs every certificate: hold it to at least the policy for CSR keys.
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < RSA_MIN_BITS:
+        raise CAError(
+            f"the CA key is RSA {key.key_size} bits; at least {RSA_MIN_BITS} are required"
+        )
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name not in EC_CURVES:
+        raise CAError(
+            f"the CA key's curve {key.curve.name} is not accepted; use P-256, P-384 or P-521"
+        )
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise CAError(f"the CA key is {key_description(key.public_key())[0]}; use RSA or EC")
+
+
+def _check_ca_certificate(cert: x509.Certificate, now: dt.datetime, *, what: str) -> None:
     try:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         constraints = None
     if constraints is None or not constraints.ca:
-        raise CAError(
-            "the certificate is not a CA certificate (basicConstraints CA:TRUE is missing)"
-        )
+        raise CAError(f"{what} is not a CA certificate (basicConstraints CA:TRUE is missing)")
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not usage.key_cert_sign:
-            raise CAError("the CA certificate's keyUsage does not allow keyCertSign")
     except x509.ExtensionNotFound:
-        pass
-    now = now or utcnow()
+        usage = None
+    if usage is not None and not usage.key_cert_sign:
+        raise CAError(f"{what} has a keyUsage that does not allow keyCertSign")
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise CAError(
-            f"the CA certificate is not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} "
+            f"{what} is not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} "
             f"to {cert.not_valid_after_utc:%Y-%m-%d})"
         )
-    child = cert
-    for parent in chain or []:
-        try:
-            child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, Exception) as exc:  # InvalidSignature is not a ValueError
-            raise CAError(
-                f"the chain is broken: {child.subject.rfc4514_string()} was not issued by "
-                f"{parent.subject.rfc4514_string()} ({type(exc).__name__})"
-            ) from None
-        child = parent
 
 
 # --- issuing ------------------------------------------------------------------------
@@ -546,7 +591,9 @@ def issue_certificate(
 ) -> x509.Certificate:
     """Build and sign an end-entity certificate."""
     now = now or utcnow()
-    not_before = now - dt.timedelta(minutes=1)
+    # Backdated a minute for clocks running behind, but never before the CA's own validity;
+    # and never past the CA's end, when the certificate could no longer be verified.
+    not_before = max(now - dt.timedelta(minutes=1), ca_cert.not_valid_before_utc)
     not_after = min(now + dt.timedelta(days=validity_days), ca_cert.not_valid_after_utc)
     if not_after <= now:
         raise CAError("the CA certificate has expired; it cannot issue")
@@ -616,14 +663,17 @@ def issue_certificate(
 
 
 def to_pem(cert: x509.Certificate) -> str:
+    """The certificate as PEM text."""
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def to_der(cert: x509.Certificate) -> bytes:
+    """The certificate as DER bytes."""
     return cert.public_bytes(serialization.Encoding.DER)
 
 
 def load_pem(pem: str | bytes) -> x509.Certificate:
+    """One PEM certificate."""
     return x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
 
 
@@ -665,6 +715,7 @@ def fingerprint(cert: x509.Certificate, algorithm: hashes.HashAlgorithm | None =
 
 
 def serial_hex(serial: int) -> str:
+    """A serial number as lower-case hex without leading zeros."""
     return format(serial, "x")
 
 

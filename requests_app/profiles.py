@@ -6,6 +6,7 @@ Defined here, overridable field by field (or extended with new profiles) through
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from functools import cache
@@ -24,6 +25,8 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class Profile:
+    """One enrollment profile: what its certificates contain and how they are delivered."""
+
     name: str
     label: str
     description: str
@@ -92,6 +95,7 @@ DEFAULT_PROFILES = {
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Profile)}
+SAN_POLICIES = ("hostnames", "requester_email", "optional_email")
 
 
 @cache
@@ -102,11 +106,35 @@ def _profiles() -> dict[str, Profile]:
         if unknown:
             raise ProfileError(f"CA_PROFILES[{name!r}] has unknown fields: {sorted(unknown)}")
         tuples = {k: tuple(v) for k, v in overrides.items() if isinstance(v, list)}
-        if name in profiles:
-            profiles[name] = dataclasses.replace(profiles[name], **{**overrides, **tuples})
-        else:
-            profiles[name] = Profile(name=name, **{**overrides, **tuples})
+        fields = {**overrides, **tuples, "name": name}
+        try:
+            if name in profiles:
+                profiles[name] = dataclasses.replace(profiles[name], **fields)
+            else:
+                profiles[name] = Profile(**fields)
+        except TypeError as exc:  # a new profile without all of its fields
+            raise ProfileError(f"CA_PROFILES[{name!r}]: {exc}") from None
+        _check_profile(profiles[name])
     return profiles
+
+
+def _check_profile(profile: Profile) -> None:
+    """Refuse a profile from CA_PROFILES that could not issue what it promises."""
+    where = f"CA_PROFILES[{profile.name!r}]"
+    if not 1 <= profile.validity_days <= profile.max_validity_days:
+        raise ProfileError(
+            f"{where}: validity_days ({profile.validity_days}) must be between 1 and "
+            f"max_validity_days ({profile.max_validity_days})"
+        )
+    unknown = [eku for eku in profile.extended_key_usages if eku not in pki.EKU_OIDS]
+    if unknown:
+        raise ProfileError(
+            f"{where}: unknown extended key usages {unknown}; use {', '.join(pki.EKU_OIDS)}"
+        )
+    if profile.san_policy not in SAN_POLICIES:
+        raise ProfileError(
+            f"{where}: san_policy {profile.san_policy!r} is not one of {', '.join(SAN_POLICIES)}"
+        )
 
 
 @receiver(setting_changed)
@@ -116,10 +144,12 @@ def _forget_profiles(*, setting, **kwargs):
 
 
 def all_profiles(*, enabled_only: bool = True) -> list[Profile]:
+    """The profiles, defaults first, with CA_PROFILES applied."""
     return [p for p in _profiles().values() if p.enabled or not enabled_only]
 
 
 def profile_names() -> list[str]:
+    """The names of the enabled profiles."""
     return [p.name for p in all_profiles()]
 
 
@@ -132,6 +162,7 @@ def get_profile(name: str) -> Profile:
 
 
 def profile_for_dogtag_id(dogtag_id: str) -> Profile:
+    """The profile that a Dogtag profile ID (caServerCert, ...) stands for."""
     for profile in all_profiles():
         if dogtag_id in profile.dogtag_ids:
             return profile
@@ -164,10 +195,8 @@ def requested_sans(
         candidates = [s for s in csr_sans if s.split(":", 1)[0] in ("DNS", "IP")]
         candidates += [pki.san_to_text(pki.parse_san(h)) for h in extra_hostnames if h.strip()]
         if subject_cn:
-            try:
+            with contextlib.suppress(pki.InvalidName):  # a CN that is no hostname is a label
                 candidates.append(pki.san_to_text(pki.parse_san(subject_cn)))
-            except pki.InvalidName:
-                pass  # a CN that is not a hostname is just a label
         for text in candidates:
             normalized = pki.san_to_text(pki.san_from_text(text))
             if normalized not in names:
@@ -189,10 +218,16 @@ def check_sans(
     profile: Profile, sans: list[str], *, requester_email: str
 ) -> list[x509.GeneralName]:
     """Check SANs (e.g. an agent's edits) against the profile rules; return GeneralNames."""
-    try:
-        names = [pki.san_from_text(text.strip()) for text in sans if text.strip()]
-    except pki.InvalidName as exc:
-        raise ProfileError(str(exc)) from None
+    names: list[x509.GeneralName] = []
+    for text in sans:
+        if not text.strip():
+            continue
+        try:
+            name = pki.san_from_text(text.strip())
+        except pki.InvalidName as exc:
+            raise ProfileError(str(exc)) from None
+        if name not in names:  # an edited list may repeat a name; a certificate should not
+            names.append(name)
     if profile.takes_hostnames:
         if not names:
             raise ProfileError("a server certificate needs at least one DNS name or IP address")

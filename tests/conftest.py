@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import socket
 import subprocess
 from pathlib import Path
@@ -116,6 +117,8 @@ class SMTPServer:
     def start(self):
         from aiosmtpd.controller import Controller
 
+        # aiosmtpd logs every SMTP command at INFO; that costs more than the mail itself.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
         self._controller.start()
         return self

@@ -1,0 +1,93 @@
+"""Shared set-up for the benchmarks: a throw-away database, a CA, CSRs, timing helpers.
+
+Every figure is a ratio of two things measured side by side in the same run, with the
+absolute numbers beside it: the machines are shared and noisy, so absolute times drift.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def machine() -> str:
+    return f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()})"
+
+
+def fresh_database(kind: str, name: str) -> str:
+    """A DATABASE_URL for an empty database: a new SQLite file, or a re-created PG database."""
+    if kind == "sqlite":
+        directory = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+        return f"sqlite:///{directory / 'db.sqlite3'}"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "bench_{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "bench_{name}"')
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/bench_{name}"
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect(PG_ADMIN_URL.replace("postgres://", "postgresql://"), connect_timeout=3).close()
+        return True
+    except Exception:  # noqa: BLE001 - no server means "skip the PostgreSQL rows"
+        return False
+
+
+def setup_django(database_url: str, **extra_env: str) -> None:
+    """Configure and start Django in this process against database_url, and migrate it."""
+    key_dir = tempfile.mkdtemp(prefix="bench-keys-")
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "ca_portal.settings",
+            "ENV_FILE": "/nonexistent/.env",
+            "DATABASE_URL": database_url,
+            "TASKS_BACKEND": "immediate",
+            "EMAIL_URL": "dummy://",
+            "CA_KEY_DIR": key_dir,
+            "CA_KEY_PASSPHRASE": "bench-passphrase",
+            "DELIVERY_NOTIFICATIONS": "False",
+            "DEBUG": "False",
+            "SECRET_KEY": "bench-" + "k" * 50,
+            "ALLOWED_HOSTS": "testserver,127.0.0.1",
+            **extra_env,
+        }
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p95 in milliseconds."""
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

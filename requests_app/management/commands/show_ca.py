@@ -1,0 +1,58 @@
+"""Show every CA (the default one marked): names, keys, validity and fingerprints."""
+
+from django.core.management.base import BaseCommand
+from django.db.models import Count
+
+from requests_app import pki
+from requests_app.management._util import write_json
+from requests_app.models import CertificateAuthority
+
+
+def ca_data(ca: CertificateAuthority) -> dict:
+    """What is shown about a CA; public facts only, never key material."""
+    cert = ca.certificate
+    return {
+        "id": ca.pk,
+        "name": ca.name,
+        "default": ca.is_default,
+        "subject": ca.subject,
+        "issuer": cert.issuer.rfc4514_string(),
+        "key_type": ca.key_type,
+        "serial": ca.serial,
+        "not_before": ca.not_before,
+        "not_after": ca.not_after,
+        "fingerprint_sha256": pki.fingerprint(cert),
+        "chain": [c.subject.rfc4514_string() for c in ca.chain],
+        "key_file": ca.key_filename,
+        "certificates_issued": ca.issued,
+    }
+
+
+class Command(BaseCommand):
+    help = "Show the CAs (the default one, which signs new certificates, is marked)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def handle(self, *args, json, **options):
+        cas = CertificateAuthority.objects.annotate(issued=Count("certificates")).order_by(
+            "-is_default", "-created", "-pk"
+        )
+        rows = [ca_data(ca) for ca in cas]
+        if json:
+            write_json(self.stdout, rows)
+            return
+        if not rows:
+            self.stdout.write("No CA yet: run manage.py init_ca or import_ca.")
+            return
+        for index, row in enumerate(rows):
+            if index:
+                self.stdout.write("")
+            mark = " (default)" if row.pop("default") else ""
+            self.stdout.write(f"CA {row.pop('id')}: {row.pop('name')}{mark}")
+            chain = row.pop("chain")
+            row["chain"] = " <- ".join(chain) if chain else "-"
+            for key, value in row.items():
+                if key in ("not_before", "not_after"):
+                    value = f"{value:%Y-%m-%d %H:%M:%S} UTC"
+                self.stdout.write(f"  {key.replace('_', ' '):<20} {value}")

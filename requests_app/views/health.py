@@ -1,0 +1,31 @@
+"""/healthz for load balancers: the database answers and the CA key opens."""
+
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from .. import ca as ca_store
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    """200 with {"database": "ok", "ca_key": "ok"} when this node can serve and sign, else 503."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        checks["database"] = f"error: {type(exc).__name__}"
+    if checks["database"] == "ok":
+        try:
+            ca_store.load_key(ca_store.default_ca())
+            checks["ca_key"] = "ok"
+        except ca_store.pki.CAError as exc:
+            checks["ca_key"] = f"error: {exc}"
+    else:
+        checks["ca_key"] = "unknown"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(checks, status=200 if healthy else 503)
