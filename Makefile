@@ -19,6 +19,11 @@ run: $(VENV)/.run-stamp .env
 test: $(VENV)/.dev-stamp
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Benchmarks: ratios measured side by side; writes bench/RESULTS.md. Needs wrk for the page
+# rows (apt-get install wrk) and PostgreSQL for the PostgreSQL rows.
+bench: $(VENV)/.dev-stamp
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 lint: $(VENV)/.dev-stamp
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .

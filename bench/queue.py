@@ -126,6 +126,7 @@ def main() -> None:
         "agent list, status filter": lambda k: "/agent/?status=pending",
         "agent search by request ID": lambda k: f"/agent/?q={picks[k][0]}",
         "agent search by serial": lambda k: f"/agent/?q={picks[k][1]}",
+        "agent search by email": lambda k: f"/agent/?q=U{k}@bench.test",
         "agent request details": lambda k: f"/agent/requests/{picks[k][0]}/",
         "admin changelist": lambda k: "/admin/requests_app/certificaterequest/",
     }

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,24 @@ CA_KEY_DIR = Path(env.str("CA_KEY_DIR", default=str(BASE_DIR / "var" / "ca")))
 CA_KEY_PASSPHRASE = env.str("CA_KEY_PASSPHRASE", default=_DEV_CA_KEY_PASSPHRASE)
 
 RETRIEVAL_LINK_MAX_AGE_DAYS = env.int("RETRIEVAL_LINK_MAX_AGE_DAYS", default=30)
+# Revocation: each CRL names its successor this many hours ahead (its nextUpdate).
+CRL_NEXT_UPDATE_HOURS = env.int("CRL_NEXT_UPDATE_HOURS", default=24)
+
+# Server-side keys, for requesters without tools: the profiles that offer them, the key
+# type (RSA 2048: every browser, OS and mail client imports it and encrypts S/MIME to it),
+# and the days after issue that an undownloaded key is kept (erase_expired_keys, from cron).
+SERVER_KEY_PROFILES = env.list("SERVER_KEY_PROFILES", default=["user"])
+SERVER_KEY_TYPE = env.str("SERVER_KEY_TYPE", default="rsa2048")
+SERVER_KEY_RETENTION_DAYS = env.int("SERVER_KEY_RETENTION_DAYS", default=14)
+# Server-side key enrollments per client address per hour (each one generates a key).
+SERVER_KEY_ENROLL_RATE_LIMIT = env.int("SERVER_KEY_ENROLL_RATE_LIMIT", default=10)
+# Wrong passphrases for a key, per certificate and client address: this many are free,
+# then each one locks the form twice as long as the one before, up to the maximum.
+# The counters live in the cache: give several processes a shared CACHES backend.
+KEY_DOWNLOAD_FREE_ATTEMPTS = env.int("KEY_DOWNLOAD_FREE_ATTEMPTS", default=5)
+KEY_DOWNLOAD_LOCKOUT_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_SECONDS", default=30)
+KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS", default=3600)
+
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ca-portal@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 AGENT_NOTIFY_EMAIL = env.list("AGENT_NOTIFY_EMAIL", default=[])
@@ -46,6 +65,12 @@ AGENT_NOTIFY_EMAIL = env.list("AGENT_NOTIFY_EMAIL", default=[])
 # Profiles are defined in requests_app/profiles.py; entries here override fields of a
 # profile or add one, e.g. {"server": {"validity_days": 90}}.
 CA_PROFILES: dict = {}
+
+# The Dogtag protocol (certmonger): more profile IDs over the profiles' own dogtag_ids, as
+# JSON {"caFooCert": "server"} (null drops an ID); and where mail about a server request
+# goes when the client sent no requestor_email.
+DOGTAG_PROFILE_IDS = env.json("DOGTAG_PROFILE_IDS", default={})
+DOGTAG_REQUESTER_EMAIL = env.str("DOGTAG_REQUESTER_EMAIL", default=DEFAULT_FROM_EMAIL)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -69,7 +94,20 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
+
+# Every script, style and font is served by the portal itself (no inline code, no CDN), so
+# the policy can be strict; the admin of Django 6 needs nothing more.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "base-uri": [CSP.NONE],
+}
 
 ROOT_URLCONF = "ca_portal.urls"
 
@@ -93,12 +131,16 @@ WSGI_APPLICATION = "ca_portal.wsgi.application"
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
 }
+# Keep connections between requests and tasks: a PostgreSQL connection costs milliseconds
+# to set up, more than most pages. Health checks drop connections the server closed.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # WAL lets the web process read while the worker writes; IMMEDIATE takes the write
     # lock at BEGIN so two writers queue instead of failing mid-transaction.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -28,6 +28,7 @@ class Delivery(models.Model):
         REQUEST_WAITING = "request_waiting", "request waiting (to agents)"
         REQUEST_REJECTED = "request_rejected", "request rejected (to the requester)"
         REQUEST_CANCELED = "request_canceled", "request canceled (to the requester)"
+        CERTIFICATE_REVOKED = "certificate_revoked", "certificate revoked (to the holder)"
 
     request = models.ForeignKey(
         CertificateRequest, on_delete=models.PROTECT, related_name="deliveries"

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.dispatch import receiver
 
 from requests_app import signals
+from requests_app.models import CertificateRequest
 
 from . import services
 from .models import Delivery
@@ -68,4 +69,20 @@ def track(sender, *, event, esp_name, **kwargs):
         recipient=event.recipient or "",
         description=event.description or event.mta_response or "",
         occurred_at=event.timestamp,
+    )
+
+
+@receiver(signals.certificate_revoked, dispatch_uid="delivery.certificate_revoked")
+def notify_revoked(sender, *, certificate, reason, actor, **kwargs):
+    """Tell the holder (the requester) that their certificate was revoked, or released."""
+    request = CertificateRequest.objects.filter(certificate=certificate).first()
+    if request is None or not settings.DELIVERY_NOTIFICATIONS:
+        return  # an imported or command-issued certificate with no request has no address
+    services.queue_delivery(
+        request=request,
+        certificate=certificate,
+        kind=Kind.CERTIFICATE_REVOKED,
+        backend=services.NOTIFY_BACKEND,
+        recipient=request.requester_email,
+        actor=actor,
     )

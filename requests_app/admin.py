@@ -28,6 +28,7 @@ from .models import (
     normalize_public_id,
     normalize_serial,
 )
+from .revocation_forms import RevokeForm
 
 APPROVE_PERMISSION = "requests_app.approve_certificaterequest"
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
@@ -328,6 +329,7 @@ class CertificateAdmin(ReadOnlyAdmin):
     search_help_text = "A serial number (any case, with or without colons) or part of a subject."
     ordering = ["-created"]
     show_full_result_count = False
+    actions = ["revoke_selected", "release_hold_selected"]
     fieldsets = [
         (
             None,
@@ -339,6 +341,9 @@ class CertificateAdmin(ReadOnlyAdmin):
                     "sans",
                     "profile",
                     "status",
+                    "revoked_at",
+                    "revocation_reason",
+                    "invalidity_date",
                     "not_before",
                     "not_after",
                     "fingerprint_sha256",
@@ -382,6 +387,78 @@ class CertificateAdmin(ReadOnlyAdmin):
         if term and (serial := _serial(term)):
             results |= queryset.filter(serial=serial)
         return results, may_have_duplicates
+
+    def has_approve_permission(self, request) -> bool:
+        return request.user.has_perm(APPROVE_PERMISSION)
+
+    def _act_on_certificates(self, request, queryset, act, done: str) -> None:
+        """Run one service call per certificate; report each success or refusal."""
+        for cert in queryset:
+            try:
+                act(cert)
+            except services.ServiceError as exc:
+                self.message_user(
+                    request, f"Certificate {cert.serial}: {exc.message}", messages.ERROR
+                )
+            else:
+                self.message_user(request, done.format(cert=cert), messages.SUCCESS)
+
+    @admin.action(
+        permissions=["approve"],
+        description="Revoke this certificate",
+        description_plural="Revoke selected certificates",
+        location=BOTH_LOCATIONS,
+    )
+    def revoke_selected(self, request, queryset):
+        # Like reject_selected: a first page asks for the reason, then posts again with post=yes.
+        form = RevokeForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            self._act_on_certificates(
+                request,
+                queryset,
+                lambda cert: services.revoke_certificate(
+                    cert,
+                    reason=reason,
+                    invalidity_date=form.cleaned_data["invalidity_date"],
+                    actor=request.user,
+                    ip=_client_ip(request),
+                ),
+                f"Revoked certificate {{cert.serial}} ({reason}).",
+            )
+            return None
+        form_prefix = f"{ActionLocation.CHANGE_FORM.value}-"
+        prefix = form_prefix if f"{form_prefix}action" in request.POST else ""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Revoke certificates",
+            "subtitle": None,
+            "opts": self.opts,
+            "queryset": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_field_name": f"{prefix}action",
+            "action_name": "revoke_selected",
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/requests_app/certificate/revoke_selected_confirmation.html", context
+        )
+
+    @admin.action(
+        permissions=["approve"],
+        description="Release the hold on this certificate",
+        description_plural="Release the hold on selected certificates",
+        location=BOTH_LOCATIONS,
+    )
+    def release_hold_selected(self, request, queryset):
+        self._act_on_certificates(
+            request,
+            queryset,
+            lambda cert: services.release_hold(cert, actor=request.user, ip=_client_ip(request)),
+            "Released the hold on certificate {cert.serial}.",
+        )
 
 
 @admin.register(AuditEvent)

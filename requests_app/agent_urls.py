@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import agent
+from .views import agent, revocation
 
 app_name = "agent"
 
@@ -14,4 +14,7 @@ urlpatterns = [
     path("requests/<str:public_id>/reject/", agent.reject, name="reject"),
     path("requests/<str:public_id>/cancel/", agent.cancel, name="cancel"),
     path("requests/<str:public_id>/issued/", agent.certificate_issued, name="certificate_issued"),
+    path("certificates/<str:serial>/", revocation.certificate, name="certificate"),
+    path("certificates/<str:serial>/revoke/", revocation.revoke, name="revoke"),
+    path("certificates/<str:serial>/release/", revocation.release_hold, name="release_hold"),
 ]

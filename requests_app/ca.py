@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -102,6 +103,7 @@ def forget_keys() -> None:
     """Drop cached keys (tests; a process that rotates its CA)."""
     with _lock:
         _cache.clear()
+    forget_default_ca()
 
 
 @receiver(setting_changed)
@@ -111,12 +113,30 @@ def _forget_keys_on_new_settings(*, setting, **kwargs):
         forget_keys()
 
 
+_default: tuple[float, CertificateAuthority] | None = None
+DEFAULT_CA_TTL = 5.0  # seconds a process keeps its answer; a new default CA is seen after that
+
+
 def default_ca() -> CertificateAuthority:
-    """The CA that signs new certificates, or NoCAError."""
+    """The CA that signs new certificates, or NoCAError.
+
+    Kept for a few seconds per process: every approval asks, and the answer (with its parsed
+    certificate) changes only when an administrator makes a new default CA."""
+    global _default
+    now = time.monotonic()
+    if _default is not None and now - _default[0] < DEFAULT_CA_TTL:
+        return _default[1]
     ca = CertificateAuthority.objects.filter(is_default=True).first()
     if ca is None:
         raise NoCAError("no CA exists yet: run manage.py init_ca or import_ca first")
+    _default = (now, ca)
     return ca
+
+
+def forget_default_ca() -> None:
+    """Ask the database again next time (called when this process changes the default)."""
+    global _default
+    _default = None
 
 
 def ca_issuers_url(ca: CertificateAuthority) -> str:

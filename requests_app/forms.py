@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.contrib.auth.password_validation import CommonPasswordValidator
 from django.template.defaultfilters import filesizeformat
 
-from . import pki
+from . import keygen, pki
 from .models import CertificateRequest
 from .profiles import Profile, all_profiles
 from .views.common import is_public_id, is_serial
@@ -112,6 +113,95 @@ class EnrollmentForm(forms.Form):
     def csr_field(self) -> str:
         """The field a CSR error belongs to: the one the CSR came from."""
         return "csr_file" if self.cleaned_data.get("csr_file") else "csr"
+
+
+class ServerKeyEnrollmentForm(forms.Form):
+    """Enrollment without a CSR: the portal makes the key and seals it under a passphrase."""
+
+    requester_name = forms.CharField(
+        label="Your name",
+        max_length=keygen.MAX_COMMON_NAME,
+        help_text="The certificate names you by it, e.g. Ada Lovelace.",
+    )
+    requester_email = forms.EmailField(
+        label="Your email address",
+        max_length=254,
+        help_text="The certificate names this address, and we mail you the link to it.",
+    )
+    passphrase = forms.CharField(
+        label="Passphrase",
+        strip=False,
+        min_length=keygen.MIN_PASSPHRASE_LENGTH,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=(
+            f"At least {keygen.MIN_PASSPHRASE_LENGTH} characters; a few unrelated words work "
+            "well. It protects your key here and in the file you download. Nobody can "
+            "recover it for you."
+        ),
+    )
+    passphrase_confirm = forms.CharField(
+        label="Passphrase again",
+        strip=False,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    note = forms.CharField(
+        label="Note to the agent",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 66}),
+    )
+
+    def clean_passphrase(self):
+        passphrase = self.cleaned_data["passphrase"]
+        try:
+            CommonPasswordValidator().validate(passphrase)
+        except forms.ValidationError:
+            raise forms.ValidationError(
+                "This passphrase is on a list of common passwords; choose another."
+            ) from None
+        return passphrase
+
+    def clean(self):
+        cleaned = super().clean()
+        first, second = cleaned.get("passphrase"), cleaned.get("passphrase_confirm")
+        if first and second is not None and first != second:
+            self.add_error("passphrase_confirm", "The two passphrases differ; type them again.")
+        return cleaned
+
+
+class Pkcs12Form(forms.Form):
+    """The passphrase that opens a server-made key, and the PKCS#12 flavour to pack it in."""
+
+    passphrase = forms.CharField(
+        label="Your passphrase",
+        strip=False,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="The one you chose when you submitted the request.",
+    )
+    pkcs12_format = forms.ChoiceField(
+        label="File format",
+        choices=[
+            (
+                "modern",
+                "Modern (AES-256): Windows 10 and 11, Firefox, Chrome, Edge, Linux",
+            ),
+            (
+                "compatible",
+                "Compatible (3DES): macOS and iOS, older Windows, Android and Java",
+            ),
+        ],
+        initial="modern",
+        widget=forms.RadioSelect,
+    )
+
+    def __init__(self, *args, user_agent: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        # Apple's Keychain has refused the AES format with a misleading "wrong password".
+        if any(apple in user_agent for apple in ("Macintosh", "iPhone", "iPad")):
+            self.fields["pkcs12_format"].initial = "compatible"
 
 
 class RequestLookupForm(forms.Form):

@@ -8,6 +8,7 @@ from functools import cached_property
 from cryptography import x509
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.urls import reverse
 
 from . import pki
@@ -185,7 +186,7 @@ class CertificateRequest(models.Model):
             models.Index(
                 fields=["profile", "status", "-submitted_at"], name="request_profile_newest"
             ),
-            models.Index(fields=["requester_email"], name="request_email"),
+            models.Index(Lower("requester_email"), name="request_email_lower"),
         ]
 
     def __str__(self) -> str:

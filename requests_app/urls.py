@@ -7,6 +7,7 @@ from .views import ee, links
 urlpatterns = [
     path("", ee.home, name="home"),
     path("enroll/<str:profile>/", ee.enroll, name="enroll"),
+    path("enroll/<str:profile>/server-key/", ee.enroll_server_key, name="enroll_server_key"),
     path("requests/", ee.request_lookup, name="request_lookup"),
     path("requests/<str:public_id>/", ee.request_status, name="request_status"),
     path("certificates/", ee.certificate_lookup, name="certificate_lookup"),
@@ -16,8 +17,11 @@ urlpatterns = [
         ee.certificate_download,
         name="certificate_download",
     ),
+    path("certificates/<str:serial>/pkcs12/", ee.certificate_pkcs12, name="certificate_pkcs12"),
+    path("certificates/<str:serial>/import/", ee.certificate_import, name="certificate_import"),
     path("retrieve/<str:token>/", links.retrieve, name="retrieve"),
     path("ca/", ee.ca_page, name="ca_page"),
     path("ca/<int:ca_id>/ca.cer", ee.ca_certificate, {"fmt": "der"}, name="ca_issuers"),
     path("ca/<int:ca_id>/download/<str:fmt>/", ee.ca_certificate, name="ca_certificate"),
+    path("ca/<int:ca_id>/import/", ee.ca_import, name="ca_import"),
 ]

@@ -357,9 +357,13 @@ def test_each_profile_issues_a_verifiable_lint_clean_certificate(
     assert not access.critical
     assert [(a.access_method, a.access_location) for a in access.value] == [
         (
+            x509.AuthorityInformationAccessOID.OCSP,
+            x509.UniformResourceIdentifier(f"{SITE_URL}/ocsp"),
+        ),
+        (
             x509.AuthorityInformationAccessOID.CA_ISSUERS,
             x509.UniformResourceIdentifier(ca_store.ca_issuers_url(ca)),
-        )
+        ),
     ]
     assert ca_store.ca_issuers_url(ca) == f"{SITE_URL}/ca/{ca.pk}/ca.cer"
 

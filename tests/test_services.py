@@ -356,11 +356,11 @@ def test_approve_all_pending(ca, agent):
         )
     seen = []
     result = services.approve_all_pending(
-        agent=agent, progress=lambda done, total: seen.append((done, total))
+        agent=agent, progress=lambda done, total: seen.append((done, total)), chunk_size=2
     )
     assert len(result.approved) == 3
     assert result.refused == []
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert seen == [(2, 3), (3, 3)]
     assert services.status_counts()["complete"] == 3
 
 

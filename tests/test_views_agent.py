@@ -493,3 +493,14 @@ def test_certificate_issued_for_pending_request_redirects(agent_client, pending_
     url = reverse("agent:certificate_issued", args=[pending_request.public_id])
     response = agent_client.get(url)
     assert response["Location"] == pending_request.get_agent_url()
+
+
+def test_renewal_details_explain_the_missing_csr(agent_client, pending_request, agent):
+    """A renewal by serial shows whose key it reuses instead of a CSR error."""
+    cert = services.approve_request(pending_request.public_id, agent=agent)
+    renewal = services.submit_renewal(cert)
+    page = agent_client.get(reverse("agent:request_detail", args=[renewal.public_id]))
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert f"the key of certificate {cert.serial}" in text
+    assert "The CSR is empty" not in text

@@ -525,7 +525,8 @@ def test_ca_download_refusals(client, ca):
 def test_ca_issuers_url_serves_der(client, issued, ca):
     """The caIssuers URL in an issued certificate serves the CA certificate in DER."""
     aia = issued.x509.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    url = aia[0].access_location.value
+    issuers = x509.AuthorityInformationAccessOID.CA_ISSUERS
+    url = next(d.access_location.value for d in aia if d.access_method == issuers)
     assert url.endswith(reverse("ca_issuers", args=[ca.pk]))
     response = client.get(url.removeprefix("http://testserver"))
     assert response["Content-Type"] == "application/pkix-cert"

@@ -149,6 +149,12 @@ class LinkEmail(BaseEmailBackend):
 
 
 class NotificationEmail(BaseEmailBackend):
-    """Request received / waiting / rejected / canceled."""
+    """Request received / waiting / rejected / canceled; certificate revoked (or released)."""
 
-    kinds = ("request_received", "request_waiting", "request_rejected", "request_canceled")
+    kinds = (
+        "request_received",
+        "request_waiting",
+        "request_rejected",
+        "request_canceled",
+        "certificate_revoked",
+    )

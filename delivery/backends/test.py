@@ -20,6 +20,7 @@ class TestBackend(BaseDeliveryBackend):
         "request_waiting",
         "request_rejected",
         "request_canceled",
+        "certificate_revoked",
     )
     #: fail: "" (send), "temporary" or "permanent" (raise that DeliveryError).
     default_options = {"fail": ""}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
@@ -43,16 +44,20 @@ def _page_number(text: str | None) -> int:
         return 1
 
 
-def _search(q: str) -> Q:
-    """Match a request ID, a certificate serial, a subject or a requester email."""
-    match = Q(subject__icontains=q)
+def _search(rows: QuerySet, q: str) -> QuerySet:
+    """Match a request ID, a certificate serial, a requester email, or part of a subject.
+
+    IDs, serials and emails use their indexes alone; only free text scans subjects,
+    which on a queue of a million rows is the difference between 5 ms and a second."""
     if is_public_id(q):
-        match |= Q(public_id=normalize_public_id(q))
-    if is_serial(q):
-        match |= Q(certificate__serial=normalize_serial(q))
-    if "@" in q:
-        match |= Q(requester_email__iexact=q)
-    return match
+        return rows.filter(public_id=normalize_public_id(q))
+    serial = normalize_serial(q) if is_serial(q) else None
+    by_serial = Q(certificate__in=Certificate.objects.filter(serial=serial).values("pk"))
+    if serial and len(serial) >= 16:  # real serials are ~40 hex digits; short hex may be a word
+        return rows.filter(by_serial)
+    if "@" in q:  # the request_email_lower index
+        return rows.alias(email_lower=Lower("requester_email")).filter(email_lower=q.lower())
+    return rows.filter(Q(subject__icontains=q) | by_serial if serial else Q(subject__icontains=q))
 
 
 @agent_required
@@ -69,7 +74,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
     if filters.get("profile"):
         rows = rows.filter(profile=filters["profile"])
     if filters.get("q", "").strip():
-        rows = rows.filter(_search(filters["q"].strip()))
+        rows = _search(rows, filters["q"].strip())
     # No COUNT(*) over the table: fetch one row more than a page to learn if another follows.
     page = _page_number(request.GET.get("page"))
     offset = (page - 1) * PAGE_SIZE
@@ -121,6 +126,8 @@ def find(request: HttpRequest) -> HttpResponse:
 
 def _csr_details(req: CertificateRequest) -> dict:
     """The stored CSR read again: its key, SANs and whether its signature verifies."""
+    if not req.csr_pem and req.renewal_of_id:
+        return {"ok": True, "problem": "", "info": None, "renewal": True}
     try:
         allow_ed25519 = profiles.get_profile(req.profile).allow_ed25519
     except profiles.ProfileError:

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_safe
+from django.utils.http import content_disposition_header
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from .. import ca as ca_store
-from .. import encodings, pki, profiles, services
-from ..forms import CertificateLookupForm, EnrollmentForm, RequestLookupForm
-from ..models import CertificateAuthority, normalize_public_id, normalize_serial
+from .. import encodings, pki, profiles, services, throttle
+from ..encodings import Encoded
+from ..forms import (
+    CertificateLookupForm,
+    EnrollmentForm,
+    Pkcs12Form,
+    RequestLookupForm,
+    ServerKeyEnrollmentForm,
+)
+from ..models import (
+    Certificate,
+    CertificateAuthority,
+    CertificateRequest,
+    normalize_public_id,
+    normalize_serial,
+)
 from .common import (
     capped_uploads,
     client_ip,
@@ -29,6 +46,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "ee/home.html",
         {
             "profiles": profiles.all_profiles(),
+            "server_key_profiles": settings.SERVER_KEY_PROFILES,
             "request_form": RequestLookupForm(),
             "certificate_form": CertificateLookupForm(),
         },
@@ -41,14 +59,10 @@ def enroll(request: HttpRequest, profile: str) -> HttpResponse:
     try:
         prof = profiles.get_profile(profile)
     except profiles.ProfileError:
-        return not_found(
-            request,
-            "No such enrollment profile",
-            "There is no enrollment profile by that name. Choose one on the home page.",
-        )
+        return _no_such_profile(request)
+    page = {"profile": prof, "server_key": services.offers_server_key(prof.name)}
     if request.method != "POST":
-        form = EnrollmentForm(profile=prof)
-        return render(request, "ee/enroll.html", {"profile": prof, "form": form})
+        return render(request, "ee/enroll.html", {**page, "form": EnrollmentForm(profile=prof)})
     form = EnrollmentForm(request.POST, request.FILES, profile=prof)
     if form.is_valid():
         data = form.cleaned_data
@@ -68,7 +82,72 @@ def enroll(request: HttpRequest, profile: str) -> HttpResponse:
         else:
             messages.success(request, "Your request was submitted. An agent will review it.")
             return redirect(req)
-    return render(request, "ee/enroll.html", {"profile": prof, "form": form}, status=400)
+    return render(request, "ee/enroll.html", {**page, "form": form}, status=400)
+
+
+def _no_such_profile(request: HttpRequest) -> HttpResponse:
+    return not_found(
+        request,
+        "No such enrollment profile",
+        "There is no enrollment profile by that name. Choose one on the home page.",
+    )
+
+
+@sensitive_variables()  # the cleaned data holds the passphrase
+@sensitive_post_parameters("passphrase", "passphrase_confirm")
+@require_http_methods(["GET", "POST"])
+def enroll_server_key(request: HttpRequest, profile: str) -> HttpResponse:
+    """Enrollment for people without tools: the portal makes the key."""
+    try:
+        prof = profiles.get_profile(profile)
+    except profiles.ProfileError:
+        return _no_such_profile(request)
+    if not services.offers_server_key(prof.name):
+        return not_found(
+            request,
+            "No server-made keys for this profile",
+            f"The {prof.label} profile needs a certificate signing request made on your "
+            "own computer.",
+        )
+    page = {"profile": prof, "retention_days": settings.SERVER_KEY_RETENTION_DAYS}
+    if request.method != "POST":
+        form = ServerKeyEnrollmentForm()
+        return render(request, "ee/enroll_server_key.html", {**page, "form": form})
+    form = ServerKeyEnrollmentForm(request.POST)
+    status = 400
+    if form.is_valid():
+        data = form.cleaned_data
+        ip = client_ip(request)
+        # Each enrollment generates a key pair: cap them per address so nobody can keep
+        # the server busy making keys.
+        if not throttle.within_rate(
+            f"server-key-enroll:{ip}", limit=settings.SERVER_KEY_ENROLL_RATE_LIMIT, window=3600
+        ):
+            form.add_error(
+                None,
+                "Too many requests came from your address in the last hour. Try again later.",
+            )
+            status = 429
+        else:
+            try:
+                req = services.submit_request_with_server_key(
+                    profile=prof.name,
+                    passphrase=data["passphrase"],
+                    requester_email=data["requester_email"],
+                    requester_name=data["requester_name"],
+                    note=data["note"],
+                    ip=ip,
+                )
+            except services.InvalidRequest as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(
+                    request,
+                    "Your request was submitted, and your key is stored encrypted under your "
+                    "passphrase. An agent will review the request.",
+                )
+                return redirect(req)
+    return render(request, "ee/enroll_server_key.html", {**page, "form": form}, status=status)
 
 
 @require_safe
@@ -95,7 +174,15 @@ def request_status(request: HttpRequest, public_id: str) -> HttpResponse:
         profile_label = profiles.get_profile(req.profile).label
     except profiles.ProfileError:
         profile_label = req.profile
-    return render(request, "ee/request_status.html", {"req": req, "profile_label": profile_label})
+    return render(
+        request,
+        "ee/request_status.html",
+        {
+            "req": req,
+            "profile_label": profile_label,
+            "server_key": services.server_key_state(req),
+        },
+    )
 
 
 @require_safe
@@ -117,20 +204,111 @@ def _certificate_not_found(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_safe
-def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
-    cert = find_certificate(serial)
-    if cert is None:
-        return _certificate_not_found(request)
+def _request_of(cert: Certificate) -> CertificateRequest | None:
+    try:
+        return cert.request
+    except ObjectDoesNotExist:  # issued outside the request queue
+        return None
+
+
+def _render_certificate(
+    request: HttpRequest,
+    cert: Certificate,
+    *,
+    pkcs12_form: Pkcs12Form | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    req = _request_of(cert)
+    server_key = services.server_key_state(req) if req else None
+    if server_key and server_key.stored and pkcs12_form is None:
+        pkcs12_form = Pkcs12Form(user_agent=request.headers.get("User-Agent", ""))
+    try:
+        profile = profiles.get_profile(cert.profile)
+    except profiles.ProfileError:
+        profile = None
     return render(
         request,
         "ee/certificate_detail.html",
         {
             "cert": cert,
+            "req": req,
+            "profile": profile,
             "summary": describe_certificate(cert.x509),
-            "formats": encodings.CERTIFICATE_FORMATS,
+            "for_people": profile is not None and not profile.takes_hostnames,
+            "server_key": server_key,
+            "pkcs12_form": pkcs12_form,
+            "retention_days": settings.SERVER_KEY_RETENTION_DAYS,
         },
+        status=status,
     )
+
+
+@require_safe
+def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
+    cert = find_certificate(serial)
+    if cert is None:
+        return _certificate_not_found(request)
+    return _render_certificate(request, cert)
+
+
+@sensitive_variables()
+@sensitive_post_parameters("passphrase")
+@require_POST
+def certificate_pkcs12(request: HttpRequest, serial: str) -> HttpResponse:
+    """The server-made key with its certificate and chain as a .p12, once, for the passphrase."""
+    cert = find_certificate(serial)
+    if cert is None:
+        return _certificate_not_found(request)
+    req = _request_of(cert)
+    if req is None:
+        raise Http404("This certificate has no key stored here.")
+    form = Pkcs12Form(request.POST)
+    if not form.is_valid():
+        return _render_certificate(request, cert, pkcs12_form=form, status=400)
+    # Per certificate and address: one guesser cannot lock out the owner elsewhere.
+    scope = f"key-download:{cert.fingerprint_sha256}:{client_ip(request)}"
+    wait = throttle.lockout_remaining(scope)
+    if wait:
+        form.add_error(None, _try_again_in(wait))
+        response = _render_certificate(request, cert, pkcs12_form=form, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    try:
+        data = services.download_server_key(
+            req,
+            passphrase=form.cleaned_data["passphrase"],
+            pkcs12_format=form.cleaned_data["pkcs12_format"],
+            ip=client_ip(request),
+        )
+    except services.WrongPassphrase as exc:
+        lockout = throttle.record_failure(scope)
+        form.add_error("passphrase", exc.message)
+        if lockout:
+            form.add_error(None, _try_again_in(lockout))
+        return _render_certificate(request, cert, pkcs12_form=form, status=400)
+    except (services.KeyNotAvailable, services.InvalidTransition) as exc:
+        messages.error(request, exc.message)
+        return redirect("certificate_detail", cert.serial)
+    throttle.clear_failures(scope)
+    response = download(Encoded(data, "application/x-pkcs12", f"{cert.serial}.p12"))
+    response["Cache-Control"] = "no-store"  # the key must not linger in a shared cache
+    return response
+
+
+def _try_again_in(seconds: int) -> str:
+    when = f"{seconds} seconds" if seconds < 120 else f"{-(-seconds // 60)} minutes"
+    return f"Too many wrong passphrases. Wait {when} before you try again."
+
+
+@require_safe
+def certificate_import(request: HttpRequest, serial: str) -> HttpResponse:
+    """The certificate as application/x-x509-user-cert, which browsers offer to install."""
+    cert = find_certificate(serial)
+    if cert is None:
+        return _certificate_not_found(request)
+    response = HttpResponse(pki.to_der(cert.x509), content_type="application/x-x509-user-cert")
+    response["Content-Disposition"] = content_disposition_header(False, f"{cert.serial}.crt")
+    return response
 
 
 @require_safe
@@ -171,3 +349,12 @@ def ca_certificate(request: HttpRequest, ca_id: int, fmt: str) -> HttpResponse:
         return download(encodings.encode_ca(ca, fmt))
     except encodings.UnknownFormat as exc:
         raise Http404(str(exc)) from None
+
+
+@require_safe
+def ca_import(request: HttpRequest, ca_id: int) -> HttpResponse:
+    """The CA certificate as application/x-x509-ca-cert: Firefox then asks what to trust it for."""
+    ca = get_object_or_404(CertificateAuthority, pk=ca_id)
+    response = HttpResponse(pki.to_der(ca.certificate), content_type="application/x-x509-ca-cert")
+    response["Content-Disposition"] = content_disposition_header(False, f"ca-{ca.pk}.crt")
+    return response

@@ -1,0 +1,109 @@
+"""CRLs of our CAs: generated from the certificates table, stored, and served newest first.
+
+A new CRL is made after every revocation or release (a task, on commit), by
+`manage.py generate_crl` (cron) when one ages, and on request when the newest one has
+expired or misses a revocation (a lost task must not leave a revoked certificate trusted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+
+from . import ca as ca_store
+from . import pki, revocation
+from .models import AuditEvent, Certificate, CertificateAuthority, CertificateRevocationList
+
+#: The audit actions after which a CA's CRL is out of date.
+CHANGES = ("certificate_revoked", "certificate_hold_released")
+
+
+def lifetime() -> dt.timedelta:
+    """From thisUpdate to nextUpdate (CRL_NEXT_UPDATE_HOURS)."""
+    hours = settings.CRL_NEXT_UPDATE_HOURS
+    if hours < 1:
+        raise ImproperlyConfigured("CRL_NEXT_UPDATE_HOURS must be at least 1")
+    return dt.timedelta(hours=hours)
+
+
+def newest(ca: CertificateAuthority) -> CertificateRevocationList | None:
+    """The CA's CRL with the highest number, if any."""
+    return CertificateRevocationList.objects.filter(ca=ca).order_by("-number").first()
+
+
+def outdated(
+    crl: CertificateRevocationList | None,
+    ca: CertificateAuthority,
+    *,
+    now: dt.datetime,
+    renew_early: bool = False,
+) -> bool:
+    """True when there is no CRL, it expired, a revocation or release came after it, or
+    (renew_early, for cron) it has passed half its lifetime."""
+    if crl is None or now >= crl.next_update:
+        return True
+    if renew_early and now >= crl.this_update + (crl.next_update - crl.this_update) / 2:
+        return True
+    return AuditEvent.objects.filter(ca=ca, action__in=CHANGES, time__gt=crl.created).exists()
+
+
+def revoked_entries(ca: CertificateAuthority, *, now: dt.datetime) -> list[revocation.RevokedEntry]:
+    """The CA's revoked certificates that have not expired (expired ones leave the CRL,
+    RFC 5280 3.3; Dogtag's includeExpiredCerts=false)."""
+    rows = (
+        Certificate.objects.filter(ca=ca, status=Certificate.Status.REVOKED, not_after__gt=now)
+        .order_by("revoked_at", "pk")
+        .values_list("serial", "revoked_at", "revocation_reason", "invalidity_date")
+    )
+    return [
+        revocation.RevokedEntry(
+            serial=int(serial, 16),
+            revoked_at=revoked_at,
+            reason=reason or "unspecified",
+            invalidity_date=invalidity,
+        )
+        for serial, revoked_at, reason, invalidity in rows
+    ]
+
+
+def generate(
+    ca: CertificateAuthority, *, force: bool = True, renew_early: bool = False
+) -> tuple[CertificateRevocationList, bool]:
+    """Sign and store the CA's next CRL (unless force=False and the newest is still right);
+    returns it and whether it is new."""
+    with transaction.atomic():
+        # The CA row is the lock that numbers CRLs one after another, and that lets the
+        # processes which all find the CRL out of date at once make only one new CRL.
+        CertificateAuthority.objects.select_for_update().filter(pk=ca.pk).first()
+        now = pki.utcnow().replace(microsecond=0)  # a CRL's times have whole seconds
+        current = newest(ca)
+        if not force and not outdated(current, ca, now=now, renew_early=renew_early):
+            return current, False
+        number = (current.number if current else 0) + 1
+        signed = revocation.build_crl(
+            ca_cert=ca.certificate,
+            ca_key=ca_store.load_key(ca),
+            entries=revoked_entries(ca, now=now),
+            number=number,
+            this_update=now,
+            next_update=now + lifetime(),
+        )
+        crl = CertificateRevocationList.objects.create(
+            ca=ca,
+            number=number,
+            this_update=now,
+            next_update=now + lifetime(),
+            der=revocation.crl_der(signed),
+        )
+    return crl, True
+
+
+def current(ca: CertificateAuthority) -> CertificateRevocationList:
+    """The CRL to serve: the newest, made first if it is missing or out of date."""
+    crl = newest(ca)
+    if crl is not None and not outdated(crl, ca, now=pki.utcnow()):
+        return crl
+    return generate(ca, force=False)[0]

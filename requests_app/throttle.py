@@ -1,0 +1,68 @@
+"""Slowing down guessing and flooding: counters in Django's cache, nothing in the database.
+
+Scopes are strings such as "key-download:<fingerprint>:<ip>"; they are hashed into cache
+keys, so any text is safe to use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+#: The time source; tests replace it to move time forward without sleeping.
+clock = time.time
+
+
+def _key(kind: str, scope: str) -> str:
+    return f"ca-portal:{kind}:{hashlib.sha256(scope.encode()).hexdigest()}"
+
+
+def _increment(key: str, timeout: int) -> int:
+    """Add one to a counter (atomic on backends with an atomic incr) and return it."""
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1
+
+
+# --- failures with a growing lockout (wrong passphrases) ----------------------------
+
+
+def lockout_remaining(scope: str) -> int:
+    """Seconds until scope may try again; 0 when it may try now."""
+    until = cache.get(_key("locked-until", scope))
+    return max(0, math.ceil(until - clock())) if until else 0
+
+
+def record_failure(scope: str) -> int:
+    """Count one failure; return the lockout in seconds it earns (0 while attempts are free)."""
+    longest = settings.KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS
+    # Failures are forgotten a day after the last one, so a person who mistypes now and
+    # then never reaches the long lockouts.
+    failures = _increment(_key("failures", scope), timeout=max(longest, 86400))
+    beyond = failures - settings.KEY_DOWNLOAD_FREE_ATTEMPTS
+    if beyond <= 0:
+        return 0
+    lockout = min(settings.KEY_DOWNLOAD_LOCKOUT_SECONDS * 2 ** (beyond - 1), longest)
+    cache.set(_key("locked-until", scope), clock() + lockout, timeout=lockout + 1)
+    return lockout
+
+
+def clear_failures(scope: str) -> None:
+    """Forget the failures of scope (after a success)."""
+    cache.delete_many([_key("failures", scope), _key("locked-until", scope)])
+
+
+# --- a fixed window rate limit (enrollments) ------------------------------------------
+
+
+def within_rate(scope: str, *, limit: int, window: int) -> bool:
+    """Count one use in the current window; False once scope has used more than limit."""
+    bucket = int(clock() // window)
+    return _increment(_key(f"rate-{bucket}", scope), timeout=window) <= limit
