@@ -19,7 +19,8 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0
 
 
 def machine() -> str:
-    return f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()})"
+    python = platform.python_version()
+    return f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()}, Python {python})"
 
 
 def fresh_database(kind: str, name: str) -> str:
@@ -29,7 +30,9 @@ def fresh_database(kind: str, name: str) -> str:
         return f"sqlite:///{directory / 'db.sqlite3'}"
     import psycopg
 
-    with psycopg.connect(PG_ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+    with psycopg.connect(
+        PG_ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "bench_{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "bench_{name}"')
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/bench_{name}"
@@ -39,9 +42,11 @@ def postgres_available() -> bool:
     try:
         import psycopg
 
-        psycopg.connect(PG_ADMIN_URL.replace("postgres://", "postgresql://"), connect_timeout=3).close()
+        psycopg.connect(
+            PG_ADMIN_URL.replace("postgres://", "postgresql://"), connect_timeout=3
+        ).close()
         return True
-    except Exception:  # noqa: BLE001 - no server means "skip the PostgreSQL rows"
+    except Exception:
         return False
 
 
@@ -82,7 +87,7 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
 def percentiles(samples: list[float]) -> tuple[float, float]:
     """p50 and p95 in milliseconds."""
     ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return statistics.median(ordered) * 1000, p95 * 1000
 
 

@@ -34,7 +34,7 @@ def main() -> None:
     from requests_app import services
     from tests.conftest import SMTPServer, make_csr
 
-    ca = services.create_ca("CN=Bench Drain CA", key_type="p256")
+    services.create_ca("CN=Bench Drain CA", key_type="p256")
     cert = services.issue_certificate(
         profile="server", csr=make_csr(cn="drain.bench.test"), requester_email="d@bench.test"
     )
@@ -45,8 +45,12 @@ def main() -> None:
         now = timezone.now()
         return Delivery.objects.bulk_create(
             Delivery(
-                request=req, certificate=cert, backend="email_link", kind="link",
-                recipient=f"r{i}@bench.test", next_attempt_at=now,
+                request=req,
+                certificate=cert,
+                backend="email_link",
+                kind="link",
+                recipient=f"r{i}@bench.test",
+                next_attempt_at=now,
             )
             for i in range(args.n)
         )
@@ -90,8 +94,18 @@ def main() -> None:
         smtp.messages.clear()
         for delivery in queue_all():
             database.enqueue(deliver_task, (delivery.pk,), {})
-        command = [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay",
-                   "--no-reload", "--interval", "0.05", "-v", "0"]
+        command = [
+            sys.executable,
+            "manage.py",
+            "db_worker",
+            "--batch",
+            "--no-startup-delay",
+            "--no-reload",
+            "--interval",
+            "0.05",
+            "-v",
+            "0",
+        ]
         start = time.perf_counter()
         count = workers if isinstance(workers, int) else 1
         processes = [subprocess.Popen(command, cwd=ROOT, env=env) for _ in range(count)]

@@ -63,7 +63,9 @@ def main() -> None:
 
     def submit_all():
         return [
-            services.submit_request(profile="server", csr=pem, requester_email="b@bench.test").public_id
+            services.submit_request(
+                profile="server", csr=pem, requester_email="b@bench.test"
+            ).public_id
             for pem in csrs
         ]
 

@@ -54,11 +54,20 @@ def main() -> None:
     def cert_row(i: int, cert_id: int):
         serial = format(rng.getrandbits(159) | (1 << 158), "x")
         values = {
-            "ca": ca.pk, "serial": serial, "subject": f"CN=h{i}.bench.test",
-            "sans": json.dumps([f"DNS:h{i}.bench.test"]), "not_before": now, "not_after": now,
-            "profile": PROFILES[i % 3], "pem": cert_pem,
-            "fingerprint_sha256": format(cert_id, "064x"), "status": "valid", "created": now,
-            "revoked_at": None, "revocation_reason": "", "invalidity_date": None,
+            "ca": ca.pk,
+            "serial": serial,
+            "subject": f"CN=h{i}.bench.test",
+            "sans": json.dumps([f"DNS:h{i}.bench.test"]),
+            "not_before": now,
+            "not_after": now,
+            "profile": PROFILES[i % 3],
+            "pem": cert_pem,
+            "fingerprint_sha256": format(cert_id, "064x"),
+            "status": "valid",
+            "created": now,
+            "revoked_at": None,
+            "revocation_reason": "",
+            "invalidity_date": None,
         }
         return [values[f.name] for f in cert_fields]
 
@@ -66,14 +75,27 @@ def main() -> None:
         submitted = now - dt.timedelta(seconds=i * 60)
         values = {
             "public_id": "".join(secrets.choice(ALPHABET) for _ in range(20)),
-            "profile": PROFILES[i % 3], "status": status, "csr_pem": csr_pem,
-            "subject": f"CN=h{i}.bench.test", "key_type": "p256", "key_size": 256,
-            "public_key_sha256": "0" * 64, "requested_sans": json.dumps([f"DNS:h{i}.bench.test"]),
-            "requester_name": f"User {i}", "requester_email": f"u{i % 50000}@bench.test",
-            "requester_note": "", "submitted_at": submitted, "updated_at": submitted,
-            "acted_by": None, "agent_note": "rejected for the benchmark" if status == "rejected" else "",
-            "certificate": cert_id, "renewal_of": None, "submitter_ip": None, "channel": "web",
-            "encrypted_private_key": "", "key_erased_at": None,
+            "profile": PROFILES[i % 3],
+            "status": status,
+            "csr_pem": csr_pem,
+            "subject": f"CN=h{i}.bench.test",
+            "key_type": "p256",
+            "key_size": 256,
+            "public_key_sha256": "0" * 64,
+            "requested_sans": json.dumps([f"DNS:h{i}.bench.test"]),
+            "requester_name": f"User {i}",
+            "requester_email": f"u{i % 50000}@bench.test",
+            "requester_note": "",
+            "submitted_at": submitted,
+            "updated_at": submitted,
+            "acted_by": None,
+            "agent_note": "rejected for the benchmark" if status == "rejected" else "",
+            "certificate": cert_id,
+            "renewal_of": None,
+            "submitter_ip": None,
+            "channel": "web",
+            "encrypted_private_key": "",
+            "key_erased_at": None,
         }
         return [values[f.name] for f in req_fields]
 
@@ -102,7 +124,8 @@ def main() -> None:
                 marks = ", ".join(["%s"] * len(fields))
                 for start in range(0, len(rows), 20000):
                     cursor.executemany(
-                        f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows[start : start + 20000]
+                        f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                        rows[start : start + 20000],
                     )
 
     with transaction.atomic():
@@ -118,7 +141,9 @@ def main() -> None:
     client = Client()
     client.force_login(admin)
     ids = list(
-        CertificateRequest.objects.filter(status="complete").values_list("public_id", "certificate__serial")[:1000]
+        CertificateRequest.objects.filter(status="complete").values_list(
+            "public_id", "certificate__serial"
+        )[:1000]
     )
     picks = [ids[rng.randrange(len(ids))] for _ in range(args.samples)]
     pages = {
@@ -147,7 +172,9 @@ def main() -> None:
                 "db": args.db,
                 "n": args.n,
                 "load_seconds": load_seconds,
-                "pages": {name: {"p50_ms": p50, "p95_ms": p95} for name, (p50, p95) in results.items()},
+                "pages": {
+                    name: {"p50_ms": p50, "p95_ms": p95} for name, (p50, p95) in results.items()
+                },
             }
         )
     )

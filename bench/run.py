@@ -23,7 +23,10 @@ def run(module: str, *args: str) -> dict:
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
-        return {"bench": module, "error": (result.stderr or result.stdout).strip().splitlines()[-1:]}
+        return {
+            "bench": module,
+            "error": (result.stderr or result.stdout).strip().splitlines()[-1:],
+        }
     return json.loads(lines[-1])
 
 
@@ -47,14 +50,30 @@ def main() -> None:
             if "error" in r:
                 rows.append([db, ca, "error", str(r["error"]), "", ""])
                 continue
-            rows.append([
-                db, ca, f"{r['raw_per_s']:.0f}/s",
-                f"{r['single_per_s']:.0f}/s: {goal(r['single_ratio'], 0.25)}",
-                f"{r['bulk_per_s']:.0f}/s: {goal(r['bulk_ratio'], 0.5)}",
-                str(r["n"]),
-            ])
-    sections.append("## 1. Issuance (approvals per second, ratio to raw cryptography)\n\n" + table(
-        ["db", "CA key", "raw (verify CSR, build, sign)", "(a) one transaction each", "(b) bulk path", "n"], rows))
+            rows.append(
+                [
+                    db,
+                    ca,
+                    f"{r['raw_per_s']:.0f}/s",
+                    f"{r['single_per_s']:.0f}/s: {goal(r['single_ratio'], 0.25)}",
+                    f"{r['bulk_per_s']:.0f}/s: {goal(r['bulk_ratio'], 0.5)}",
+                    str(r["n"]),
+                ]
+            )
+    sections.append(
+        "## 1. Issuance (approvals per second, ratio to raw cryptography)\n\n"
+        + table(
+            [
+                "db",
+                "CA key",
+                "raw (verify CSR, build, sign)",
+                "(a) one transaction each",
+                "(b) bulk path",
+                "n",
+            ],
+            rows,
+        )
+    )
 
     rows = []
     for db in dbs:
@@ -65,37 +84,71 @@ def main() -> None:
         for name, page in r["pages"].items():
             limit = 250 if name.startswith("admin") else 100
             ok = "✓" if page["p95_ms"] < limit else "✗"
-            rows.append([db, name, f"{page['p50_ms']:.1f}", f"{page['p95_ms']:.1f} {ok} (< {limit})",
-                         f"{r['n']:,} rows loaded in {r['load_seconds']:.0f} s"])
-    sections.append("## 2. The queue at a million (ms)\n\n" + table(
-        ["db", "page", "p50", "p95", "fixture"], rows))
+            rows.append(
+                [
+                    db,
+                    name,
+                    f"{page['p50_ms']:.1f}",
+                    f"{page['p95_ms']:.1f} {ok} (< {limit})",
+                    f"{r['n']:,} rows loaded in {r['load_seconds']:.0f} s",
+                ]
+            )
+    sections.append(
+        "## 2. The queue at a million (ms)\n\n"
+        + table(["db", "page", "p50", "p95", "fixture"], rows)
+    )
 
     if "postgres" in dbs:
         r = run("drain", "-n", "500" if quick else "5000")
         if "error" in r:
             body = f"error: {r['error']}"
         else:
-            body = table(
-                ["sender", "messages/s", "ratio to raw (new connection per message)"],
-                [
-                    ["raw smtplib, a connection per message", f"{r['raw_per_s']:.0f}", "1.00"],
-                    ["raw smtplib, one kept connection", f"{r['raw_kept_per_s']:.0f}", f"{r['raw_kept_per_s'] / r['raw_per_s']:.2f}"],
-                    ["1 db_worker", f"{r['one_worker_per_s']:.0f}", goal(r["one_worker_ratio"], 0.5)],
-                    ["2 db_workers", f"{r['two_workers_per_s']:.0f}", f"{r['two_workers_ratio']:.2f}"],
-                    ["1 db_worker, synchronous_commit=off", f"{r['one_worker_async_per_s']:.0f}", f"{r['one_worker_async_ratio']:.2f}"],
-                ],
-            ) + f"\n\n{r['n']} messages to a local aiosmtpd server, PostgreSQL."
+            body = (
+                table(
+                    ["sender", "messages/s", "ratio to raw (new connection per message)"],
+                    [
+                        ["raw smtplib, a connection per message", f"{r['raw_per_s']:.0f}", "1.00"],
+                        [
+                            "raw smtplib, one kept connection",
+                            f"{r['raw_kept_per_s']:.0f}",
+                            f"{r['raw_kept_per_s'] / r['raw_per_s']:.2f}",
+                        ],
+                        [
+                            "1 db_worker",
+                            f"{r['one_worker_per_s']:.0f}",
+                            goal(r["one_worker_ratio"], 0.5),
+                        ],
+                        [
+                            "2 db_workers",
+                            f"{r['two_workers_per_s']:.0f}",
+                            f"{r['two_workers_ratio']:.2f}",
+                        ],
+                        [
+                            "1 db_worker, synchronous_commit=off",
+                            f"{r['one_worker_async_per_s']:.0f}",
+                            f"{r['one_worker_async_ratio']:.2f}",
+                        ],
+                    ],
+                )
+                + f"\n\n{r['n']} messages to a local aiosmtpd server, PostgreSQL."
+            )
         sections.append("## 3. Delivery drain\n\n" + body)
 
     r = run("web", "--seconds", "2" if quick else "5", "--rounds", "1" if quick else "3")
     if "error" in r or "skipped" in r:
         body = str(r.get("error") or r.get("skipped"))
     else:
-        body = table(
-            ["page", "requests/s", "trivial view requests/s", "ratio"],
-            [[name, f"{p['per_s']:.0f}", f"{p['trivial_per_s']:.0f}", goal(p["ratio"], 0.5)]
-             for name, p in r["pages"].items()],
-        ) + f"\n\ngunicorn with {r['workers']} workers (one per core), wrk -t2 -c16 on loopback, SQLite; median of alternating runs."
+        body = (
+            table(
+                ["page", "requests/s", "trivial view requests/s", "ratio"],
+                [
+                    [name, f"{p['per_s']:.0f}", f"{p['trivial_per_s']:.0f}", goal(p["ratio"], 0.5)]
+                    for name, p in r["pages"].items()
+                ],
+            )
+            + f"\n\ngunicorn with {r['workers']} workers (one per core), wrk -t2 -c16 on loopback, "
+            + "SQLite; median of alternating runs."
+        )
     sections.append("## 4. Pages under load\n\n" + body)
 
     report = "\n\n".join(sections) + "\n"

@@ -58,9 +58,20 @@ def main() -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "DATABASE_URL": database_url}
     workers = str(os.cpu_count() or 1)
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "bench.wsgi", "-b", f"127.0.0.1:{port}",
-         "-w", workers, "--access-logfile", "/dev/null"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "bench.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            workers,
+            "--access-logfile",
+            "/dev/null",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -89,7 +100,9 @@ def main() -> None:
             if urllib.request.urlopen(check, timeout=5).status == 200:
                 results |= _alternate(
                     {"trivial view": pages["trivial view"], "OCSP (POST)": f"{base}/ocsp"},
-                    args.seconds, args.rounds, scripts={"OCSP (POST)": str(script)},
+                    args.seconds,
+                    args.rounds,
+                    scripts={"OCSP (POST)": str(script)},
                 )
     finally:
         server.terminate()
@@ -138,11 +151,11 @@ def _ocsp_request(cert) -> bytes | None:
         resolve("/ocsp")
     except Resolver404:
         return None
-    builder = ocsp.OCSPRequestBuilder().add_certificate(cert.x509, cert.ca.certificate, hashes.SHA1())
+    builder = ocsp.OCSPRequestBuilder().add_certificate(
+        cert.x509, cert.ca.certificate, hashes.SHA1()
+    )
     return builder.build().public_bytes(serialization.Encoding.DER)
 
 
 if __name__ == "__main__":
     main()
-
-

@@ -4,6 +4,7 @@ Every variable has a development default where that is safe. With DEBUG=False th
 process refuses to start without SECRET_KEY and CA_KEY_PASSPHRASE.
 """
 
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -49,6 +50,11 @@ CRL_NEXT_UPDATE_HOURS = env.int("CRL_NEXT_UPDATE_HOURS", default=24)
 SERVER_KEY_PROFILES = env.list("SERVER_KEY_PROFILES", default=["user"])
 SERVER_KEY_TYPE = env.str("SERVER_KEY_TYPE", default="rsa2048")
 SERVER_KEY_RETENTION_DAYS = env.int("SERVER_KEY_RETENTION_DAYS", default=14)
+# Enrollments (web form and Dogtag profileSubmit) per client address: "count/seconds".
+# Counted in Django's cache: configure a shared cache (CACHES) when running several processes.
+ENROLL_RATE_LIMIT = env.str("ENROLL_RATE_LIMIT", default="60/3600")
+if not re.fullmatch(r"\d+/\d+", ENROLL_RATE_LIMIT):
+    raise ImproperlyConfigured("ENROLL_RATE_LIMIT must look like 60/3600 (count/seconds)")
 # Server-side key enrollments per client address per hour (each one generates a key).
 SERVER_KEY_ENROLL_RATE_LIMIT = env.int("SERVER_KEY_ENROLL_RATE_LIMIT", default=10)
 # Wrong passphrases for a key, per certificate and client address: this many are free,
@@ -140,7 +146,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; IMMEDIATE takes the write
     # lock at BEGIN so two writers queue instead of failing mid-transaction.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

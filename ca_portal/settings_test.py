@@ -22,3 +22,5 @@ DELIVERY_BACKENDS = {
     **DELIVERY_BACKENDS,  # noqa: F405
     "test": {"BACKEND": "delivery.backends.test.TestBackend"},
 }
+# Tests submit many requests from one address; the rate-limit tests lower this themselves.
+ENROLL_RATE_LIMIT = "1000000/3600"

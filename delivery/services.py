@@ -191,7 +191,8 @@ def retry_delivery(delivery_id: int, *, actor=None) -> Delivery:
         raise DeliveryRefused(f"no delivery {delivery_id}")
     if delivery.status not in (Status.FAILED, Status.BOUNCED, Status.PENDING):
         raise DeliveryRefused(
-            f"delivery {delivery_id} is {delivery.status}; only failed, bounced or pending ones can be retried"
+            f"delivery {delivery_id} is {delivery.status}; "
+            "only failed, bounced or pending ones can be retried"
         )
     delivery.status = Status.PENDING
     delivery.next_attempt_at = timezone.now()

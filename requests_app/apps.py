@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class RequestsAppConfig(AppConfig):
     name = "requests_app"
     verbose_name = "Certificate Manager"
+
+    def ready(self):
+        from . import checks  # noqa: F401 - registers the system checks

@@ -66,6 +66,9 @@ class CertificateAuthority(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse("ca_certificate", args=[self.pk, "pem"])
+
     @cached_property
     def certificate(self) -> x509.Certificate:
         return pki.load_pem(self.certificate_pem)
@@ -77,9 +80,6 @@ class CertificateAuthority(models.Model):
     @property
     def fingerprint_sha256(self) -> str:
         return pki.fingerprint(self.certificate)
-
-    def get_absolute_url(self) -> str:
-        return reverse("ca_certificate", args=[self.pk, "pem"])
 
 
 class Certificate(models.Model):
@@ -192,12 +192,12 @@ class CertificateRequest(models.Model):
     def __str__(self) -> str:
         return self.display_id
 
+    def get_absolute_url(self) -> str:
+        return reverse("request_status", args=[self.public_id])
+
     @property
     def display_id(self) -> str:
         return format_public_id(self.public_id)
-
-    def get_absolute_url(self) -> str:
-        return reverse("request_status", args=[self.public_id])
 
     def get_agent_url(self) -> str:
         return reverse("agent:request_detail", args=[self.public_id])

@@ -7,18 +7,23 @@ that transaction (receivers defer side effects with `transaction.on_commit`).
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import ca as ca_store
-from . import pki, profiles, signals
+from . import keygen, pki, profiles, signals
 from .models import (
     AuditEvent,
     Certificate,
@@ -26,6 +31,7 @@ from .models import (
     CertificateRequest,
     StatusCount,
     normalize_public_id,
+    normalize_serial,
 )
 
 Status = CertificateRequest.Status
@@ -510,7 +516,9 @@ def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
         for req, cert, days in issued
     )
     for req, cert, _ in issued:
-        signals.certificate_issued.send(sender=Certificate, certificate=cert, request=req, actor=agent)
+        signals.certificate_issued.send(
+            sender=Certificate, certificate=cert, request=req, actor=agent
+        )
     return certs
 
 
@@ -523,7 +531,11 @@ def _store_ca(
     chain: list[x509.Certificate],
     *,
     force: bool,
+    actor: User | None,
+    action: str,
+    **details,
 ) -> CertificateAuthority:
+    """Save a checked CA as the new default, audit it, then write its key file (last)."""
     current = CertificateAuthority.objects.select_for_update().filter(is_default=True).first()
     if current is not None and not force:
         raise pki.CAError(
@@ -555,6 +567,7 @@ def _store_ca(
         raise pki.CAError("another CA was created at the same time; try again") from None
     transaction.on_commit(ca_store.forget_default_ca)
     ca_store.forget_default_ca()
+    audit(action, actor=actor, ca=ca, subject=ca.subject, **details)
     # Written last: if anything above fails the transaction leaves no orphan key behind.
     try:
         ca_store.write_key_file(filename, key)
@@ -574,9 +587,9 @@ def create_ca(
 ) -> CertificateAuthority:
     """Create a self-signed root CA, store its key encrypted, and make it the default."""
     key, cert = pki.create_ca(subject, key_type=key_type, validity_days=validity_days)
-    ca = _store_ca(cert, key, [], force=force)
-    audit("ca_created", actor=actor, ca=ca, subject=ca.subject, key_type=key_type)
-    return ca
+    return _store_ca(
+        cert, key, [], force=force, actor=actor, action="ca_created", key_type=key_type
+    )
 
 
 @transaction.atomic
@@ -594,12 +607,26 @@ def import_ca(
     cert, chain = certs[0], certs[1:]
     if chain_data:
         chain += pki.load_certificates(chain_data)
-    chain = [c for c in chain if c != cert]
+    chain = _issuer_order(cert, [c for c in chain if c != cert])
     key = pki.load_private_key(key_data, key_passphrase, what="the CA key")
     pki.check_ca(cert, key, chain)
-    ca = _store_ca(cert, key, chain, force=force)
-    audit("ca_imported", actor=actor, ca=ca, subject=ca.subject, chain_length=len(chain))
-    return ca
+    return _store_ca(
+        cert, key, chain, force=force, actor=actor, action="ca_imported", chain_length=len(chain)
+    )
+
+
+def _issuer_order(cert: x509.Certificate, pool: list[x509.Certificate]) -> list[x509.Certificate]:
+    """The chain from cert's issuer up to the root, whatever order the file gave it in.
+    Certificates that are nobody's issuer stay at the end, for check_ca to refuse."""
+    ordered, current, rest = [], cert, list(pool)
+    while current.issuer != current.subject:
+        parent = next((c for c in rest if c.subject == current.issuer), None)
+        if parent is None:
+            break
+        ordered.append(parent)
+        rest.remove(parent)
+        current = parent
+    return ordered + rest
 
 
 # --- agents -------------------------------------------------------------------------
@@ -656,15 +683,7 @@ def create_agent(username: str, *, email: str, password: str, actor: User | None
 # --- server-side keys (issue 5: retrieval and import) ---------------------------------
 # Imported here rather than at the top so that this section stays one block that the
 # other sections' authors never have to merge with.
-import datetime as dt  # noqa: E402
-import logging  # noqa: E402
 
-from django.conf import settings  # noqa: E402
-from django.db.models import Q  # noqa: E402
-from django.utils import timezone  # noqa: E402
-from django.views.decorators.debug import sensitive_variables  # noqa: E402
-
-from . import keygen  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -910,7 +929,6 @@ def _erase_if_due(pk: int, cutoff: dt.datetime) -> bool:
 # --- revocation (issue 7: revocation, CRL, OCSP) --------------------------------------
 # Imported here, like the section above, so that this section stays one block (dt and
 # settings come from the section above).
-from .models import normalize_serial  # noqa: E402
 
 #: RFC 5280 reason names (x509.ReasonFlags values); every one is final but certificateHold.
 REVOCATION_REASONS = tuple(

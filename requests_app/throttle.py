@@ -62,6 +62,12 @@ def clear_failures(scope: str) -> None:
 # --- a fixed window rate limit (enrollments) ------------------------------------------
 
 
+def enrollment_allowed(ip: str | None) -> bool:
+    """Count one enrollment from ip against ENROLL_RATE_LIMIT ("count/seconds")."""
+    count, _, seconds = settings.ENROLL_RATE_LIMIT.partition("/")
+    return within_rate(f"enroll:{ip}", limit=int(count), window=int(seconds or 3600))
+
+
 def within_rate(scope: str, *, limit: int, window: int) -> bool:
     """Count one use in the current window; False once scope has used more than limit."""
     bucket = int(clock() // window)

@@ -107,7 +107,7 @@ class SMTPServer:
         self.envelopes = []
         self._controller = None
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope):
         self.envelopes.append(envelope)
         self.messages.append(
             email.message_from_bytes(envelope.original_content, policy=email.policy.default)

@@ -38,7 +38,7 @@ def test_issued_page_offers_manual_delivery(client, agent, issued_server):
 def test_agent_sends_a_certificate_by_hand(
     client, agent, issued_server, mailoutbox, django_capture_on_commit_callbacks
 ):
-    """Email certificate from the issued page mails it to the chosen address with the agent's note."""
+    """Email certificate on the issued page mails it to the chosen address with the note."""
     req, cert = issued_server
     client.force_login(agent)
     issued_url = f"/agent/requests/{req.public_id}/issued/"

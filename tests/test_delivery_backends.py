@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import hmac
 import http.server
+import io
 import json
 import re
 import subprocess
@@ -67,7 +67,7 @@ class HookServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's hook name
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 expected = (
                     "sha256=" + hmac.new(server.secret.encode(), body, hashlib.sha256).hexdigest()
@@ -276,7 +276,7 @@ def test_an_altered_or_expired_link_reveals_nothing(smtp_server, issued, client,
 def test_certificate_mail_over_smtp_carries_a_verifiable_certificate(
     smtp_server, issued, agent, tmp_path, django_capture_on_commit_callbacks
 ):
-    """email_certificate attaches the certificate and chain; both parse and verify against the CA."""
+    """email_certificate attaches certificate and chain; both parse and verify against the CA."""
     req, cert = issued
     with django_capture_on_commit_callbacks(execute=True):
         delivery_services.send_certificate(cert, method="certificate", actor=agent)
@@ -304,7 +304,7 @@ def test_certificate_mail_over_smtp_carries_a_verifiable_certificate(
 def test_smtp_down_then_up_delivers_each_message_exactly_once(
     settings, ca, agent, django_capture_on_commit_callbacks
 ):
-    """With the mail server down, 20 approvals succeed and wait; once it is up, each arrives once."""
+    """With the mail server down 20 approvals succeed and wait; once it is up each arrives once."""
     from ca_portal.settings import build_mailers
     from tests.conftest import SMTPServer
 
@@ -344,7 +344,7 @@ def test_smtp_5xx_is_permanent_and_4xx_temporary(settings, issued):
     class Refusing(SMTPServer):
         code = "550 5.1.1 no such user"
 
-        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
             return self.code
 
     req, cert = issued

@@ -70,7 +70,9 @@ def bounce_event(message_id):
         "ServerID": 23,
         "Name": "Hard bounce",
         "MessageID": message_id,
-        "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+        "Description": (
+            "The server was unable to deliver your message (ex: unknown user, mailbox not found)."
+        ),
         "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.",
         "Email": "u1@example.test",
         "From": "sender@example.com",

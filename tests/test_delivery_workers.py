@@ -32,7 +32,7 @@ pytestmark = [
 
 
 def test_two_workers_deliver_each_message_exactly_once(ca, settings):
-    """500 queued deliveries, two db_worker processes, one local SMTP server: 500 messages, no duplicate."""
+    """500 queued deliveries, two db_workers, one SMTP server: 500 messages, no duplicate."""
     settings.DELIVERY_NOTIFICATIONS = False
     req = services.submit_request(
         profile="server", csr=make_csr(cn="bulk.example.test"), requester_email="o@example.test"

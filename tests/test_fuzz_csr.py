@@ -15,7 +15,14 @@ from tests.conftest import make_csr
 
 VALID_PEM = make_csr(cn="fuzz.example.test").encode()
 VALID_DER = pki.load_csr(VALID_PEM).public_bytes(pki.serialization.Encoding.DER)
-LABELS = [b"CERTIFICATE REQUEST", b"CERTIFICATE", b"PRIVATE KEY", b"X509 CRL", b"", b"NEW CERTIFICATE REQUEST"]
+LABELS = [
+    b"CERTIFICATE REQUEST",
+    b"CERTIFICATE",
+    b"PRIVATE KEY",
+    b"X509 CRL",
+    b"",
+    b"NEW CERTIFICATE REQUEST",
+]
 
 
 @st.composite
@@ -39,7 +46,11 @@ def mutated(draw):
         return VALID_PEM.replace(b"CERTIFICATE REQUEST", label)
     if kind == "b64":
         body = base64.b64encode(draw(st.binary(max_size=600)))
-        return b"-----BEGIN CERTIFICATE REQUEST-----\n" + body + b"\n-----END CERTIFICATE REQUEST-----\n"
+        return (
+            b"-----BEGIN CERTIFICATE REQUEST-----\n"
+            + body
+            + b"\n-----END CERTIFICATE REQUEST-----\n"
+        )
     return VALID_PEM + b" " * draw(st.integers(64 * 1024, 200 * 1024))
 
 
@@ -70,7 +81,11 @@ def test_the_enrollment_form_never_fails_and_writes_nothing(client, ca, data):
     text = data.decode("utf-8", "replace")
     response = client.post(
         "/enroll/server/",
-        {"csr": text, "requester_email": "fuzz@example.test", "extra_hostnames": "fuzz.example.test"},
+        {
+            "csr": text,
+            "requester_email": "fuzz@example.test",
+            "extra_hostnames": "fuzz.example.test",
+        },
     )
     if response.status_code == 302:  # a mutation that left a valid CSR (e.g. trailing blanks)
         assert pki.check_csr(text.strip())

@@ -78,8 +78,10 @@ def _wait_for(url: str, deadline: float) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-@pytest.mark.skipif(shutil.which("gunicorn", path=str(Path(sys.executable).parent)) is None,
-                    reason="gunicorn is not installed in this venv (pip install -r requirements.txt)")
+@pytest.mark.skipif(
+    shutil.which("gunicorn", path=str(Path(sys.executable).parent)) is None,
+    reason="gunicorn is not installed in this venv (pip install -r requirements.txt)",
+)
 def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
     """Double approvals through two web processes issue once each; each requester gets one mail."""
     # The web processes run the production hashers; the test settings use a fast MD5 one.
@@ -109,15 +111,30 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
     processes = [
         subprocess.Popen(
             [gunicorn, "ca_portal.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "4"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for port in ports
     ]
     processes += [
         subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--no-reload",
-             "--interval", "0.1", "-v", "0"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "manage.py",
+                "db_worker",
+                "--no-startup-delay",
+                "--no-reload",
+                "--interval",
+                "0.1",
+                "-v",
+                "0",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(2)
     ]
@@ -134,8 +151,11 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
         for i in range(COUNT):
             status, location = requester.post(
                 enroll,
-                {"csr": make_csr(cn=f"User {i}"), "requester_email": f"user{i}@example.test",
-                 "requester_name": f"User {i}"},
+                {
+                    "csr": make_csr(cn=f"User {i}"),
+                    "requester_email": f"user{i}@example.test",
+                    "requester_name": f"User {i}",
+                },
                 referer=enroll,
             )
             assert status == 302, (status, location)
@@ -163,7 +183,9 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
         with ThreadPoolExecutor(max_workers=8) as pool:
             outcomes = list(pool.map(approve, jobs))
         issued = [loc for status, loc in outcomes if status == 302 and loc.endswith("/issued/")]
-        refused = [loc for status, loc in outcomes if status == 302 and not loc.endswith("/issued/")]
+        refused = [
+            loc for status, loc in outcomes if status == 302 and not loc.endswith("/issued/")
+        ]
         assert len(issued) == COUNT, Counter(status for status, _ in outcomes)
         assert len(refused) == COUNT
 

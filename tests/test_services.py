@@ -149,7 +149,7 @@ def test_user_profile_names_the_requester_email(ca, agent):
 
 
 def test_approve_issues_stores_audits_and_signals(pending_request, agent, received):
-    """Approval stores the certificate, completes the request, audits, and signals in the transaction."""
+    """Approval stores the certificate, completes the request, audits, and signals in one go."""
     cert = services.approve_request(
         format_public_id(pending_request.public_id), agent=agent, note="ok", ip="198.51.100.1"
     )
@@ -386,7 +386,7 @@ def test_audit_events_are_append_only(pending_request):
 
 
 def test_a_second_ca_needs_force(ca):
-    """Creating a CA when one exists is refused unless forced; the old one stays for its certificates."""
+    """A second CA is refused unless forced; the old one stays for its certificates."""
     with pytest.raises(services.pki.CAError, match="already exists"):
         services.create_ca("CN=Second CA")
     second = services.create_ca("CN=Second CA", force=True)
@@ -418,3 +418,45 @@ def test_create_agent_refusals(db, username, email, password, message):
     with pytest.raises(services.InvalidRequest, match=message):
         services.create_agent(username, email=email, password=password)
     assert Group.objects.get(name=services.AGENTS_GROUP).user_set.count() == 1
+
+
+def _sub_ca(name: str, issuer_cert, issuer_key):
+    """A CA certificate for a new P-256 key, signed by the issuer."""
+    import datetime as dt
+
+    from cryptography.x509.oid import NameOID
+
+    key = services.pki.generate_private_key("p256")
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(issuer_key, services.pki.signature_hash(issuer_key))
+    )
+    return key, cert
+
+
+def test_import_ca_puts_a_shuffled_chain_in_issuer_order(db):
+    """A chain file listed root first is reordered issuer by issuer up to the root."""
+    root_key, root = services.pki.create_ca("CN=Offline Root", key_type="p256")
+    mid_key, mid = _sub_ca("Policy CA", root, root_key)
+    leaf_key, issuing = _sub_ca("Issuing CA", mid, mid_key)
+    pem = services.pki.to_pem
+    ca = services.import_ca(
+        pem(issuing).encode(),
+        services.pki.encrypt_private_key(leaf_key, "import-pass"),
+        chain_data=(pem(root) + pem(mid)).encode(),
+        key_passphrase="import-pass",
+    )
+    assert [c.subject for c in ca.chain] == [mid.subject, root.subject]
+    assert AuditEvent.objects.filter(action="ca_imported", ca=ca, details__chain_length=2).exists()

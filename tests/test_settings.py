@@ -102,3 +102,19 @@ def test_unknown_email_url_scheme():
     """An unknown EMAIL_URL scheme is refused at start-up with the accepted ones listed."""
     with pytest.raises(ImproperlyConfigured, match="smtp, smtp\\+tls"):
         build_mailers("carrierpigeon://coop", "")
+
+
+def test_site_url_checks(settings):
+    """A SITE_URL that certificates could not carry is reported at start-up."""
+    from requests_app.checks import check_site_url
+
+    settings.SITE_URL = "https://ca.example.test"
+    assert check_site_url() == []
+    settings.SITE_URL = "http://127.0.0.1:8000"
+    assert check_site_url() == []
+    settings.SITE_URL = "http://localhost:8000"
+    assert [m.id for m in check_site_url()] == ["ca.W001"]
+    settings.SITE_URL = "ftp://ca.example.test"
+    assert [m.id for m in check_site_url()] == ["ca.E001"]
+    settings.SITE_URL = "https://ca.example.test/portal"
+    assert [m.id for m in check_site_url()] == ["ca.E002"]

@@ -42,7 +42,8 @@ def load_backend(alias: str) -> BaseDeliveryBackend:
     unknown = set(config) - {"BACKEND", "OPTIONS"}
     if unknown:
         raise ImproperlyConfigured(
-            f"DELIVERY_BACKENDS[{alias!r}] has unknown keys {sorted(unknown)}; use BACKEND and OPTIONS"
+            f"DELIVERY_BACKENDS[{alias!r}] has unknown keys {sorted(unknown)}; "
+            "use BACKEND and OPTIONS"
         )
     return backend_class(alias, **config.get("OPTIONS", {}))
 

@@ -43,7 +43,8 @@ class BaseDeliveryBackend:
         if unknown:
             raise ImproperlyConfigured(
                 f"DELIVERY_BACKENDS[{alias!r}] ({type(self).__name__}) does not accept the "
-                f"OPTIONS {', '.join(unknown)}; it accepts {', '.join(self.default_options) or 'none'}"
+                f"OPTIONS {', '.join(unknown)}; "
+                f"it accepts {', '.join(self.default_options) or 'none'}"
             )
         self.alias = alias
         self.options = {**self.default_options, **options}

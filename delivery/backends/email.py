@@ -6,8 +6,8 @@ and every django-anymail ESP work the same way.
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
-import socket
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -36,10 +36,8 @@ class BaseEmailBackend(BaseDeliveryBackend):
         req = delivery.request
         cert = delivery.certificate
         profile = None
-        try:
+        with contextlib.suppress(profiles.ProfileError):  # a profile removed since approval
             profile = profiles.get_profile(req.profile)
-        except profiles.ProfileError:
-            pass
         site = settings.SITE_URL
         return {
             "delivery": delivery,
@@ -94,7 +92,7 @@ class BaseEmailBackend(BaseDeliveryBackend):
             raise DeliveryError(
                 f"the mail server answered {exc.smtp_code} {text}", permanent=exc.smtp_code >= 500
             ) from None
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"cannot reach the mail server: {exc}") from None
         except Exception as exc:
             raise _anymail_error(exc) from None

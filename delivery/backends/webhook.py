@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -79,6 +78,6 @@ class Webhook(BaseDeliveryBackend):
             raise DeliveryError(
                 f"the webhook answered HTTP {exc.code}", permanent=400 <= exc.code < 500
             ) from None
-        except (urllib.error.URLError, OSError, socket.timeout) as exc:
+        except (TimeoutError, urllib.error.URLError, OSError) as exc:
             raise DeliveryError(f"cannot reach the webhook: {exc}") from None
         return SendResult()

@@ -6,69 +6,152 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('requests_app', '0002_agents_group'),
+        ("requests_app", "0002_agents_group"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('backend', models.CharField(help_text='An alias of DELIVERY_BACKENDS.', max_length=64)),
-                ('kind', models.CharField(choices=[('certificate', 'the certificate'), ('link', 'a retrieval link'), ('request_received', 'request received (to the requester)'), ('request_waiting', 'request waiting (to agents)'), ('request_rejected', 'request rejected (to the requester)'), ('request_canceled', 'request canceled (to the requester)')], max_length=32)),
-                ('recipient', models.CharField(help_text='An email address or a URL.', max_length=500)),
-                ('note', models.TextField(blank=True, help_text="The agent's note, put into the message.")),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'Sent'), ('delivered', 'Delivered'), ('failed', 'Failed'), ('bounced', 'Bounced')], default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('message_id', models.CharField(blank=True, db_index=True, max_length=255)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('certificate', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='deliveries', to='requests_app.certificate')),
-                ('request', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deliveries', to='requests_app.certificaterequest')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "backend",
+                    models.CharField(help_text="An alias of DELIVERY_BACKENDS.", max_length=64),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("certificate", "the certificate"),
+                            ("link", "a retrieval link"),
+                            ("request_received", "request received (to the requester)"),
+                            ("request_waiting", "request waiting (to agents)"),
+                            ("request_rejected", "request rejected (to the requester)"),
+                            ("request_canceled", "request canceled (to the requester)"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "recipient",
+                    models.CharField(help_text="An email address or a URL.", max_length=500),
+                ),
+                (
+                    "note",
+                    models.TextField(
+                        blank=True, help_text="The agent's note, put into the message."
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent"),
+                            ("delivered", "Delivered"),
+                            ("failed", "Failed"),
+                            ("bounced", "Bounced"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("message_id", models.CharField(blank=True, db_index=True, max_length=255)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "certificate",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deliveries",
+                        to="requests_app.certificate",
+                    ),
+                ),
+                (
+                    "request",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deliveries",
+                        to="requests_app.certificaterequest",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
-                'ordering': ['-created', '-id'],
+                "verbose_name_plural": "deliveries",
+                "ordering": ["-created", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='DeliveryEvent',
+            name="DeliveryEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=64)),
-                ('event_id', models.CharField(max_length=255)),
-                ('event_type', models.CharField(max_length=32)),
-                ('message_id', models.CharField(blank=True, max_length=255)),
-                ('recipient', models.CharField(blank=True, max_length=254)),
-                ('description', models.TextField(blank=True)),
-                ('occurred_at', models.DateTimeField(blank=True, null=True)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('delivery', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='delivery.delivery')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=64)),
+                ("event_id", models.CharField(max_length=255)),
+                ("event_type", models.CharField(max_length=32)),
+                ("message_id", models.CharField(blank=True, max_length=255)),
+                ("recipient", models.CharField(blank=True, max_length=254)),
+                ("description", models.TextField(blank=True)),
+                ("occurred_at", models.DateTimeField(blank=True, null=True)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="delivery.delivery",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['received_at'],
+                "ordering": ["received_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['status', 'next_attempt_at'], name='delivery_due'),
+            model_name="delivery",
+            index=models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['status', 'lease_until'], name='delivery_lease'),
+            model_name="delivery",
+            index=models.Index(fields=["status", "lease_until"], name="delivery_lease"),
         ),
         migrations.AddConstraint(
-            model_name='deliveryevent',
-            constraint=models.UniqueConstraint(fields=('provider', 'event_id'), name='one_event_per_provider_id'),
+            model_name="deliveryevent",
+            constraint=models.UniqueConstraint(
+                fields=("provider", "event_id"), name="one_event_per_provider_id"
+            ),
         ),
     ]

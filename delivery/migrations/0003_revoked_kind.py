@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('delivery', '0002_agents_see_deliveries'),
+        ("delivery", "0002_agents_see_deliveries"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='delivery',
-            name='kind',
-            field=models.CharField(choices=[('certificate', 'the certificate'), ('link', 'a retrieval link'), ('request_received', 'request received (to the requester)'), ('request_waiting', 'request waiting (to agents)'), ('request_rejected', 'request rejected (to the requester)'), ('request_canceled', 'request canceled (to the requester)'), ('certificate_revoked', 'certificate revoked (to the holder)')], max_length=32),
+            model_name="delivery",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("certificate", "the certificate"),
+                    ("link", "a retrieval link"),
+                    ("request_received", "request received (to the requester)"),
+                    ("request_waiting", "request waiting (to agents)"),
+                    ("request_rejected", "request rejected (to the requester)"),
+                    ("request_canceled", "request canceled (to the requester)"),
+                    ("certificate_revoked", "certificate revoked (to the holder)"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

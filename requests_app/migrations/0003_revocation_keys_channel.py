@@ -5,67 +5,75 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('requests_app', '0002_agents_group'),
+        ("requests_app", "0002_agents_group"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CertificateRevocationList',
+            name="CertificateRevocationList",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveBigIntegerField()),
-                ('this_update', models.DateTimeField()),
-                ('next_update', models.DateTimeField()),
-                ('der', models.BinaryField()),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveBigIntegerField()),
+                ("this_update", models.DateTimeField()),
+                ("next_update", models.DateTimeField()),
+                ("der", models.BinaryField()),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name': 'certificate revocation list',
+                "verbose_name": "certificate revocation list",
             },
         ),
         migrations.AddField(
-            model_name='certificate',
-            name='invalidity_date',
+            model_name="certificate",
+            name="invalidity_date",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='certificate',
-            name='revocation_reason',
+            model_name="certificate",
+            name="revocation_reason",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='certificate',
-            name='revoked_at',
+            model_name="certificate",
+            name="revoked_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='certificaterequest',
-            name='channel',
-            field=models.CharField(default='web', max_length=16),
+            model_name="certificaterequest",
+            name="channel",
+            field=models.CharField(default="web", max_length=16),
         ),
         migrations.AddField(
-            model_name='certificaterequest',
-            name='encrypted_private_key',
+            model_name="certificaterequest",
+            name="encrypted_private_key",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='certificaterequest',
-            name='key_erased_at',
+            model_name="certificaterequest",
+            name="key_erased_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='certificate',
-            index=models.Index(fields=['ca', 'status'], name='certificate_ca_status'),
+            model_name="certificate",
+            index=models.Index(fields=["ca", "status"], name="certificate_ca_status"),
         ),
         migrations.AddField(
-            model_name='certificaterevocationlist',
-            name='ca',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='crls', to='requests_app.certificateauthority'),
+            model_name="certificaterevocationlist",
+            name="ca",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="crls",
+                to="requests_app.certificateauthority",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='certificaterevocationlist',
-            constraint=models.UniqueConstraint(fields=('ca', 'number'), name='unique_crl_number'),
+            model_name="certificaterevocationlist",
+            constraint=models.UniqueConstraint(fields=("ca", "number"), name="unique_crl_number"),
         ),
     ]

@@ -6,19 +6,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('requests_app', '0003_revocation_keys_channel'),
+        ("requests_app", "0003_revocation_keys_channel"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='certificaterequest',
-            name='request_email',
+            model_name="certificaterequest",
+            name="request_email",
         ),
         migrations.AddIndex(
-            model_name='certificaterequest',
-            index=models.Index(django.db.models.functions.text.Lower('requester_email'), name='request_email_lower'),
+            model_name="certificaterequest",
+            index=models.Index(
+                django.db.models.functions.text.Lower("requester_email"), name="request_email_lower"
+            ),
         ),
     ]

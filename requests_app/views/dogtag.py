@@ -15,13 +15,16 @@ from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import dogtag, services
+from .. import dogtag, services, throttle
 from .common import client_ip
 
 logger = logging.getLogger(__name__)
 
 Params = dict[str, str]
 MAX_FIELD = {"requestor_name": 200, "requestor_email": 254, "requestor_phone": 100}
+RATE_LIMITED = (
+    "Request Rejected - too many requests from this address; try again later (ENROLL_RATE_LIMIT)"
+)
 AGENTS_APPROVE_HERE = (
     "ca-portal does not take approvals from Dogtag clients: an agent approves requests "
     "in the ca-portal request queue. Configure the client without agent credentials "
@@ -79,6 +82,8 @@ def servlet(error: Callable[[str], str]):
 def profile_submit(request: HttpRequest, params: Params) -> HttpResponse:
     """Enroll a PKCS#10 CSR, or renew by serial (renewal=true, serial_num in decimal)."""
     ip = client_ip(request)
+    if not throttle.enrollment_allowed(ip):
+        return _reply(dogtag.submit_error(RATE_LIMITED))
     try:
         if params.get("renewal", "").strip().lower() == "true":
             if not params.get("serial_num", "").strip():

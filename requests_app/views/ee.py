@@ -64,6 +64,9 @@ def enroll(request: HttpRequest, profile: str) -> HttpResponse:
     if request.method != "POST":
         return render(request, "ee/enroll.html", {**page, "form": EnrollmentForm(profile=prof)})
     form = EnrollmentForm(request.POST, request.FILES, profile=prof)
+    # A flood from one address must not fill the agents' queue.
+    if form.is_valid() and not throttle.enrollment_allowed(client_ip(request)):
+        return render(request, "ee/rate_limited.html", page, status=429)
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -114,40 +117,37 @@ def enroll_server_key(request: HttpRequest, profile: str) -> HttpResponse:
         form = ServerKeyEnrollmentForm()
         return render(request, "ee/enroll_server_key.html", {**page, "form": form})
     form = ServerKeyEnrollmentForm(request.POST)
-    status = 400
+    ip = client_ip(request)
+    # Each enrollment makes a key pair: cap them per address so nobody keeps the server busy.
+    limit = settings.SERVER_KEY_ENROLL_RATE_LIMIT
+    if form.is_valid() and not throttle.within_rate(
+        f"server-key-enroll:{ip}", limit=limit, window=3600
+    ):
+        form.add_error(
+            None, "Too many requests came from your address in the last hour. Try again later."
+        )
+        return render(request, "ee/enroll_server_key.html", {**page, "form": form}, status=429)
     if form.is_valid():
         data = form.cleaned_data
-        ip = client_ip(request)
-        # Each enrollment generates a key pair: cap them per address so nobody can keep
-        # the server busy making keys.
-        if not throttle.within_rate(
-            f"server-key-enroll:{ip}", limit=settings.SERVER_KEY_ENROLL_RATE_LIMIT, window=3600
-        ):
-            form.add_error(
-                None,
-                "Too many requests came from your address in the last hour. Try again later.",
+        try:
+            req = services.submit_request_with_server_key(
+                profile=prof.name,
+                passphrase=data["passphrase"],
+                requester_email=data["requester_email"],
+                requester_name=data["requester_name"],
+                note=data["note"],
+                ip=ip,
             )
-            status = 429
+        except services.InvalidRequest as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            try:
-                req = services.submit_request_with_server_key(
-                    profile=prof.name,
-                    passphrase=data["passphrase"],
-                    requester_email=data["requester_email"],
-                    requester_name=data["requester_name"],
-                    note=data["note"],
-                    ip=ip,
-                )
-            except services.InvalidRequest as exc:
-                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-            else:
-                messages.success(
-                    request,
-                    "Your request was submitted, and your key is stored encrypted under your "
-                    "passphrase. An agent will review the request.",
-                )
-                return redirect(req)
-    return render(request, "ee/enroll_server_key.html", {**page, "form": form}, status=status)
+            messages.success(
+                request,
+                "Your request was submitted, and your key is stored encrypted under your "
+                "passphrase. An agent will review the request.",
+            )
+            return redirect(req)
+    return render(request, "ee/enroll_server_key.html", {**page, "form": form}, status=400)
 
 
 @require_safe
@@ -231,7 +231,6 @@ def _render_certificate(
         "ee/certificate_detail.html",
         {
             "cert": cert,
-            "req": req,
             "profile": profile,
             "summary": describe_certificate(cert.x509),
             "for_people": profile is not None and not profile.takes_hostnames,

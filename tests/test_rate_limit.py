@@ -1,0 +1,53 @@
+"""Enrollment is rate-limited per client address, on the web form and the Dogtag servlet."""
+
+import pytest
+from django.core.cache import cache
+
+from requests_app.models import CertificateRequest
+from tests.conftest import make_csr
+
+
+@pytest.fixture(autouse=True)
+def _low_limit(settings):
+    settings.ENROLL_RATE_LIMIT = "3/3600"
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _enroll(client, n, ip="198.51.100.7"):
+    return client.post(
+        "/enroll/server/",
+        {"csr": make_csr(cn=f"flood{n}.example.test"), "requester_email": "f@example.test"},
+        REMOTE_ADDR=ip,
+    )
+
+
+def test_a_flood_from_one_address_is_refused_with_429(client, ca):
+    """Past the limit, the form answers 429 with a clear page and queues nothing more."""
+    assert [_enroll(client, n).status_code for n in range(3)] == [302, 302, 302]
+    response = _enroll(client, 4)
+    assert response.status_code == 429
+    assert "Too many requests from your address" in response.content.decode()
+    assert CertificateRequest.objects.count() == 3
+    assert _enroll(client, 5, ip="203.0.113.9").status_code == 302  # others are not affected
+
+
+def test_the_dogtag_servlet_counts_too(client, ca):
+    """certmonger clients share the limit and get Dogtag's rejection in XML."""
+    for n in range(3):
+        _enroll(client, n)
+    response = client.post(
+        "/ca/ee/ca/profileSubmit",
+        {
+            "profileId": "caServerCert",
+            "cert_request_type": "pkcs10",
+            "cert_request": make_csr(cn="dog.example.test"),
+            "xml": "true",
+        },
+        REMOTE_ADDR="198.51.100.7",
+    )
+    body = response.content.decode()
+    assert "<Status>3</Status>" in body or "<Status>1</Status>" in body
+    assert "too many requests" in body
+    assert CertificateRequest.objects.count() == 3
