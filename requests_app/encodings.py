@@ -25,11 +25,10 @@ CA_FORMATS = ("pem", "der", "p7b")
 
 def encode_certificate(cert: Certificate, fmt: str) -> Encoded:
     """pem: the certificate; der: .cer; p7b: certificate and chain; chain: full-chain PEM."""
-    x = cert.x509
-    if fmt == "pem":
-        return Encoded(pki.to_pem(x).encode(), "application/x-pem-file", f"{cert.serial}.pem")
+    if fmt == "pem":  # stored exactly as issued: no need to parse it
+        return Encoded(cert.pem.encode(), "application/x-pem-file", f"{cert.serial}.pem")
     if fmt == "der":
-        return Encoded(pki.to_der(x), "application/pkix-cert", f"{cert.serial}.cer")
+        return Encoded(pki.to_der(cert.x509), "application/pkix-cert", f"{cert.serial}.cer")
     if fmt == "p7b":
         return Encoded(pki.to_pkcs7(cert.chain), "application/pkcs7-mime", f"{cert.serial}.p7b")
     if fmt == "chain":

@@ -148,7 +148,11 @@ def test_admin_send_and_retry_actions(
             {"action": "send_certificate_selected", "_selected_action": [cert.pk]},
             follow=True,
         )
-    assert f"{cert.serial}: queued to {req.requester_email}" in response.content.decode()
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == [f"{cert.serial}: queued to {req.requester_email}."], (
+        response.redirect_chain,
+        shown,
+    )
     assert mailoutbox[-1].attachments
     delivery = Delivery.objects.get(certificate=cert)
     Delivery.objects.filter(pk=delivery.pk).update(status=Status.FAILED)

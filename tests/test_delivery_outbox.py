@@ -356,3 +356,20 @@ def test_send_certificate_command(
         call_command("send_certificate", "ffff", stdout=out)
     with pytest.raises(CommandError, match="not a valid email address"):
         call_command("send_certificate", cert.serial, "--to", "nobody", stdout=out)
+
+
+def test_link_mail_for_a_portal_made_key_explains_the_p12(
+    ca, agent, django_capture_on_commit_callbacks, mailoutbox
+):
+    """When the portal made the key, the link mail tells the holder to fetch the .p12."""
+    with django_capture_on_commit_callbacks(execute=True):
+        req = services.submit_request_with_server_key(
+            profile="user",
+            requester_name="Ann Example",
+            requester_email="ann@example.test",
+            passphrase="correct horse battery staple",
+        )
+        services.approve_request(req.public_id, agent=agent)
+    link_mail = next(m for m in mailoutbox if "/retrieve/" in m.body)
+    assert "The portal made your key" in link_mail.body
+    assert "the private key you made with your request" not in link_mail.body

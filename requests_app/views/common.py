@@ -120,8 +120,10 @@ def find_certificate(serial: str) -> Certificate | None:
     """The certificate with that serial; the newest if two CAs share it."""
     if not is_serial(serial):
         return None
+    # One query for the certificate, its CA and its request (the page needs all three).
     return (
-        Certificate.objects.select_related("ca")
+        Certificate.objects.select_related("ca", "request")
+        .defer("request__csr_pem")
         .filter(serial=normalize_serial(serial))
         .order_by("-created", "-pk")
         .first()
