@@ -564,3 +564,13 @@ def test_end_to_end_openssl(client, ca, agent, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{cert_file}: OK" in result.stdout
+
+
+def test_cached_certificate_page_follows_revocation(client, pending_request, agent):
+    """The shared rendering of a certificate page changes as soon as the certificate is revoked."""
+    cert = services.approve_request(pending_request.public_id, agent=agent)
+    url = f"/certificates/{cert.serial}/"
+    assert "revoked" not in client.get(url).content.decode().lower()
+    assert "revoked" not in client.get(url).content.decode().lower()  # served from the cache
+    services.revoke_certificate(cert.serial, reason="keyCompromise", actor=agent)
+    assert "revoked" in client.get(url).content.decode().lower()

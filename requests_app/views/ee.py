@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -35,8 +36,12 @@ from .common import (
     download,
     find_certificate,
     find_request,
+    is_serial,
     not_found,
 )
+
+#: How long a rendered certificate page or PEM stays in the cache (it is keyed by state).
+PAGE_CACHE_SECONDS = 600
 
 
 @require_safe
@@ -247,7 +252,23 @@ def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
     cert = find_certificate(serial)
     if cert is None:
         return _certificate_not_found(request)
-    return _render_certificate(request, cert)
+    # What an anonymous visitor sees changes only with the certificate's status and its key's
+    # state, so it is rendered once per state and kept (rendering is most of the page's cost).
+    # Pages with a form (CSRF token), a user or pending messages are never shared.
+    shareable = not request.user.is_authenticated and not len(messages.get_messages(request))
+    req = _request_of(cert)
+    if req is not None and (req.encrypted_private_key or req.key_erased_at):
+        shareable = False
+    if not shareable:
+        return _render_certificate(request, cert)
+    state = f"{cert.fingerprint_sha256}:{cert.status}:{cert.revocation_reason}"
+    key = f"ca-portal:certificate-page:{state}"
+    html = cache.get(key)
+    if html is None:
+        response = _render_certificate(request, cert)
+        cache.set(key, response.content, timeout=PAGE_CACHE_SECONDS)
+        return response
+    return HttpResponse(html)
 
 
 @sensitive_variables()
@@ -312,6 +333,17 @@ def certificate_import(request: HttpRequest, serial: str) -> HttpResponse:
 
 @require_safe
 def certificate_download(request: HttpRequest, serial: str, fmt: str) -> HttpResponse:
+    if fmt == "pem" and is_serial(serial):
+        # A certificate's PEM never changes: served from the cache, without the database.
+        key = f"ca-portal:certificate-pem:{normalize_serial(serial)}"
+        encoded = cache.get(key)
+        if encoded is None:
+            cert = find_certificate(serial)
+            if cert is None:
+                return _certificate_not_found(request)
+            encoded = encodings.encode_certificate(cert, "pem")
+            cache.set(key, encoded, timeout=PAGE_CACHE_SECONDS)
+        return download(encoded)
     cert = find_certificate(serial)
     if cert is None:
         return _certificate_not_found(request)
