@@ -249,26 +249,44 @@ def _render_certificate(
 
 @require_safe
 def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
+    # What an anonymous visitor sees changes only with the certificate's status, so it is
+    # rendered once per state and kept: one light query decides, rendering is skipped.
+    # Pages with a form (CSRF token), a user, or pending messages are never shared.
+    if (
+        request.user.is_authenticated
+        or len(messages.get_messages(request))
+        or not is_serial(serial)
+    ):
+        return _certificate_page(request, serial)
+    state = (
+        Certificate.objects.filter(serial=normalize_serial(serial))
+        .order_by("-created", "-pk")
+        .values_list(
+            "fingerprint_sha256",
+            "status",
+            "revocation_reason",
+            "request__encrypted_private_key",
+            "request__key_erased_at",
+        )
+        .first()
+    )
+    if state is None or state[3] or state[4]:  # unknown, or a portal-made key: its own form
+        return _certificate_page(request, serial)
+    key = "ca-portal:certificate-page:{}:{}:{}".format(*state[:3])
+    html = cache.get(key)
+    if html is None:
+        response = _certificate_page(request, serial)
+        if response.status_code == 200:
+            cache.set(key, response.content, timeout=PAGE_CACHE_SECONDS)
+        return response
+    return HttpResponse(html)
+
+
+def _certificate_page(request: HttpRequest, serial: str) -> HttpResponse:
     cert = find_certificate(serial)
     if cert is None:
         return _certificate_not_found(request)
-    # What an anonymous visitor sees changes only with the certificate's status and its key's
-    # state, so it is rendered once per state and kept (rendering is most of the page's cost).
-    # Pages with a form (CSRF token), a user or pending messages are never shared.
-    shareable = not request.user.is_authenticated and not len(messages.get_messages(request))
-    req = _request_of(cert)
-    if req is not None and (req.encrypted_private_key or req.key_erased_at):
-        shareable = False
-    if not shareable:
-        return _render_certificate(request, cert)
-    state = f"{cert.fingerprint_sha256}:{cert.status}:{cert.revocation_reason}"
-    key = f"ca-portal:certificate-page:{state}"
-    html = cache.get(key)
-    if html is None:
-        response = _render_certificate(request, cert)
-        cache.set(key, response.content, timeout=PAGE_CACHE_SECONDS)
-        return response
-    return HttpResponse(html)
+    return _render_certificate(request, cert)
 
 
 @sensitive_variables()
