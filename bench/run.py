@@ -151,6 +151,7 @@ def main() -> None:
         )
     sections.append("## 4. Pages under load\n\n" + body)
 
+    sections.append((ROOT / "bench" / "analysis.md").read_text().strip())
     report = "\n\n".join(sections) + "\n"
     print(report)
     if not args.no_write and not quick:
