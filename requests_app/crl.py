@@ -98,6 +98,16 @@ def generate(
             next_update=now + lifetime(),
             der=revocation.crl_der(signed),
         )
+        AuditEvent.objects.create(
+            actor_label="system",
+            action="crl_generated",
+            ca=ca,
+            details={
+                "number": number,
+                "entries": len(signed),
+                "next_update": crl.next_update.isoformat(),
+            },
+        )
     return crl, True
 
 

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.utils.http import http_date
 
 from requests_app import crl, pki, services
-from requests_app.models import Certificate, CertificateRevocationList
+from requests_app.models import AuditEvent, Certificate, CertificateRevocationList
 from tests.conftest import make_csr
 
 
@@ -93,6 +93,9 @@ def test_numbers_increase_and_released_or_expired_certificates_leave(ca, agent):
     second, _ = crl.generate(ca)
     assert second.number == first.number + 1
     assert len(parsed(second)) == 0
+    audited = AuditEvent.objects.filter(action="crl_generated", ca=ca).order_by("id")
+    assert [e.details["number"] for e in audited][-2:] == [first.number, second.number]
+    assert audited.last().details["entries"] == 0
 
 
 def test_distribution_point_serves_der_with_caching_headers(client, ca, agent):
