@@ -105,10 +105,12 @@ class SMTPServer:
         self.port = port or free_port()
         self.messages: list[email.message.EmailMessage] = []
         self.envelopes = []
+        self.peers: list[tuple] = []
         self._controller = None
 
     async def handle_DATA(self, server, session, envelope):
         self.envelopes.append(envelope)
+        self.peers.append(session.peer)  # (host, port): one per connection
         self.messages.append(
             email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         )

@@ -415,3 +415,39 @@ def test_webhook_unreachable_is_temporary(settings, issued):
     delivery = _delivery(req, cert, backend="webhook", kind="certificate")
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=cert.created)
     assert delivery_services.deliver(delivery.pk) == Status.PENDING
+
+
+def test_a_worker_keeps_its_mail_connection(
+    smtp_server, issued, agent, django_capture_on_commit_callbacks
+):
+    """Deliveries sent one after another by one thread share one SMTP connection."""
+    _, cert = issued
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            delivery_services.send_certificate(cert, method="link", actor=agent)
+    assert len(smtp_server.messages) == 3
+    assert len(set(smtp_server.peers)) == 1
+
+
+def test_a_kept_connection_the_server_dropped_is_replaced(
+    settings, issued, agent, django_capture_on_commit_callbacks
+):
+    """When the server has closed the kept connection, the next mail reconnects and arrives."""
+    from ca_portal.settings import build_mailers
+    from tests.conftest import SMTPServer
+
+    _, cert = issued
+    first = SMTPServer().start()
+    settings.MAILERS = build_mailers(first.email_url, "")
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery_services.send_certificate(cert, method="link", actor=agent)
+    first.stop()  # drops the connection the worker kept
+    second = SMTPServer(port=first.port).start()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            delivery = delivery_services.send_certificate(cert, method="link", actor=agent)
+    finally:
+        second.stop()
+    delivery.refresh_from_db()
+    assert delivery.status == Status.SENT
+    assert len(first.messages) == 1 and len(second.messages) == 1
