@@ -53,6 +53,29 @@ def _client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def _ask_for_a_reason(model_admin, request, queryset, form, *, title: str, action: str):
+    """The intermediate page of an action that needs a reason (like Django's delete page);
+    it reposts the action, from the changelist or from a change form, with the reason."""
+    form_prefix = f"{ActionLocation.CHANGE_FORM.value}-"
+    prefix = form_prefix if f"{form_prefix}action" in request.POST else ""
+    opts = model_admin.opts
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "subtitle": None,
+        "opts": opts,
+        "queryset": queryset,
+        "form": form,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "action_field_name": f"{prefix}action",
+        "action_name": action,
+        "media": model_admin.media,
+    }
+    request.current_app = model_admin.admin_site.name
+    template = f"admin/{opts.app_label}/{opts.model_name}/{action}_confirmation.html"
+    return TemplateResponse(request, template, context)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """No add, change or delete for anyone, superusers included; viewing needs view_*."""
 
@@ -283,25 +306,8 @@ class CertificateRequestAdmin(ReadOnlyAdmin):
                 "Rejected request {req.display_id}.",
             )
             return None
-        form_prefix = f"{ActionLocation.CHANGE_FORM.value}-"
-        prefix = form_prefix if f"{form_prefix}action" in request.POST else ""
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Reject requests",
-            "subtitle": None,
-            "opts": self.opts,
-            "queryset": queryset,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "action_field_name": f"{prefix}action",
-            "action_name": "reject_selected",
-            "media": self.media,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(
-            request,
-            "admin/requests_app/certificaterequest/reject_selected_confirmation.html",
-            context,
+        return _ask_for_a_reason(
+            self, request, queryset, form, title="Reject requests", action="reject_selected"
         )
 
     @admin.action(
@@ -427,23 +433,8 @@ class CertificateAdmin(ReadOnlyAdmin):
                 f"Revoked certificate {{cert.serial}} ({reason}).",
             )
             return None
-        form_prefix = f"{ActionLocation.CHANGE_FORM.value}-"
-        prefix = form_prefix if f"{form_prefix}action" in request.POST else ""
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Revoke certificates",
-            "subtitle": None,
-            "opts": self.opts,
-            "queryset": queryset,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "action_field_name": f"{prefix}action",
-            "action_name": "revoke_selected",
-            "media": self.media,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(
-            request, "admin/requests_app/certificate/revoke_selected_confirmation.html", context
+        return _ask_for_a_reason(
+            self, request, queryset, form, title="Revoke certificates", action="revoke_selected"
         )
 
     @admin.action(

@@ -7,12 +7,14 @@ import email.policy
 import logging
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+from django.db import connections
 
 from requests_app import ca as ca_store
 from requests_app import pki, services
@@ -144,3 +146,32 @@ def smtp_server(settings):
     settings.MAILERS = build_mailers(server.email_url, "")
     yield server
     server.stop()
+
+
+# --- concurrency (PostgreSQL tests) ---------------------------------------------------
+
+
+def race(action, count: int):
+    """Run action in `count` threads released at the same instant; return results and errors."""
+    barrier = threading.Barrier(count)
+    results, errors = [], []
+    lock = threading.Lock()
+
+    def run():
+        try:
+            barrier.wait()
+            outcome = action()
+            with lock:
+                results.append(outcome)
+        except Exception as exc:  # every outcome is collected and asserted
+            with lock:
+                errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results, errors

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from requests_app import services
 from requests_app.models import Certificate, CertificateRequest
-from tests.conftest import make_csr
+from tests.conftest import make_csr, race
 
 pytestmark = [
     pytest.mark.postgres,
@@ -21,38 +21,12 @@ pytestmark = [
 ]
 
 
-def _race(action, count: int):
-    """Run action in `count` threads released at the same instant; return results and errors."""
-    barrier = threading.Barrier(count)
-    results, errors = [], []
-    lock = threading.Lock()
-
-    def run():
-        try:
-            barrier.wait()
-            outcome = action()
-            with lock:
-                results.append(outcome)
-        except Exception as exc:
-            with lock:
-                errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results, errors
-
-
 def test_eight_agents_approving_at_once_issue_one_certificate(ca, agent):
     """Eight threads approving one request yield one certificate and seven InvalidTransitions."""
     req = services.submit_request(
         profile="server", csr=make_csr(cn="race.example.test"), requester_email="o@example.test"
     )
-    results, errors = _race(lambda: services.approve_request(req.public_id, agent=agent), 8)
+    results, errors = race(lambda: services.approve_request(req.public_id, agent=agent), 8)
     assert len(results) == 1
     assert len(errors) == 7
     assert all(isinstance(e, services.InvalidTransition) for e in errors), errors
@@ -78,7 +52,7 @@ def test_approve_and_reject_racing_leave_one_decision(ca, agent):
             return services.reject_request(req.public_id, agent=agent, reason="no")
         return services.approve_request(req.public_id, agent=agent)
 
-    results, errors = _race(decide, 8)
+    results, errors = race(decide, 8)
     assert len(results) == 1
     assert all(isinstance(e, services.InvalidTransition) for e in errors), errors
     req.refresh_from_db()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from requests_app import crl, services
 from requests_app.models import AuditEvent, Certificate
-from tests.conftest import make_csr
+from tests.conftest import make_csr, race
 
 pytestmark = [
     pytest.mark.postgres,
@@ -21,38 +19,12 @@ pytestmark = [
 ]
 
 
-def _race(action, count: int):
-    """Run action in `count` threads released at the same instant; return results and errors."""
-    barrier = threading.Barrier(count)
-    results, errors = [], []
-    lock = threading.Lock()
-
-    def run():
-        try:
-            barrier.wait()
-            outcome = action()
-            with lock:
-                results.append(outcome)
-        except Exception as exc:  # every outcome is collected and asserted
-            with lock:
-                errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results, errors
-
-
 def test_eight_agents_revoking_at_once_revoke_once(ca, agent):
     """Eight threads revoking one certificate: one revocation, seven AlreadyRevoked."""
     cert = services.issue_certificate(
         profile="server", csr=make_csr(cn="race.example.test"), requester_email="o@example.test"
     )
-    results, errors = _race(
+    results, errors = race(
         lambda: services.revoke_certificate(cert.serial, reason="keyCompromise", actor=agent), 8
     )
     assert len(results) == 1
@@ -64,14 +36,14 @@ def test_eight_agents_revoking_at_once_revoke_once(ca, agent):
 
 def test_crls_signed_at_once_get_consecutive_numbers(ca):
     """Eight CRLs signed at the same instant are numbered 1 to 8, none twice."""
-    results, errors = _race(lambda: crl.generate(ca)[0].number, 8)
+    results, errors = race(lambda: crl.generate(ca)[0].number, 8)
     assert errors == []
     assert sorted(results) == list(range(1, 9))
 
 
 def test_processes_finding_the_crl_out_of_date_at_once_sign_one(ca):
     """Eight fetches racing to replace a missing CRL sign exactly one."""
-    results, errors = _race(lambda: crl.current(ca).number, 8)
+    results, errors = race(lambda: crl.current(ca).number, 8)
     assert errors == []
     assert set(results) == {1}
     assert ca.crls.count() == 1
