@@ -6,18 +6,11 @@ requests_app does not know about delivery, so the certificate admin gains its
 
 from django.contrib import admin, messages
 
-from requests_app.admin import CertificateAdmin, ReadOnlyAdmin
+from requests_app.admin import AgentActionsMixin, CertificateAdmin, ReadOnlyAdmin
 from requests_app.models import Certificate
 
 from . import services
 from .models import Delivery, DeliveryEvent
-
-AGENT_PERMISSION = "requests_app.approve_certificaterequest"
-
-
-class AgentActionsMixin:
-    def has_approve_permission(self, request) -> bool:
-        return request.user.has_perm(AGENT_PERMISSION)
 
 
 @admin.register(Delivery)
@@ -92,7 +85,7 @@ class DeliveryEventAdmin(ReadOnlyAdmin):
     ]
 
 
-class DeliveringCertificateAdmin(AgentActionsMixin, CertificateAdmin):
+class DeliveringCertificateAdmin(CertificateAdmin):
     actions = [*CertificateAdmin.actions, "send_certificate_selected", "send_link_selected"]
 
     def _send(self, request, queryset, method):

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.dispatch import receiver
 
 from requests_app import signals
-from requests_app.models import CertificateRequest
 
 from . import services
 from .models import Delivery
@@ -75,7 +74,7 @@ def track(sender, *, event, esp_name, **kwargs):
 @receiver(signals.certificate_revoked, dispatch_uid="delivery.certificate_revoked")
 def notify_revoked(sender, *, certificate, reason, actor, **kwargs):
     """Tell the holder (the requester) that their certificate was revoked, or released."""
-    request = CertificateRequest.objects.filter(certificate=certificate).first()
+    request = certificate.issued_request
     if request is None or not settings.DELIVERY_NOTIFICATIONS:
         return  # an imported or command-issued certificate with no request has no address
     services.queue_delivery(

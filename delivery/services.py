@@ -169,7 +169,7 @@ def send_certificate(
         )
         if cert is None:
             raise DeliveryRefused(f"no certificate has the serial number {serial}", field="serial")
-    request = CertificateRequest.objects.filter(certificate=cert).first()
+    request = cert.issued_request
     if request is None:
         raise DeliveryRefused(f"certificate {cert.serial} has no request to deliver to")
     return queue_delivery(

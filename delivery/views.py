@@ -7,7 +7,6 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from requests_app.models import CertificateRequest
 from requests_app.views.common import agent_required, find_certificate
 
 from . import services
@@ -29,7 +28,7 @@ def send(request, serial: str):
     if cert is None:
         messages.error(request, f"No certificate has the serial number {serial}.")
         return redirect("agent:request_list")
-    req = CertificateRequest.objects.filter(certificate=cert).first()
+    req = cert.issued_request
     fallback = req.get_agent_url() if req else "agent:request_list"
     try:
         delivery = services.send_certificate(

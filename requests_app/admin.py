@@ -3,7 +3,6 @@ state only through the actions, which call the services like every other surface
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 
 from cryptography import x509
@@ -19,38 +18,20 @@ from django.utils.html import format_html, format_html_join
 from . import pki, profiles, services
 from .encodings import CERTIFICATE_FORMATS
 from .models import (
-    PUBLIC_ID_ALPHABET,
-    PUBLIC_ID_LENGTH,
+    APPROVE_PERMISSION,
     AuditEvent,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
+    is_public_id,
+    is_serial,
     normalize_public_id,
     normalize_serial,
 )
 from .revocation_forms import RevokeForm
+from .views.common import client_ip
 
-APPROVE_PERMISSION = "requests_app.approve_certificaterequest"
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
-_HEX = re.compile(r"[0-9a-f]+")
-
-
-def _public_id_q(term: str) -> Q | None:
-    """An exact match on the request ID, if the term reads as one (any case, hyphens)."""
-    public_id = normalize_public_id(term)
-    if len(public_id) == PUBLIC_ID_LENGTH and set(public_id) <= set(PUBLIC_ID_ALPHABET):
-        return Q(public_id=public_id)
-    return None
-
-
-def _serial(term: str) -> str | None:
-    """The term as one of our serials (lower-case hex), if it reads as one."""
-    serial = normalize_serial(term)
-    return serial if _HEX.fullmatch(serial) else None
-
-
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def _ask_for_a_reason(model_admin, request, queryset, form, *, title: str, action: str):
@@ -74,6 +55,13 @@ def _ask_for_a_reason(model_admin, request, queryset, form, *, title: str, actio
     request.current_app = model_admin.admin_site.name
     template = f"admin/{opts.app_label}/{opts.model_name}/{action}_confirmation.html"
     return TemplateResponse(request, template, context)
+
+
+class AgentActionsMixin:
+    """Actions declared with permissions=["approve"] are for Certificate Manager agents."""
+
+    def has_approve_permission(self, request) -> bool:
+        return request.user.has_perm(APPROVE_PERMISSION)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -148,7 +136,7 @@ class AuditEventInline(admin.TabularInline):
 
 
 @admin.register(CertificateRequest)
-class CertificateRequestAdmin(ReadOnlyAdmin):
+class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
     list_display = [
         "request_id",
         "status",
@@ -225,17 +213,14 @@ class CertificateRequestAdmin(ReadOnlyAdmin):
         url = reverse("admin:requests_app_certificate_change", args=[obj.certificate.pk])
         return format_html('<a href="{}">{}</a>', url, obj.certificate.serial)
 
-    def has_approve_permission(self, request) -> bool:
-        return request.user.has_perm(APPROVE_PERMISSION)
-
     def get_search_results(self, request, queryset, search_term):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
         exact = Q()
-        if public_id := _public_id_q(term):
-            exact |= public_id
-        if serial := _serial(term):
-            exact |= Q(certificate__serial=serial)
+        if is_public_id(term):
+            exact |= Q(public_id=normalize_public_id(term))
+        if is_serial(term):
+            exact |= Q(certificate__serial=normalize_serial(term))
         if term and exact:
             results |= queryset.filter(exact)
         return results, may_have_duplicates
@@ -280,7 +265,7 @@ class CertificateRequestAdmin(ReadOnlyAdmin):
             request,
             queryset,
             lambda req: services.approve_request(
-                req.public_id, agent=request.user, ip=_client_ip(request)
+                req.public_id, agent=request.user, ip=client_ip(request)
             ),
             "Approved request {req.display_id}: certificate serial {outcome.serial}.",
         )
@@ -301,7 +286,7 @@ class CertificateRequestAdmin(ReadOnlyAdmin):
                 request,
                 queryset,
                 lambda req: services.reject_request(
-                    req.public_id, agent=request.user, reason=reason, ip=_client_ip(request)
+                    req.public_id, agent=request.user, reason=reason, ip=client_ip(request)
                 ),
                 "Rejected request {req.display_id}.",
             )
@@ -321,14 +306,14 @@ class CertificateRequestAdmin(ReadOnlyAdmin):
             request,
             queryset,
             lambda req: services.cancel_request(
-                req.public_id, agent=request.user, ip=_client_ip(request)
+                req.public_id, agent=request.user, ip=client_ip(request)
             ),
             "Canceled request {req.display_id}.",
         )
 
 
 @admin.register(Certificate)
-class CertificateAdmin(ReadOnlyAdmin):
+class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
     list_display = ["serial", "subject", "profile", "status", "not_after", "downloads"]
     list_filter = ["status"]
     search_fields = ["subject"]
@@ -380,9 +365,8 @@ class CertificateAdmin(ReadOnlyAdmin):
 
     @admin.display(description="request")
     def request_link(self, obj: Certificate) -> str:
-        try:
-            req = obj.request
-        except CertificateRequest.DoesNotExist:
+        req = obj.issued_request
+        if req is None:
             return "-"
         url = reverse("admin:requests_app_certificaterequest_change", args=[req.pk])
         return format_html('<a href="{}">{}</a>', url, req.display_id)
@@ -390,12 +374,9 @@ class CertificateAdmin(ReadOnlyAdmin):
     def get_search_results(self, request, queryset, search_term):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
-        if term and (serial := _serial(term)):
-            results |= queryset.filter(serial=serial)
+        if term and is_serial(term):
+            results |= queryset.filter(serial=normalize_serial(term))
         return results, may_have_duplicates
-
-    def has_approve_permission(self, request) -> bool:
-        return request.user.has_perm(APPROVE_PERMISSION)
 
     def _act_on_certificates(self, request, queryset, act, done: str) -> None:
         """Run one service call per certificate; report each success or refusal."""
@@ -428,7 +409,7 @@ class CertificateAdmin(ReadOnlyAdmin):
                     reason=reason,
                     invalidity_date=form.cleaned_data["invalidity_date"],
                     actor=request.user,
-                    ip=_client_ip(request),
+                    ip=client_ip(request),
                 ),
                 f"Revoked certificate {{cert.serial}} ({reason}).",
             )
@@ -447,7 +428,7 @@ class CertificateAdmin(ReadOnlyAdmin):
         self._act_on_certificates(
             request,
             queryset,
-            lambda cert: services.release_hold(cert, actor=request.user, ip=_client_ip(request)),
+            lambda cert: services.release_hold(cert, actor=request.user, ip=client_ip(request)),
             "Released the hold on certificate {cert.serial}.",
         )
 

@@ -7,6 +7,7 @@ from functools import cached_property
 
 from cryptography import x509
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
@@ -37,6 +38,25 @@ def normalize_serial(text: str) -> str:
     cleaned = "".join(ch for ch in str(text).lower() if ch not in ": \t\r\n")
     cleaned = cleaned.removeprefix("0x").lstrip("0") or "0"
     return cleaned
+
+
+HEX_DIGITS = frozenset("0123456789abcdef")
+MAX_SERIAL_LENGTH = 64  # Certificate.serial's max_length
+
+#: The permission every agent surface checks (held through "Certificate Manager Agents").
+APPROVE_PERMISSION = "requests_app.approve_certificaterequest"
+
+
+def is_public_id(text: str) -> bool:
+    """True when text, normalized, has the shape of a request ID."""
+    cleaned = normalize_public_id(text)
+    return len(cleaned) == PUBLIC_ID_LENGTH and all(ch in PUBLIC_ID_ALPHABET for ch in cleaned)
+
+
+def is_serial(text: str) -> bool:
+    """True when text, normalized, has the shape of a certificate serial number."""
+    cleaned = normalize_serial(text)
+    return len(cleaned) <= MAX_SERIAL_LENGTH and set(cleaned) <= HEX_DIGITS
 
 
 class CertificateAuthority(models.Model):
@@ -128,6 +148,14 @@ class Certificate(models.Model):
     def chain(self) -> list[x509.Certificate]:
         """The certificate and its issuers, leaf first."""
         return [self.x509, self.ca.certificate, *self.ca.chain]
+
+    @property
+    def issued_request(self) -> CertificateRequest | None:
+        """The request this certificate answered; None for one issued outside the queue."""
+        try:
+            return self.request
+        except ObjectDoesNotExist:
+            return None
 
     @property
     def serial_colons(self) -> str:

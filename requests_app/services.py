@@ -969,10 +969,6 @@ def _lock_certificate(serial: str | Certificate) -> Certificate:
     return found[0]
 
 
-def _request_of(cert: Certificate) -> CertificateRequest | None:
-    return CertificateRequest.objects.filter(certificate=cert).first()
-
-
 def _regenerate_crl_on_commit(ca_id: int) -> None:
     from . import tasks  # django.tasks is loaded only by code that enqueues
 
@@ -1024,7 +1020,7 @@ def revoke_certificate(
     audit(
         "certificate_revoked",
         actor=actor,
-        request=_request_of(cert),
+        request=cert.issued_request,
         certificate=cert,
         ca=cert.ca,
         ip=ip,
@@ -1062,7 +1058,7 @@ def release_hold(
     audit(
         "certificate_hold_released",
         actor=actor,
-        request=_request_of(cert),
+        request=cert.issued_request,
         certificate=cert,
         ca=cert.ca,
         ip=ip,
@@ -1215,7 +1211,7 @@ def submit_renewal(
             f"the key of certificate 0x{cert.serial} is no longer accepted: {exc}", field="serial"
         ) from None
     # Mail about the renewal goes to whoever asked for the original, not to a name given now.
-    original = CertificateRequest.objects.filter(certificate=cert).first()
+    original = cert.issued_request
     email = original.requester_email if original else (requester_email or "").strip()
     try:
         validate_email(email)

@@ -15,13 +15,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from requests_app import services
 from requests_app.models import (
+    APPROVE_PERMISSION,
     Certificate,
     CertificateRequest,
     normalize_public_id,
     normalize_serial,
 )
-
-APPROVE_PERMISSION = "requests_app.approve_certificaterequest"
 
 
 @contextmanager

@@ -21,17 +21,14 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from .. import pki
 from ..encodings import Encoded
 from ..models import (
-    PUBLIC_ID_ALPHABET,
-    PUBLIC_ID_LENGTH,
+    APPROVE_PERMISSION,
     Certificate,
     CertificateRequest,
+    is_public_id,
+    is_serial,
     normalize_public_id,
     normalize_serial,
 )
-
-AGENT_PERMISSION = "requests_app.approve_certificaterequest"
-HEX_DIGITS = frozenset("0123456789abcdef")
-MAX_SERIAL_LENGTH = 64  # Certificate.serial's max_length
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -46,7 +43,7 @@ def agent_required(view):
     def wrapper(request: HttpRequest, *args, **kwargs):
         if not request.user.is_authenticated and request.method in ("GET", "HEAD"):
             return redirect_to_login(request.get_full_path())
-        if not request.user.has_perm(AGENT_PERMISSION):
+        if not request.user.has_perm(APPROVE_PERMISSION):
             raise PermissionDenied("Only Certificate Manager agents may use this page.")
         return view(request, *args, **kwargs)
 
@@ -91,18 +88,6 @@ def capped_uploads(limit: int):
         return csrf_exempt(wrapper)
 
     return decorator
-
-
-def is_public_id(text: str) -> bool:
-    """True when text, normalized, has the shape of a request ID."""
-    cleaned = normalize_public_id(text)
-    return len(cleaned) == PUBLIC_ID_LENGTH and all(ch in PUBLIC_ID_ALPHABET for ch in cleaned)
-
-
-def is_serial(text: str) -> bool:
-    """True when text, normalized, has the shape of a certificate serial number."""
-    cleaned = normalize_serial(text)
-    return len(cleaned) <= MAX_SERIAL_LENGTH and set(cleaned) <= HEX_DIGITS
 
 
 def find_request(public_id: str) -> CertificateRequest | None:

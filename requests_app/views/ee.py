@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
-from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
@@ -25,7 +24,6 @@ from ..forms import (
 from ..models import (
     Certificate,
     CertificateAuthority,
-    CertificateRequest,
     normalize_public_id,
     normalize_serial,
 )
@@ -209,13 +207,6 @@ def _certificate_not_found(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _request_of(cert: Certificate) -> CertificateRequest | None:
-    try:
-        return cert.request
-    except ObjectDoesNotExist:  # issued outside the request queue
-        return None
-
-
 def _render_certificate(
     request: HttpRequest,
     cert: Certificate,
@@ -223,7 +214,7 @@ def _render_certificate(
     pkcs12_form: Pkcs12Form | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    req = _request_of(cert)
+    req = cert.issued_request
     server_key = services.server_key_state(req) if req else None
     if server_key and server_key.stored and pkcs12_form is None:
         pkcs12_form = Pkcs12Form(user_agent=request.headers.get("User-Agent", ""))
@@ -297,7 +288,7 @@ def certificate_pkcs12(request: HttpRequest, serial: str) -> HttpResponse:
     cert = find_certificate(serial)
     if cert is None:
         return _certificate_not_found(request)
-    req = _request_of(cert)
+    req = cert.issued_request
     if req is None:
         raise Http404("This certificate has no key stored here.")
     form = Pkcs12Form(request.POST)

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from .. import ca as ca_store
 from .. import crl, ocsp, pki, revocation, services
-from ..models import Certificate, CertificateAuthority, CertificateRequest
+from ..models import Certificate, CertificateAuthority
 from ..revocation_forms import RevokeForm
 from .common import agent_required, client_ip, describe_certificate, find_certificate
 
@@ -119,7 +119,7 @@ def _render_certificate(
     revoke_form: RevokeForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    req = CertificateRequest.objects.filter(certificate=cert).first()
+    req = cert.issued_request
     revoked = cert.status == Certificate.Status.REVOKED
     on_hold = revoked and cert.revocation_reason == services.CERTIFICATE_HOLD
     return render(
