@@ -20,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from requests_app import profiles
-from requests_app.models import Certificate, CertificateRequest, normalize_serial
+from requests_app.models import Certificate, CertificateRequest
 from requests_app.services import ServiceError, audit
 
 from .backends import DeliveryError, get_backend
@@ -164,9 +164,7 @@ def send_certificate(
     if isinstance(serial, Certificate):
         cert = serial
     else:
-        cert = (
-            Certificate.objects.filter(serial=normalize_serial(serial)).order_by("-created").first()
-        )
+        cert = Certificate.objects.with_serial(serial).first()
         if cert is None:
             raise DeliveryRefused(f"no certificate has the serial number {serial}", field="serial")
     request = cert.issued_request

@@ -102,6 +102,13 @@ class CertificateAuthority(models.Model):
         return pki.fingerprint(self.certificate)
 
 
+class CertificateQuerySet(models.QuerySet):
+    def with_serial(self, text: str) -> CertificateQuerySet:
+        """Certificates with the serial as typed by a person, newest first (serials are
+        unique per CA, so two CAs could share one: the newest is the one meant)."""
+        return self.filter(serial=normalize_serial(text)).order_by("-created", "-pk")
+
+
 class Certificate(models.Model):
     """An issued certificate. The serial is lower-case hex, unique per CA."""
 
@@ -126,6 +133,8 @@ class Certificate(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revocation_reason = models.CharField(max_length=32, blank=True)
     invalidity_date = models.DateTimeField(null=True, blank=True)
+
+    objects = CertificateQuerySet.as_manager()
 
     class Meta:
         constraints = [

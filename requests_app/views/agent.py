@@ -108,9 +108,9 @@ def find(request: HttpRequest) -> HttpResponse:
     req = find_request(q) if q else None
     if req is None and q and is_serial(q):
         cert = (
-            Certificate.objects.filter(serial=normalize_serial(q), request__isnull=False)
+            Certificate.objects.with_serial(q)
+            .filter(request__isnull=False)
             .select_related("request")
-            .order_by("-created", "-pk")
             .first()
         )
         req = cert.request if cert else None

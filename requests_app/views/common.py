@@ -27,7 +27,6 @@ from ..models import (
     is_public_id,
     is_serial,
     normalize_public_id,
-    normalize_serial,
 )
 
 
@@ -107,10 +106,9 @@ def find_certificate(serial: str) -> Certificate | None:
         return None
     # One query for the certificate, its CA and its request (the page needs all three).
     return (
-        Certificate.objects.select_related("ca", "request")
+        Certificate.objects.with_serial(serial)
+        .select_related("ca", "request")
         .defer("request__csr_pem")
-        .filter(serial=normalize_serial(serial))
-        .order_by("-created", "-pk")
         .first()
     )
 

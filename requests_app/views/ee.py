@@ -250,8 +250,7 @@ def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
     ):
         return _certificate_page(request, serial)
     state = (
-        Certificate.objects.filter(serial=normalize_serial(serial))
-        .order_by("-created", "-pk")
+        Certificate.objects.with_serial(serial)
         .values_list(
             "fingerprint_sha256",
             "status",
