@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, OutputWrapper
 from django.core.serializers.json import DjangoJSONEncoder
 
-from requests_app import services
+from requests_app import profiles, services
 from requests_app.models import (
     APPROVE_PERMISSION,
     Certificate,
@@ -181,3 +181,18 @@ class ProgressBar:
         if done == total:
             self.stdout.write("")
         self.stdout.flush()
+
+
+def add_request_arguments(parser) -> None:
+    """What submit_request and issue_certificate both take: a CSR and who asks for it."""
+    parser.add_argument("--profile", required=True, choices=profiles.profile_names())
+    parser.add_argument("--csr", required=True, metavar="PATH", help='PEM or DER; "-": stdin')
+    parser.add_argument("--email", required=True, help="the requester's email address")
+    parser.add_argument("--name", default="", help="the requester's name")
+    parser.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an extra hostname or IP address (server profile); repeat for more",
+    )

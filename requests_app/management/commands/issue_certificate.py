@@ -2,8 +2,13 @@
 
 from django.core.management.base import BaseCommand
 
-from requests_app import profiles, services
-from requests_app.management._util import positive_int, read_input, service_errors
+from requests_app import services
+from requests_app.management._util import (
+    add_request_arguments,
+    positive_int,
+    read_input,
+    service_errors,
+)
 
 
 class Command(BaseCommand):
@@ -13,17 +18,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--profile", required=True, choices=profiles.profile_names())
-        parser.add_argument("--csr", required=True, metavar="PATH", help='PEM or DER; "-": stdin')
-        parser.add_argument("--email", required=True, help="the requester's email address")
-        parser.add_argument("--name", default="", help="the requester's name")
-        parser.add_argument(
-            "--san",
-            action="append",
-            default=[],
-            metavar="NAME",
-            help="an extra hostname or IP address (server profile); repeat for more",
-        )
+        add_request_arguments(parser)
         parser.add_argument(
             "--validity-days", type=positive_int, metavar="N", help="within the profile maximum"
         )
