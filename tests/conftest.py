@@ -5,8 +5,10 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import os
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from django.db import connections
+from django.db import connection, connections
 
 from requests_app import ca as ca_store
 from requests_app import pki, services
@@ -175,3 +177,35 @@ def race(action, count: int):
     for thread in threads:
         thread.join(timeout=60)
     return results, errors
+
+
+# --- portal processes (gunicorn, db_worker) sharing a test's database --------------------
+
+#: A background worker as `manage.py db_worker`; add "--batch" to stop when the queue is empty.
+DB_WORKER = [
+    sys.executable,
+    "manage.py",
+    "db_worker",
+    "--no-startup-delay",
+    "--no-reload",
+    "--interval",
+    "0.1",
+    "-v",
+    "0",
+]
+
+
+def portal_env(settings, **extra: str) -> dict[str, str]:
+    """The environment of a portal process that uses this (transactional) test's PostgreSQL
+    database, its CA key files and the durable task queue."""
+    db = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return env | {
+        "DJANGO_SETTINGS_MODULE": "ca_portal.settings",
+        "ENV_FILE": "/nonexistent/.env",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "TASKS_BACKEND": "database",
+        "CA_KEY_DIR": str(settings.CA_KEY_DIR),
+        "CA_KEY_PASSPHRASE": settings.CA_KEY_PASSPHRASE,
+        **extra,
+    }

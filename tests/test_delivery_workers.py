@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from django_tasks_db import DatabaseBackend
 from delivery.models import Delivery
 from delivery.tasks import deliver_task
 from requests_app import services
-from tests.conftest import SMTPServer, make_csr
+from tests.conftest import DB_WORKER, SMTPServer, make_csr, portal_env
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNT = 500
@@ -55,29 +53,9 @@ def test_two_workers_deliver_each_message_exactly_once(ca, settings):
     for delivery in deliveries[:50]:
         database.enqueue(deliver_task, (delivery.pk,), {})
 
-    db = connection.settings_dict
     smtp = SMTPServer().start()
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "ca_portal.settings",
-        "ENV_FILE": "/nonexistent/.env",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "TASKS_BACKEND": "database",
-        "EMAIL_URL": smtp.email_url,
-        "CA_KEY_DIR": str(settings.CA_KEY_DIR),
-    }
-    command = [
-        sys.executable,
-        "manage.py",
-        "db_worker",
-        "--batch",
-        "--no-startup-delay",
-        "--no-reload",
-        "--interval",
-        "0.1",
-        "-v",
-        "0",
-    ]
+    env = portal_env(settings, EMAIL_URL=smtp.email_url)
+    command = [*DB_WORKER, "--batch"]
     try:
         workers = [
             subprocess.Popen(

@@ -7,7 +7,6 @@ each web process), and the automatic link mail must reach each requester exactly
 from __future__ import annotations
 
 import http.cookiejar
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ import pytest
 from django.db import connection
 
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
-from tests.conftest import SMTPServer, free_port, make_csr
+from tests.conftest import DB_WORKER, SMTPServer, free_port, make_csr, portal_env
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNT = 200
@@ -89,24 +88,17 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
     agent.set_password("agent-pass-123")
     agent.save()
     smtp = SMTPServer().start()
-    db = connection.settings_dict
     ports = [free_port(), free_port()]
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "ca_portal.settings",
-        "ENV_FILE": "/nonexistent/.env",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "TASKS_BACKEND": "database",
-        "EMAIL_URL": smtp.email_url,
-        "CA_KEY_DIR": str(settings.CA_KEY_DIR),
-        "CA_KEY_PASSPHRASE": settings.CA_KEY_PASSPHRASE,
-        "SECRET_KEY": "scale-out-test-secret-key-" + "x" * 30,
-        "SITE_URL": f"http://127.0.0.1:{ports[0]}",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "DELIVERY_NOTIFICATIONS": "False",
-        "ENROLL_RATE_LIMIT": "100000/60",
-        "STATIC_ROOT": str(tmp_path / "static"),
-    }
+    env = portal_env(
+        settings,
+        EMAIL_URL=smtp.email_url,
+        SECRET_KEY="scale-out-test-secret-key-" + "x" * 30,
+        SITE_URL=f"http://127.0.0.1:{ports[0]}",
+        ALLOWED_HOSTS="127.0.0.1",
+        DELIVERY_NOTIFICATIONS="False",
+        ENROLL_RATE_LIMIT="100000/60",
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     processes = [
         subprocess.Popen(
@@ -120,17 +112,7 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
     ]
     processes += [
         subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "db_worker",
-                "--no-startup-delay",
-                "--no-reload",
-                "--interval",
-                "0.1",
-                "-v",
-                "0",
-            ],
+            DB_WORKER,
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
