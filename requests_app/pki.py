@@ -293,6 +293,23 @@ _PEM_HINTS = {
 }
 
 
+def _der_sequence(data: bytes) -> bytes | None:
+    """The DER SEQUENCE at the start of data, if only whitespace follows it."""
+    if len(data) < 2 or data[0] != 0x30:
+        return None
+    if data[1] < 0x80:
+        length, head = data[1], 2
+    else:
+        size = data[1] & 0x7F
+        if not 1 <= size <= 4 or len(data) < 2 + size:
+            return None
+        length, head = int.from_bytes(data[2 : 2 + size], "big"), 2 + size
+    end = head + length
+    if end > len(data) or data[end:].strip():
+        return None
+    return data[:end]
+
+
 def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
     """Read a PEM or DER CSR, at most 64 KiB; CSRError says what is wrong with it."""
     if isinstance(data, str):
@@ -328,15 +345,14 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
                 "The CSR text is damaged (its base64 content cannot be read). "
                 "Copy the whole file again, including the BEGIN and END lines."
             ) from None
-    # DER as given first: stripping could eat a final signature byte that looks like
-    # whitespace; the stripped form is for a file that gained a trailing newline.
-    for candidate in (data, stripped):
-        try:
-            return x509.load_der_x509_csr(candidate)
-        except x509.InvalidVersion:
-            raise CSRError(_BAD_VERSION) from None
-        except ValueError:
-            continue
+    # DER says its own length: cut there, so a file that gained a trailing newline still
+    # reads, and a signature whose last byte looks like whitespace is never stripped away.
+    try:
+        return x509.load_der_x509_csr(_der_sequence(data) or data)
+    except x509.InvalidVersion:
+        raise CSRError(_BAD_VERSION) from None
+    except ValueError:
+        pass
     raise CSRError(
         "This is not a certificate signing request. Paste a PEM CSR "
         "(-----BEGIN CERTIFICATE REQUEST-----) or upload a .csr file in PEM or DER."

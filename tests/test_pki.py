@@ -1013,3 +1013,16 @@ def test_verify_signed_by():
     leaf = issue(root("p256"))
     assert pki.verify_signed_by(leaf, root("p256")[1])
     assert not pki.verify_signed_by(leaf, root("p384")[1])
+
+
+def test_load_csr_accepts_der_ending_in_a_whitespace_byte_with_a_newline_after_it():
+    """A DER CSR whose last byte looks like whitespace still reads with a stray newline after it."""
+    key = pki.generate_private_key("p256")
+    for _ in range(5000):
+        der = der_of(make_csr(key=key))
+        if der[-1:] in [bytes([b]) for b in WHITESPACE]:
+            break
+    else:
+        pytest.fail("no DER CSR ending in a whitespace byte was made")
+    assert pki.common_name(pki.load_csr(der + b"\n").subject) == "host1.example.test"
+    assert pki.common_name(pki.load_csr(der + b"\r\n").subject) == "host1.example.test"
