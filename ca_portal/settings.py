@@ -39,6 +39,11 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 # The CA: key files live here (mode 0600), encrypted under CA_KEY_PASSPHRASE.
 CA_KEY_DIR = Path(env.str("CA_KEY_DIR", default=str(BASE_DIR / "var" / "ca")))
 CA_KEY_PASSPHRASE = env.str("CA_KEY_PASSPHRASE", default=_DEV_CA_KEY_PASSPHRASE)
+# Who keeps CA keys and signs with them (requests_app.keys); the file backend's directory and
+# passphrase default to CA_KEY_DIR and CA_KEY_PASSPHRASE.
+CA_KEY_BACKENDS = {
+    "default": {"BACKEND": "requests_app.keys.files.EncryptedFileBackend", "OPTIONS": {}},
+}
 
 RETRIEVAL_LINK_MAX_AGE_DAYS = env.int("RETRIEVAL_LINK_MAX_AGE_DAYS", default=30)
 # Revocation: each CRL names its successor this many hours ahead (its nextUpdate).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from cryptography import x509
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
@@ -185,10 +184,7 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
 
     @admin.display(description="key")
     def key_description(self, obj: CertificateRequest) -> str:
-        try:
-            name, size = pki.key_description(pki.load_csr(obj.csr_pem).public_key())
-        except pki.PKIError:
-            name, size = obj.key_type, obj.key_size
+        name, size = pki.describe_csr_key(obj.csr_pem) or (obj.key_type, obj.key_size)
         return f"{name}, {size} bits"
 
     @admin.display(description="names to certify")
@@ -197,14 +193,10 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
 
     @admin.display(description="subjectAltName in the CSR")
     def csr_names(self, obj: CertificateRequest) -> str:
-        try:
-            csr = pki.load_csr(obj.csr_pem)
-            ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        except x509.ExtensionNotFound:
-            return "-"
-        except (pki.PKIError, ValueError):
+        names = pki.csr_alt_names(obj.csr_pem)
+        if names is None:
             return "(unreadable)"
-        return ", ".join(pki.san_to_text(name) for name in ext.value) or "-"
+        return ", ".join(names) or "-"
 
     @admin.display(description="certificate")
     def certificate_link(self, obj: CertificateRequest) -> str:

@@ -7,3 +7,4 @@ class RequestsAppConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401 - registers the system checks
+        from .keys import checks as key_checks  # noqa: F401 - registers CA_KEY_BACKENDS' check

@@ -13,8 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
-from . import ca as ca_store
-from . import pki, revocation
+from . import keys, pki
 from .models import AuditEvent, Certificate, CertificateAuthority, CertificateRevocationList
 
 #: The audit actions after which a CA's CRL is out of date.
@@ -50,7 +49,7 @@ def outdated(
     return AuditEvent.objects.filter(ca=ca, action__in=CHANGES, time__gt=crl.created).exists()
 
 
-def revoked_entries(ca: CertificateAuthority, *, now: dt.datetime) -> list[revocation.RevokedEntry]:
+def revoked_entries(ca: CertificateAuthority, *, now: dt.datetime) -> list[pki.RevokedEntry]:
     """The CA's revoked certificates that have not expired (expired ones leave the CRL,
     RFC 5280 3.3; Dogtag's includeExpiredCerts=false)."""
     rows = (
@@ -59,7 +58,7 @@ def revoked_entries(ca: CertificateAuthority, *, now: dt.datetime) -> list[revoc
         .values_list("serial", "revoked_at", "revocation_reason", "invalidity_date")
     )
     return [
-        revocation.RevokedEntry(
+        pki.RevokedEntry(
             serial=int(serial, 16),
             revoked_at=revoked_at,
             reason=reason or "unspecified",
@@ -83,20 +82,20 @@ def generate(
         if not force and not outdated(current, ca, now=now, renew_early=renew_early):
             return current, False
         number = (current.number if current else 0) + 1
-        signed = revocation.build_crl(
+        builder = pki.crl_builder(
             ca_cert=ca.certificate,
-            ca_key=ca_store.load_key(ca),
             entries=revoked_entries(ca, now=now),
             number=number,
             this_update=now,
             next_update=now + lifetime(),
         )
+        signed = keys.backend_for(ca).sign_crl(ca, builder)
         crl = CertificateRevocationList.objects.create(
             ca=ca,
             number=number,
             this_update=now,
             next_update=now + lifetime(),
-            der=revocation.crl_der(signed),
+            der=pki.crl_der(signed),
         )
         AuditEvent.objects.create(
             actor_label="system",

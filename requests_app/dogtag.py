@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from cryptography import x509
 from django.conf import settings
 
 from . import pki, profiles
@@ -90,13 +89,9 @@ def requester_email(given: str, csr: str | bytes, profile: profiles.Profile) -> 
     given = (given or "").strip()
     if given:
         return given
-    try:
-        ext = pki.load_csr(csr).extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        found = ext.value.get_values_for_type(x509.RFC822Name)
-    except (pki.PKIError, x509.ExtensionNotFound, ValueError):
-        found = []  # submit_request reports what is wrong with the CSR
+    found = pki.csr_email(csr)  # None also for a bad CSR: submit_request reports what is wrong
     if found:
-        return found[0]
+        return found
     if profile.takes_hostnames and settings.DOGTAG_REQUESTER_EMAIL:
         # certmonger sends no address unless told (-o requestor_email=...); a server
         # certificate does not name one, so mail goes to the configured mailbox.

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth.password_validation import CommonPasswordValidator
 from django.template.defaultfilters import filesizeformat
 
-from . import keygen, pki
+from . import pki
 from .models import CertificateRequest
 from .profiles import Profile, all_profiles
 from .views.common import is_public_id, is_serial
@@ -120,7 +120,7 @@ class ServerKeyEnrollmentForm(forms.Form):
 
     requester_name = forms.CharField(
         label="Your name",
-        max_length=keygen.MAX_COMMON_NAME,
+        max_length=pki.MAX_COMMON_NAME,
         help_text="The certificate names you by it, e.g. Ada Lovelace.",
     )
     requester_email = forms.EmailField(
@@ -131,11 +131,11 @@ class ServerKeyEnrollmentForm(forms.Form):
     passphrase = forms.CharField(
         label="Passphrase",
         strip=False,
-        min_length=keygen.MIN_PASSPHRASE_LENGTH,
+        min_length=pki.MIN_PASSPHRASE_LENGTH,
         max_length=1024,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=(
-            f"At least {keygen.MIN_PASSPHRASE_LENGTH} characters; a few unrelated words work "
+            f"At least {pki.MIN_PASSPHRASE_LENGTH} characters; a few unrelated words work "
             "well. It protects your key here and in the file you download. Nobody can "
             "recover it for you."
         ),

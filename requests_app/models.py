@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from functools import cached_property
 
 from cryptography import x509
@@ -59,20 +60,54 @@ def is_serial(text: str) -> bool:
     return len(cleaned) <= MAX_SERIAL_LENGTH and set(cleaned) <= HEX_DIGITS
 
 
+class NoCAError(pki.CAError):
+    """No CA has been created or imported yet."""
+
+
+DEFAULT_CA_TTL = 5.0  # seconds a process keeps its answer; a new default CA is seen after that
+_default_ca: tuple[float, CertificateAuthority] | None = None
+
+
+class CertificateAuthorityManager(models.Manager):
+    def default(self) -> CertificateAuthority:
+        """The CA that signs new certificates, or NoCAError.
+
+        Kept for a few seconds per process: every approval asks, and the answer (with its
+        parsed certificate) changes only when an administrator makes a new default CA."""
+        global _default_ca
+        now = time.monotonic()
+        if _default_ca is not None and now - _default_ca[0] < DEFAULT_CA_TTL:
+            return _default_ca[1]
+        ca = self.filter(is_default=True).first()
+        if ca is None:
+            raise NoCAError("no CA exists yet: run manage.py init_ca or import_ca first")
+        _default_ca = (now, ca)
+        return ca
+
+    def forget_default(self) -> None:
+        """Ask the database again next time (called when this process changes the default)."""
+        global _default_ca
+        _default_ca = None
+
+
 class CertificateAuthority(models.Model):
-    """A CA this portal signs with. The key lives only in an encrypted file in CA_KEY_DIR."""
+    """A CA this portal signs with. Its key is held by a key backend (CA_KEY_BACKENDS), never
+    in the database: the row names the backend and the key's reference in it."""
 
     name = models.CharField(max_length=200)
     subject = models.TextField()
     certificate_pem = models.TextField()
     chain_pem = models.TextField(blank=True, help_text="Issuers of this CA, up to the root.")
     key_type = models.CharField(max_length=16)
+    key_backend = models.CharField(max_length=64, default="default")
     key_filename = models.CharField(max_length=200, unique=True)
     serial = models.CharField(max_length=64)
     not_before = models.DateTimeField()
     not_after = models.DateTimeField()
     is_default = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = CertificateAuthorityManager()
 
     class Meta:
         verbose_name = "certificate authority"
@@ -100,6 +135,14 @@ class CertificateAuthority(models.Model):
     @property
     def fingerprint_sha256(self) -> str:
         return pki.fingerprint(self.certificate)
+
+    def ca_issuers_url(self) -> str:
+        """Where issued certificates say their issuer's certificate can be downloaded (DER)."""
+        return f"{settings.SITE_URL}/ca/{self.pk}/ca.cer"
+
+    def crl_url(self) -> str:
+        """The CRL distribution point named in issued certificates."""
+        return f"{settings.SITE_URL}/ca/{self.pk}/crl.crl"
 
 
 class CertificateQuerySet(models.QuerySet):
@@ -168,8 +211,7 @@ class Certificate(models.Model):
 
     @property
     def serial_colons(self) -> str:
-        padded = self.serial if len(self.serial) % 2 == 0 else "0" + self.serial
-        return ":".join(padded[i : i + 2] for i in range(0, len(padded), 2)).upper()
+        return pki.serial_colons(self.serial)
 
 
 class CertificateRequest(models.Model):

@@ -17,10 +17,10 @@ from ..models import (
     normalize_public_id,
     normalize_serial,
 )
+from ..pki import describe_certificate
 from .common import (
     agent_required,
     client_ip,
-    describe_certificate,
     find_request,
     is_public_id,
     is_serial,

@@ -1,14 +1,10 @@
-"""What end-entity and agent views share: lookups, the agent check, downloads, summaries."""
+"""What end-entity and agent views share: lookups, the agent check, downloads."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
-from dataclasses import dataclass
 from functools import wraps
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
@@ -18,7 +14,6 @@ from django.shortcuts import render
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from .. import pki
 from ..encodings import Encoded
 from ..models import (
     APPROVE_PERMISSION,
@@ -123,74 +118,3 @@ def download(encoded: Encoded) -> HttpResponse:
     response = HttpResponse(encoded.data, content_type=encoded.content_type)
     response["Content-Disposition"] = content_disposition_header(True, encoded.filename)
     return response
-
-
-# --- a readable certificate ---------------------------------------------------------
-
-_EKU_NAMES = {oid: name for name, oid in pki.EKU_OIDS.items()}
-_KEY_USAGES = (
-    ("digital_signature", "Digital signature"),
-    ("content_commitment", "Non-repudiation"),
-    ("key_encipherment", "Key encipherment"),
-    ("data_encipherment", "Data encipherment"),
-    ("key_agreement", "Key agreement"),
-    ("key_cert_sign", "Certificate signing"),
-    ("crl_sign", "CRL signing"),
-)
-
-
-@dataclass(frozen=True)
-class CertificateSummary:
-    subject: str
-    issuer: str
-    serial: str
-    serial_colons: str
-    not_before: dt.datetime
-    not_after: dt.datetime
-    key: str
-    sans: list[str]
-    extended_key_usages: list[str]
-    key_usages: list[str]
-    is_ca: bool
-    sha256: str
-    sha1: str
-
-    @property
-    def expired(self) -> bool:
-        return self.not_after < pki.utcnow()
-
-
-def _extension(cert: x509.Certificate, kind):
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def describe_certificate(cert: x509.Certificate) -> CertificateSummary:
-    """What a person wants to read about a certificate, as strings."""
-    algorithm, size = pki.key_description(cert.public_key())
-    sans = _extension(cert, x509.SubjectAlternativeName)
-    ekus = _extension(cert, x509.ExtendedKeyUsage)
-    usage = _extension(cert, x509.KeyUsage)
-    constraints = _extension(cert, x509.BasicConstraints)
-    serial = pki.serial_hex(cert.serial_number)
-    padded = serial if len(serial) % 2 == 0 else "0" + serial
-    return CertificateSummary(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        serial=serial,
-        serial_colons=":".join(padded[i : i + 2] for i in range(0, len(padded), 2)).upper(),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        key=f"{algorithm} ({size} bits)" if algorithm != "Ed25519" else algorithm,
-        sans=[pki.san_to_text(name) for name in sans] if sans else [],
-        extended_key_usages=[
-            _EKU_NAMES.get(oid, getattr(oid, "_name", None) or oid.dotted_string)
-            for oid in (ekus or [])
-        ],
-        key_usages=[label for attr, label in _KEY_USAGES if usage and getattr(usage, attr)],
-        is_ca=bool(constraints and constraints.ca),
-        sha256=pki.fingerprint(cert),
-        sha1=pki.fingerprint(cert, hashes.SHA1()),  # noqa: S303 - shown, never trusted
-    )

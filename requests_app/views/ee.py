@@ -11,7 +11,6 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from .. import ca as ca_store
 from .. import encodings, pki, profiles, services, throttle
 from ..encodings import Encoded
 from ..forms import (
@@ -24,13 +23,14 @@ from ..forms import (
 from ..models import (
     Certificate,
     CertificateAuthority,
+    NoCAError,
     normalize_public_id,
     normalize_serial,
 )
+from ..pki import describe_certificate
 from .common import (
     capped_uploads,
     client_ip,
-    describe_certificate,
     download,
     find_certificate,
     find_request,
@@ -364,8 +364,8 @@ def certificate_download(request: HttpRequest, serial: str, fmt: str) -> HttpRes
 @require_safe
 def ca_page(request: HttpRequest) -> HttpResponse:
     try:
-        ca = ca_store.default_ca()
-    except ca_store.NoCAError:
+        ca = CertificateAuthority.objects.default()
+    except NoCAError:
         return render(request, "ee/ca.html", {"ca": None})
     earlier = CertificateAuthority.objects.filter(is_default=False).order_by("-created")
     return render(
@@ -376,7 +376,7 @@ def ca_page(request: HttpRequest) -> HttpResponse:
             "summary": describe_certificate(ca.certificate),
             "chain": [describe_certificate(c) for c in ca.chain],
             "earlier": earlier,
-            "issuers_url": ca_store.ca_issuers_url(ca),
+            "issuers_url": ca.ca_issuers_url(),
         },
     )
 

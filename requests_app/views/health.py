@@ -5,7 +5,8 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .. import ca as ca_store
+from .. import keys, pki
+from ..models import CertificateAuthority
 
 
 @never_cache
@@ -21,9 +22,10 @@ def healthz(request):
         checks["database"] = f"error: {type(exc).__name__}"
     if checks["database"] == "ok":
         try:
-            ca_store.load_key(ca_store.default_ca())
+            ca = CertificateAuthority.objects.default()
+            keys.backend_for(ca).check_usable(ca)
             checks["ca_key"] = "ok"
-        except ca_store.pki.CAError as exc:
+        except pki.CAError as exc:
             checks["ca_key"] = f"error: {exc}"
     else:
         checks["ca_key"] = "unknown"

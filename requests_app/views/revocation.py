@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-from cryptography.x509 import ocsp as x509_ocsp
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
@@ -16,11 +15,11 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from .. import ca as ca_store
-from .. import crl, ocsp, pki, revocation, services
+from .. import crl, ocsp, pki, services
 from ..models import Certificate, CertificateAuthority
 from ..revocation_forms import RevokeForm
-from .common import agent_required, client_ip, describe_certificate, find_certificate
+from ..pki import describe_certificate
+from .common import agent_required, client_ip, find_certificate
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def crl_download(request: HttpRequest, ca_id: int, fmt: str) -> HttpResponse:
     der = bytes(current.der)
     if fmt == "pem":
         response = HttpResponse(
-            revocation.crl_der_to_pem(der), content_type="application/x-pem-file"
+            pki.crl_der_to_pem(der), content_type="application/x-pem-file"
         )
     else:
         response = HttpResponse(der, content_type="application/pkix-crl")
@@ -73,13 +72,13 @@ def _answer(data: bytes) -> HttpResponse:
     except Exception:  # an OCSP client understands internalError, not an HTML error page
         logger.exception("OCSP responder failed")
         return _ocsp_response(
-            revocation.unsuccessful_response(x509_ocsp.OCSPResponseStatus.INTERNAL_ERROR)
+            pki.unsuccessful_response(pki.OCSPResponseStatus.INTERNAL_ERROR)
         )
 
 
 def _malformed() -> HttpResponse:
     return _ocsp_response(
-        revocation.unsuccessful_response(x509_ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        pki.unsuccessful_response(pki.OCSPResponseStatus.MALFORMED_REQUEST)
     )
 
 
@@ -96,8 +95,8 @@ def ocsp_responder(request: HttpRequest, encoded: str = "") -> HttpResponse:
     if not encoded:
         return _malformed()
     try:
-        data = revocation.decode_ocsp_get(encoded)
-    except revocation.OCSPRequestError:
+        data = pki.decode_ocsp_get(encoded)
+    except pki.OCSPRequestError:
         return _malformed()
     return _answer(data)
 
@@ -121,7 +120,7 @@ def _render_certificate(
 ) -> HttpResponse:
     req = cert.issued_request
     revoked = cert.status == Certificate.Status.REVOKED
-    on_hold = revoked and cert.revocation_reason == services.CERTIFICATE_HOLD
+    on_hold = revoked and cert.revocation_reason == pki.HOLD
     return render(
         request,
         "agent/certificate.html",
@@ -132,10 +131,10 @@ def _render_certificate(
             "revoked": revoked,
             "on_hold": on_hold,
             "can_revoke": not revoked or on_hold,
-            "reason_label": revocation.REASON_LABELS.get(cert.revocation_reason, ""),
+            "reason_label": pki.REASON_LABELS.get(cert.revocation_reason, ""),
             "revoke_form": revoke_form or RevokeForm(on_hold=on_hold),
             "events": cert.audit_events.all(),
-            "crl_url": ca_store.crl_url(cert.ca),
+            "crl_url": cert.ca.crl_url(),
             "ocsp_url": f"{settings.SITE_URL}/ocsp",
         },
         status=status,
@@ -152,7 +151,7 @@ def certificate(request: HttpRequest, serial: str) -> HttpResponse:
 @require_POST
 def revoke(request: HttpRequest, serial: str) -> HttpResponse:
     cert = _get_certificate(serial)
-    on_hold = cert.revocation_reason == services.CERTIFICATE_HOLD
+    on_hold = cert.revocation_reason == pki.HOLD
     form = RevokeForm(request.POST, on_hold=on_hold)
     if form.is_valid():
         try:
@@ -169,7 +168,7 @@ def revoke(request: HttpRequest, serial: str) -> HttpResponse:
             messages.error(request, exc.message)
             return redirect("agent:certificate", cert.serial)
         else:
-            label = revocation.REASON_LABELS[cert.revocation_reason]
+            label = pki.REASON_LABELS[cert.revocation_reason]
             messages.success(request, f"Certificate {cert.serial} revoked: {label}.")
             return redirect("agent:certificate", cert.serial)
     return _render_certificate(request, cert, revoke_form=form, status=400)

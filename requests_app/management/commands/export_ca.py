@@ -2,10 +2,9 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app import ca as ca_store
 from requests_app.encodings import CA_FORMATS, encode_ca
 from requests_app.management._util import write_binary, write_output
-from requests_app.models import CertificateAuthority
+from requests_app.models import CertificateAuthority, NoCAError
 
 BINARY_FORMATS = ("der", "p7b")
 
@@ -24,8 +23,8 @@ class Command(BaseCommand):
     def handle(self, *args, format, output, ca, **options):
         if ca is None:
             try:
-                authority = ca_store.default_ca()
-            except ca_store.NoCAError as exc:
+                authority = CertificateAuthority.objects.default()
+            except NoCAError as exc:
                 raise CommandError(str(exc)) from None
         else:
             authority = CertificateAuthority.objects.filter(pk=ca).first()

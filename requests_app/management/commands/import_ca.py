@@ -4,8 +4,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app import ca as ca_store
-from requests_app import pki, services
+from requests_app import keys, pki, services
 from requests_app.management._util import read_input
 
 
@@ -60,4 +59,4 @@ class Command(BaseCommand):
         self.stdout.write(f"chain        {len(ca.chain)} certificate(s)")
         self.stdout.write(f"valid until  {ca.not_after:%Y-%m-%d %H:%M:%S} UTC")
         self.stdout.write(f"SHA-256      {ca.fingerprint_sha256}")
-        self.stdout.write(f"key file     {ca_store.key_path(ca)} (encrypted)")
+        self.stdout.write(f"key file     {keys.backend_for(ca).key_location(ca)} (encrypted)")

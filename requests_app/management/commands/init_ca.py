@@ -2,8 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app import ca as ca_store
-from requests_app import pki, services
+from requests_app import keys, pki, services
 from requests_app.management._util import positive_int
 
 
@@ -41,4 +40,4 @@ class Command(BaseCommand):
         self.stdout.write(f"subject      {ca.subject}")
         self.stdout.write(f"valid until  {ca.not_after:%Y-%m-%d %H:%M:%S} UTC")
         self.stdout.write(f"SHA-256      {ca.fingerprint_sha256}")
-        self.stdout.write(f"key file     {ca_store.key_path(ca)} (encrypted)")
+        self.stdout.write(f"key file     {keys.backend_for(ca).key_location(ca)} (encrypted)")

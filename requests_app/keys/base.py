@@ -1,0 +1,114 @@
+"""What a key backend does: it keeps the private keys of CAs (and of their delegated OCSP
+responders) and signs with them. It never hands a private key object to its callers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+from .. import pki
+
+if TYPE_CHECKING:
+    from ..models import CertificateAuthority
+
+
+class CAKeyError(pki.CAError):
+    """The CA key is missing or cannot be opened with the configured secret."""
+
+
+class NewKey:
+    """A key a backend made or was given for a new CA, before the backend stores it.
+
+    Callers see its public half and its type; what the backend keeps in `_secret` (a key
+    object, a token handle) is the backend's own business.
+    """
+
+    __slots__ = ("_secret", "key_type", "public_key")
+
+    def __init__(self, public_key: pki.PublicKey, secret: object):
+        self.public_key = public_key
+        self.key_type = pki.key_type_of(public_key)
+        self._secret = secret
+
+    def __repr__(self) -> str:
+        return f"<NewKey {self.key_type}>"
+
+
+class KeyBackend:
+    """Base of the backends named in CA_KEY_BACKENDS.
+
+    A subclass lists the OPTIONS it accepts in `options` (anything else is refused at
+    start-up) and fills in every hook below. Each hook that signs takes an unsigned builder
+    from `pki` and returns the signed object.
+    """
+
+    #: The OPTIONS keys this backend accepts.
+    options: tuple[str, ...] = ()
+
+    def __init__(self, alias: str, **options):
+        self.alias = alias
+
+    def _missing(self, hook: str):
+        return NotImplementedError(f"{type(self).__name__} does not implement {hook}()")
+
+    # --- custody of a new CA's key ---------------------------------------------------
+
+    def generate_key(self, key_type: str) -> NewKey:
+        """Make a new CA key of key_type (one of pki.CA_KEY_TYPES)."""
+        raise self._missing("generate_key")
+
+    def import_key(self, data: bytes, passphrase: str | None) -> NewKey:
+        """Take a CA key given as PEM or DER (encrypted under passphrase, or not)."""
+        raise self._missing("import_key")
+
+    def sign_with_new_key(self, key: NewKey, builder: x509.CertificateBuilder) -> x509.Certificate:
+        """Sign a builder (a new root's own certificate) with a key not stored yet."""
+        raise self._missing("sign_with_new_key")
+
+    def key_reference(self, cert: x509.Certificate) -> str:
+        """What the CA row keeps (its key_filename) to find the key of this CA certificate."""
+        raise self._missing("key_reference")
+
+    def store_key(self, ca: CertificateAuthority, key: NewKey) -> None:
+        """Keep the new key under ca.key_filename; called last in the CA's transaction."""
+        raise self._missing("store_key")
+
+    def key_location(self, ca: CertificateAuthority) -> str:
+        """Where the CA's key is kept, for an administrator to read (a path, a token label)."""
+        raise self._missing("key_location")
+
+    # --- signing with a CA's key -------------------------------------------------------
+
+    def check_usable(self, ca: CertificateAuthority) -> None:
+        """Raise CAKeyError unless the CA's key can sign now (/healthz, before approving)."""
+        raise self._missing("check_usable")
+
+    def sign_certificate(
+        self, ca: CertificateAuthority, builder: x509.CertificateBuilder
+    ) -> x509.Certificate:
+        """Sign a certificate the CA issues."""
+        raise self._missing("sign_certificate")
+
+    def sign_crl(
+        self, ca: CertificateAuthority, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList:
+        """Sign one of the CA's CRLs."""
+        raise self._missing("sign_crl")
+
+    # --- OCSP: the delegated responder, or the CA itself -----------------------------
+
+    def create_ocsp_responder(
+        self,
+        ca: CertificateAuthority,
+        build: Callable[[pki.PublicKey], x509.CertificateBuilder],
+    ) -> x509.Certificate:
+        """Make a responder key like the CA's, have the CA sign the certificate that
+        build(public key) describes, and keep both; the previous responder is replaced."""
+        raise self._missing("create_ocsp_responder")
+
+    def sign_ocsp_response(self, ca: CertificateAuthority, builder) -> bytes:
+        """Name the responder in an OCSP answer and sign it (DER): with the CA's delegated
+        responder while it is valid, otherwise with the CA key."""
+        raise self._missing("sign_ocsp_response")
