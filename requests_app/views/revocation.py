@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from .. import ca as ca_store
-from .. import crl, ocsp, pki, revocation, services
+from .. import ocsp, pki, revocation, services
 from ..models import Certificate, CertificateAuthority
 from ..revocation_forms import RevokeForm
 from .common import agent_required, client_ip, describe_certificate, find_certificate
@@ -35,8 +35,8 @@ def crl_download(request: HttpRequest, ca_id: int, fmt: str) -> HttpResponse:
     """The CA's newest CRL (DER or PEM), cacheable until its nextUpdate."""
     ca = get_object_or_404(CertificateAuthority, pk=ca_id)
     try:
-        current = crl.current(ca)
-    except pki.CAError:
+        current = services.current_crl(ca)
+    except services.ServiceError:
         logger.exception("cannot sign a CRL for CA %s", ca)
         return HttpResponse(
             "The CRL cannot be signed now; try again later.", status=503, content_type="text/plain"
