@@ -22,7 +22,7 @@ from pyasn1.type import univ
 from pyasn1_alt_modules import rfc2986, rfc5280
 
 from requests_app import pki
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 # pkilint's CLI sits next to the interpreter running the tests (the virtualenv's bin/).
 LINT = str(Path(sys.executable).parent / "lint_pkix_cert")
