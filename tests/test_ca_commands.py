@@ -17,8 +17,8 @@ from django.core.management.base import CommandError
 from requests_app import ca as ca_store
 from requests_app import pki, services
 from requests_app.models import AuditEvent, CertificateAuthority
-from tests.conftest import make_csr
-from tests.test_pki import make_ca_cert, openssl_verify, write_pem
+from tests.helpers.certs import make_ca_cert, openssl_verify, write_pem
+from tests.helpers.csrs import make_csr
 
 ROOT_SUBJECT = "CN=Example Root CA,O=Example,C=US"
 INTERMEDIATE_PASSPHRASE = "int-pass"

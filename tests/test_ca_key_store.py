@@ -15,7 +15,7 @@ from django.forms.models import model_to_dict
 from requests_app import ca as ca_store
 from requests_app import pki, services
 from requests_app.models import AuditEvent, CertificateAuthority, CertificateRequest
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 
 @pytest.fixture

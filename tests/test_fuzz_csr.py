@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from requests_app import pki
 from requests_app.models import AuditEvent, CertificateRequest
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 VALID_PEM = make_csr(cn="fuzz.example.test").encode()
 VALID_DER = pki.load_csr(VALID_PEM).public_bytes(pki.serialization.Encoding.DER)

@@ -14,8 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from requests_app import ca as ca_store
 from requests_app import pki, profiles, services
-from tests.conftest import openssl_csr
-from tests.test_pki import assert_lints_clean, openssl_verify, write_pem
+from tests.helpers.certs import assert_lints_clean, openssl_verify, write_pem
+from tests.helpers.csrs import openssl_csr
 
 # pkilint (like browsers) wants URLs with a dotted host name; "testserver" is not one.
 SITE_URL = "http://ca.example.test"

@@ -18,7 +18,7 @@ from django.views.debug import ExceptionReporter
 from requests_app import links, pki, services, throttle
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.views import ee
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 PASSPHRASE = "correct horse battery staple"
 CSP = (

@@ -14,7 +14,7 @@ from django.utils.http import http_date
 
 from requests_app import crl, pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRevocationList
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 
 def issue(cn: str) -> Certificate:

@@ -20,7 +20,7 @@ from django.core.management.base import CommandError
 from requests_app import ocsp as responder
 from requests_app import pki, services
 from requests_app.models import Certificate
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 OCSP_REQUEST = "application/ocsp-request"
 

@@ -17,7 +17,7 @@ from requests_app.models import (
     format_public_id,
     normalize_public_id,
 )
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 Status = CertificateRequest.Status
 

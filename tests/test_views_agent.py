@@ -16,7 +16,7 @@ from django.urls import reverse
 from requests_app import ca as ca_store
 from requests_app import services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 Status = CertificateRequest.Status
 
