@@ -32,7 +32,8 @@ def main() -> None:
     from delivery.models import Delivery
     from delivery.tasks import deliver_task
     from requests_app import services
-    from tests.conftest import SMTPServer, make_csr
+    from tests.helpers.csrs import make_csr
+    from tests.helpers.servers import SMTPServer
 
     services.create_ca("CN=Bench Drain CA", key_type="p256")
     cert = services.issue_certificate(

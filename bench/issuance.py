@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from pathlib import Path
 
 from bench.common import fresh_database, setup_django, timed
 
@@ -25,12 +26,14 @@ def main() -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import NameOID
+    from django.conf import settings
 
-    from requests_app import ca as ca_store
-    from requests_app import pki, services
+    from requests_app import keys, pki, services
 
     ca = services.create_ca(f"CN=Bench {args.ca} CA", key_type=args.ca)
-    ca_key = ca_store.load_key(ca)
+    # The raw loop signs with the key itself, as a script without the portal would.
+    key_file = Path(keys.backend_for(ca).key_location(ca))
+    ca_key = pki.load_private_key(key_file.read_bytes(), settings.CA_KEY_PASSPHRASE)
     ca_cert = ca.certificate
 
     # CSRs are made beforehand and not timed (P-256 requester keys: fast to generate).

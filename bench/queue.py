@@ -35,7 +35,7 @@ def main() -> None:
 
     from requests_app import services
     from requests_app.models import Certificate, CertificateRequest, StatusCount
-    from tests.conftest import make_csr
+    from tests.helpers.csrs import make_csr
 
     ca = services.create_ca("CN=Bench Queue CA", key_type="p256")
     sample = services.issue_certificate(

@@ -48,7 +48,8 @@ def main() -> None:
     database_url = fresh_database(args.db, "web")
     setup_django(database_url)
     from requests_app import services
-    from tests.conftest import free_port, make_csr
+    from tests.helpers.csrs import make_csr
+    from tests.helpers.servers import free_port
 
     services.create_ca("CN=Bench Web CA", key_type="p256")
     cert = services.issue_certificate(

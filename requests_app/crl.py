@@ -1,8 +1,9 @@
-"""CRLs of our CAs: generated from the certificates table, stored, and served newest first.
+"""CRLs of our CAs, read side: which is newest, whether it is out of date, what goes in it.
 
-A new CRL is made after every revocation or release (a task, on commit), by
-`manage.py generate_crl` (cron) when one ages, and on request when the newest one has
-expired or misses a revocation (a lost task must not leave a revoked certificate trusted).
+services.publish_crl signs and stores a new one: after every revocation or release (a task,
+on commit), from `manage.py generate_crl` (cron) when one ages, and through
+services.current_crl when a fetch finds the newest expired or missing a revocation (a lost
+task must not leave a revoked certificate trusted).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import datetime as dt
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
 
-from . import keys, pki
+from . import pki
 from .models import AuditEvent, Certificate, CertificateAuthority, CertificateRevocationList
 
 #: The audit actions after which a CA's CRL is out of date.
@@ -66,53 +66,3 @@ def revoked_entries(ca: CertificateAuthority, *, now: dt.datetime) -> list[pki.R
         )
         for serial, revoked_at, reason, invalidity in rows
     ]
-
-
-def generate(
-    ca: CertificateAuthority, *, force: bool = True, renew_early: bool = False
-) -> tuple[CertificateRevocationList, bool]:
-    """Sign and store the CA's next CRL (unless force=False and the newest is still right);
-    returns it and whether it is new."""
-    with transaction.atomic():
-        # The CA row is the lock that numbers CRLs one after another, and that lets the
-        # processes which all find the CRL out of date at once make only one new CRL.
-        CertificateAuthority.objects.select_for_update().filter(pk=ca.pk).first()
-        now = pki.utcnow().replace(microsecond=0)  # a CRL's times have whole seconds
-        current = newest(ca)
-        if not force and not outdated(current, ca, now=now, renew_early=renew_early):
-            return current, False
-        number = (current.number if current else 0) + 1
-        builder = pki.crl_builder(
-            ca_cert=ca.certificate,
-            entries=revoked_entries(ca, now=now),
-            number=number,
-            this_update=now,
-            next_update=now + lifetime(),
-        )
-        signed = keys.backend_for(ca).sign_crl(ca, builder)
-        crl = CertificateRevocationList.objects.create(
-            ca=ca,
-            number=number,
-            this_update=now,
-            next_update=now + lifetime(),
-            der=pki.crl_der(signed),
-        )
-        AuditEvent.objects.create(
-            actor_label="system",
-            action="crl_generated",
-            ca=ca,
-            details={
-                "number": number,
-                "entries": len(signed),
-                "next_update": crl.next_update.isoformat(),
-            },
-        )
-    return crl, True
-
-
-def current(ca: CertificateAuthority) -> CertificateRevocationList:
-    """The CRL to serve: the newest, made first if it is missing or out of date."""
-    crl = newest(ca)
-    if crl is not None and not outdated(crl, ca, now=pki.utcnow()):
-        return crl
-    return generate(ca, force=False)[0]

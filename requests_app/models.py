@@ -146,10 +146,24 @@ class CertificateAuthority(models.Model):
 
 
 class CertificateQuerySet(models.QuerySet):
-    def with_serial(self, text: str) -> CertificateQuerySet:
-        """Certificates with the serial as typed by a person, newest first (serials are
-        unique per CA, so two CAs could share one: the newest is the one meant)."""
-        return self.filter(serial=normalize_serial(text)).order_by("-created", "-pk")
+    """Lookups by serial number, one rule for every surface (pages, agent pages, admin,
+    commands, delivery, the Dogtag protocol): serials are unique per CA, so two CAs may have
+    issued the same one, and then the NEWEST certificate is the one meant, unless a CA is
+    named."""
+
+    def with_serial(self, text: str, *, ca: CertificateAuthority | None = None):
+        """Certificates with the serial as typed by a person, newest first."""
+        rows = self.filter(serial=normalize_serial(text))
+        if ca is not None:
+            rows = rows.filter(ca=ca)
+        return rows.order_by("-created", "-pk")
+
+    def by_serial(self, text: str, *, ca: CertificateAuthority | None = None) -> Certificate | None:
+        """The certificate a typed serial names (the newest of that serial, or the given
+        CA's); None when none has it or the text cannot be a serial."""
+        if not is_serial(text):
+            return None
+        return self.with_serial(text, ca=ca).first()
 
 
 class Certificate(models.Model):
@@ -214,6 +228,15 @@ class Certificate(models.Model):
         return pki.serial_colons(self.serial)
 
 
+class RequestQuerySet(models.QuerySet):
+    def by_public_id(self, text: str) -> CertificateRequest | None:
+        """The request with that ID as a person types it (any case, with or without
+        hyphens, O for 0); None when none has it or the text cannot be an ID."""
+        if not is_public_id(text):
+            return None
+        return self.filter(public_id=normalize_public_id(text)).first()
+
+
 class CertificateRequest(models.Model):
     """A request in the queue, from submission to its decision."""
 
@@ -256,6 +279,8 @@ class CertificateRequest(models.Model):
     #: passphrase (PKCS#8); erased after the first download or after a number of days.
     encrypted_private_key = models.TextField(blank=True)
     key_erased_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RequestQuerySet.as_manager()
 
     class Meta:
         permissions = [("approve_certificaterequest", "Can approve, reject and cancel requests")]

@@ -23,3 +23,20 @@ request_canceled = Signal()
 #: A certificate was revoked, or its hold released (reason "removeFromCRL").
 #: provides args: certificate, reason, actor
 certificate_revoked = Signal()
+
+#: A CA was created or imported and is now the default. provides args: ca, action, actor
+ca_installed = Signal()
+
+#: An agent account was created. provides args: user, actor
+agent_created = Signal()
+
+#: A key the portal made for a requester was stored ("generated"), handed over as a
+#: PKCS#12 ("downloaded") or erased ("erased"). provides args: request, event, actor
+server_key_changed = Signal()
+
+#: A delegated OCSP responder certificate was issued for a CA. provides args: ca,
+#: certificate, actor
+ocsp_responder_created = Signal()
+
+#: A CA signed and stored a new CRL. provides args: crl
+crl_published = Signal()

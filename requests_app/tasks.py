@@ -12,13 +12,13 @@ logger = logging.getLogger(__name__)
 @task
 def regenerate_crl(ca_id: int) -> int | None:
     """Sign a new CRL for the CA (after a revocation or a release); returns its number."""
-    from . import crl
+    from . import services
     from .models import CertificateAuthority
 
     ca = CertificateAuthority.objects.filter(pk=ca_id).first()
     if ca is None:
         return None
-    return crl.generate(ca)[0].number
+    return services.publish_crl(ca)[0].number
 
 
 def schedule_crl(ca_id: int) -> None:

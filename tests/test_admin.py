@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from requests_app import services
 from requests_app.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 CHANGELIST = "admin:requests_app_certificaterequest_changelist"
 Status = CertificateRequest.Status

@@ -13,8 +13,8 @@ import pytest
 from django.core.cache import cache
 
 from requests_app import links, services
-from tests.conftest import make_csr, openssl_csr
-from tests.tls_handshake import client_context, handshake, p12_to_pem_files, server_context
+from tests.helpers.csrs import make_csr, openssl_csr
+from tests.helpers.tls import client_context, handshake, p12_to_pem_files, server_context
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"

@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from requests_app import ca as ca_store
 from requests_app import pki, services
 from requests_app.models import AuditEvent, CertificateAuthority
-from tests.conftest import make_csr
-from tests.test_pki import make_ca_cert, openssl_verify, write_pem
+from tests.helpers.certs import make_ca_cert, openssl_verify, write_pem
+from tests.helpers.csrs import make_csr
+from tests.helpers.keys import key_dir, key_path
 
 ROOT_SUBJECT = "CN=Example Root CA,O=Example,C=US"
 INTERMEDIATE_PASSPHRASE = "int-pass"
@@ -126,8 +126,8 @@ def test_init_ca_creates_the_default_ca(db):
     assert ca.subject == ROOT_SUBJECT
     assert "Created CA Example Root CA (p256), the default CA." in output
     assert ca.fingerprint_sha256 in output
-    assert str(ca_store.key_path(ca)) in output
-    assert ca_store.key_path(ca).exists()
+    assert str(key_path(ca)) in output
+    assert key_path(ca).exists()
     assert "PRIVATE KEY" not in output
     assert AuditEvent.objects.filter(action="ca_created", ca=ca).count() == 1
 
@@ -147,7 +147,7 @@ def test_init_ca_refuses_a_second_ca_without_force(ca):
     assert CertificateAuthority.objects.count() == 1
     run("init_ca", subject=ROOT_SUBJECT, force=True)
     assert CertificateAuthority.objects.count() == 2
-    assert ca_store.default_ca().name == "Example Root CA"
+    assert CertificateAuthority.objects.default().name == "Example Root CA"
 
 
 @pytest.mark.parametrize(
@@ -176,12 +176,12 @@ def test_import_an_intermediate_then_issue_a_certificate_openssl_verifies(
     """An openssl-made intermediate with an encrypted key and its root imports and issues
     certificates that verify up to the offline root."""
     output = import_intermediate(offline, monkeypatch)
-    ca = ca_store.default_ca()
+    ca = CertificateAuthority.objects.default()
     assert "Imported CA Issuing CA 1 (rsa2048), the default CA." in output
     assert "chain        1 certificate(s)" in output
     assert ca.subject == "CN=Issuing CA 1,O=Offline,C=US"
     assert [c.subject.rfc4514_string() for c in ca.chain] == ["CN=Offline Root CA,O=Offline,C=US"]
-    assert ca_store.key_path(ca).read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert key_path(ca).read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
 
     cert = services.issue_certificate(
         profile="server", csr=make_csr(cn="www.example.test"), requester_email="a@example.test"
@@ -206,13 +206,13 @@ def test_import_a_bundle_carries_the_chain(db, offline, monkeypatch):
         key=str(offline["int.key"]),
         key_passphrase_env="INT_PASS",
     )
-    assert len(ca_store.default_ca().chain) == 1
+    assert len(CertificateAuthority.objects.default().chain) == 1
 
 
 def test_import_a_root_with_an_unencrypted_key(db, offline):
     """A root imports without a chain or passphrase."""
     run("import_ca", cert=str(offline["root.pem"]), key=str(offline["root.key"]))
-    ca = ca_store.default_ca()
+    ca = CertificateAuthority.objects.default()
     assert (ca.name, ca.key_type, ca.chain) == ("Offline Root CA", "p256", [])
 
 
@@ -294,7 +294,7 @@ def test_import_ca_refusals(db, offline, monkeypatch, tmp_path, files, env, mess
     assert message.format(missing=missing) in text
     assert "Traceback" not in text
     assert not CertificateAuthority.objects.exists()
-    assert not any(ca_store.key_dir().glob("*"))
+    assert not any(key_dir().glob("*"))
 
 
 def test_import_ca_refuses_a_second_ca_without_force(ca, offline, monkeypatch):
@@ -302,7 +302,7 @@ def test_import_ca_refuses_a_second_ca_without_force(ca, offline, monkeypatch):
     message = refused("import_ca", cert=str(offline["root.pem"]), key=str(offline["root.key"]))
     assert message.startswith("a CA already exists (Test Root CA); use --force")
     run("import_ca", cert=str(offline["root.pem"]), key=str(offline["root.key"]), force=True)
-    assert ca_store.default_ca().name == "Offline Root CA"
+    assert CertificateAuthority.objects.default().name == "Offline Root CA"
     again = refused(
         "import_ca", cert=str(offline["root.pem"]), key=str(offline["root.key"]), force=True
     )
@@ -327,7 +327,7 @@ def test_show_ca_text(ca):
         assert value in output
     assert f"{ca.not_after:%Y-%m-%d %H:%M:%S} UTC" in output
     assert "PRIVATE KEY" not in output
-    assert ca_store.key_path(ca).read_text().splitlines()[1] not in output
+    assert key_path(ca).read_text().splitlines()[1] not in output
 
 
 def test_show_ca_json_lists_every_ca_default_first(ca, offline, monkeypatch):
@@ -342,7 +342,7 @@ def test_show_ca_json_lists_every_ca_default_first(ca, offline, monkeypatch):
         ("Test Root CA", False),
     ]
     new, old = rows
-    authority = ca_store.default_ca()
+    authority = CertificateAuthority.objects.default()
     assert new == {
         "id": authority.pk,
         "name": "Issuing CA 1",
@@ -386,7 +386,7 @@ def test_export_ca_pem_includes_the_chain(db, offline, monkeypatch):
 def test_export_ca_der_and_p7b_to_files(db, offline, monkeypatch, tmp_path):
     """der writes the CA certificate alone; p7b all of them, readable as PKCS#7."""
     import_intermediate(offline, monkeypatch)
-    ca = ca_store.default_ca()
+    ca = CertificateAuthority.objects.default()
     der, p7b = tmp_path / "ca.cer", tmp_path / "ca.p7b"
     assert "Wrote CA Issuing CA 1 (der) to" in run("export_ca", format="der", output=str(der))
     run("export_ca", format="p7b", output=str(p7b))

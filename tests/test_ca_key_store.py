@@ -12,24 +12,25 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from django.forms.models import model_to_dict
 
-from requests_app import ca as ca_store
 from requests_app import pki, services
-from requests_app.models import AuditEvent, CertificateAuthority, CertificateRequest
-from tests.conftest import make_csr
+from requests_app.keys import CAKeyError, backend_for, files, reset
+from requests_app.models import AuditEvent, CertificateAuthority, CertificateRequest, NoCAError
+from tests.helpers.csrs import make_csr
+from tests.helpers.keys import key_path, read_ca_key
 
 
 @pytest.fixture
 def reads(monkeypatch):
     """Count the reads of key files, by wrapping the real reader."""
     calls = []
-    real = ca_store._read_key_file
+    real = files._read_key_file
 
     def spy(path):
         calls.append(path)
         time.sleep(0.01)  # widen the window in which concurrent first uses could race
         return real(path)
 
-    monkeypatch.setattr(ca_store, "_read_key_file", spy)
+    monkeypatch.setattr(files, "_read_key_file", spy)
     return calls
 
 
@@ -89,7 +90,7 @@ def _database_text() -> str:
 
 def test_key_file_is_encrypted_0600_in_ca_key_dir(ca, settings):
     """The key is a 0600 encrypted PKCS#8 file in CA_KEY_DIR (itself 0700) named by the CA row."""
-    path = ca_store.key_path(ca)
+    path = key_path(ca)
     assert path.parent == settings.CA_KEY_DIR
     assert path.name == ca.key_filename
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -100,19 +101,21 @@ def test_key_file_is_encrypted_0600_in_ca_key_dir(ca, settings):
     assert pki.same_public_key(key, ca.certificate.public_key())
 
 
-def test_write_key_file_never_overwrites(ca):
+def test_write_key_file_never_overwrites(ca, settings):
     """A second key under the same file name is refused, and the first one is kept."""
-    before = ca_store.key_path(ca).read_bytes()
+    before = key_path(ca).read_bytes()
     with pytest.raises(FileExistsError):
-        ca_store.write_key_file(ca.key_filename, pki.generate_private_key("p256"))
-    assert ca_store.key_path(ca).read_bytes() == before
+        files._write_key_file(
+            key_path(ca), pki.generate_private_key("p256"), settings.CA_KEY_PASSPHRASE
+        )
+    assert key_path(ca).read_bytes() == before
 
 
 def test_the_key_is_never_in_the_database(ca, settings):
     """No CA column and no audit detail holds key material, after creation and issuance."""
     _issue(2)
-    key = ca_store.load_key(ca)
-    secrets = _key_secrets(key, ca_store.key_path(ca).read_bytes())
+    key = read_ca_key(ca)
+    secrets = _key_secrets(key, key_path(ca).read_bytes())
     text = _database_text()
     assert ca.certificate_pem in text  # the search does see the CA rows
     for secret in secrets:
@@ -129,7 +132,7 @@ def test_an_imported_key_is_never_in_the_database(db, tmp_path):
         serialization.NoEncryption(),
     )
     authority = services.import_ca(pki.to_pem(cert).encode(), plain)
-    file_bytes = ca_store.key_path(authority).read_bytes()
+    file_bytes = key_path(authority).read_bytes()
     assert file_bytes.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     text = _database_text()
     for secret in [*_key_secrets(key, file_bytes), plain.decode().splitlines()[1]]:
@@ -143,7 +146,7 @@ def test_the_key_is_read_once_for_many_certificates(ca, reads):
     """Five issued certificates read the key file once."""
     certs = _issue(5)
     assert len(certs) == 5
-    assert reads == [ca_store.key_path(ca)]
+    assert reads == [key_path(ca)]
 
 
 def test_concurrent_first_use_reads_once(ca, reads):
@@ -154,7 +157,7 @@ def test_concurrent_first_use_reads_once(ca, reads):
     def use():
         try:
             barrier.wait()
-            keys.append(ca_store.load_key(ca))
+            keys.append(backend_for(ca)._private_key(ca))
         except Exception as exc:  # pragma: no cover - reported by the asserts below
             errors.append(exc)
 
@@ -171,28 +174,30 @@ def test_concurrent_first_use_reads_once(ca, reads):
 
 def test_forget_keys_makes_the_next_use_read_again(ca, reads):
     """forget_keys drops the cache (for a process that rotates its CA)."""
-    ca_store.load_key(ca)
-    ca_store.load_key(ca)
-    ca_store.forget_keys()
-    ca_store.load_key(ca)
+    backend_for(ca).check_usable(ca)
+    backend_for(ca).check_usable(ca)
+    reset()
+    backend_for(ca).check_usable(ca)
     assert len(reads) == 2
 
 
 def test_each_ca_has_its_own_cached_key(ca, reads):
     """A second CA's key is read and cached separately."""
     second = services.create_ca("CN=Second Root,C=US", force=True)
-    assert not pki.same_public_key(ca_store.load_key(ca), ca_store.load_key(second))
-    ca_store.load_key(ca)
-    ca_store.load_key(second)
+    assert not pki.same_public_key(
+        backend_for(ca)._private_key(ca), backend_for(second)._private_key(second)
+    )
+    backend_for(ca).check_usable(ca)
+    backend_for(second).check_usable(second)
     assert sorted(p.name for p in reads) == sorted([ca.key_filename, second.key_filename])
 
 
 def test_changing_the_passphrase_setting_drops_the_cache(ca, settings, reads):
     """A key cached under the old CA_KEY_PASSPHRASE is not used once the setting changes."""
-    ca_store.load_key(ca)
+    backend_for(ca).check_usable(ca)
     settings.CA_KEY_PASSPHRASE = "another-passphrase"
-    with pytest.raises(ca_store.CAKeyError):
-        ca_store.load_key(ca)
+    with pytest.raises(CAKeyError):
+        backend_for(ca).check_usable(ca)
     assert len(reads) == 2
 
 
@@ -202,8 +207,8 @@ def test_changing_the_passphrase_setting_drops_the_cache(ca, settings, reads):
 def test_a_wrong_passphrase_is_one_clear_error(ca, settings):
     """A wrong CA_KEY_PASSPHRASE gives one CAKeyError naming the CA, in our words only."""
     settings.CA_KEY_PASSPHRASE = "not-the-passphrase"
-    with pytest.raises(ca_store.CAKeyError) as caught:
-        ca_store.load_key(ca)
+    with pytest.raises(CAKeyError) as caught:
+        backend_for(ca).check_usable(ca)
     message = str(caught.value)
     assert message == (
         "could not open the key of CA 'Test Root CA': wrong passphrase, or not a private key "
@@ -227,15 +232,15 @@ def test_a_wrong_passphrase_keeps_the_request_pending(pending_request, agent, se
 def test_an_empty_passphrase_says_so(ca, settings):
     """With no CA_KEY_PASSPHRASE at all, the error says the key is encrypted."""
     settings.CA_KEY_PASSPHRASE = ""
-    with pytest.raises(ca_store.CAKeyError, match="is encrypted and no passphrase was given"):
-        ca_store.load_key(ca)
+    with pytest.raises(CAKeyError, match="is encrypted and no passphrase was given"):
+        backend_for(ca).check_usable(ca)
 
 
 def test_a_missing_key_file_is_a_clear_error(ca):
     """A deleted key file is named in the error."""
-    ca_store.key_path(ca).unlink()
-    with pytest.raises(ca_store.CAKeyError) as caught:
-        ca_store.load_key(ca)
+    key_path(ca).unlink()
+    with pytest.raises(CAKeyError) as caught:
+        backend_for(ca).check_usable(ca)
     assert str(caught.value) == (
         f"the key of CA 'Test Root CA' is missing: no file {ca.key_filename} in CA_KEY_DIR"
     )
@@ -243,29 +248,29 @@ def test_a_missing_key_file_is_a_clear_error(ca):
 
 def test_a_key_file_for_another_key_is_refused(ca, settings):
     """A key file that does not belong to the CA's certificate is refused."""
-    path = ca_store.key_path(ca)
+    path = key_path(ca)
     path.write_bytes(
         pki.encrypt_private_key(pki.generate_private_key("p256"), settings.CA_KEY_PASSPHRASE)
     )
-    with pytest.raises(ca_store.CAKeyError, match="does not match its certificate"):
-        ca_store.load_key(ca)
+    with pytest.raises(CAKeyError, match="does not match its certificate"):
+        backend_for(ca).check_usable(ca)
 
 
 def test_an_unreadable_key_path_is_a_clear_error(ca):
     """A directory where the key file should be is reported, not raised raw."""
-    path = ca_store.key_path(ca)
+    path = key_path(ca)
     path.unlink()
     path.mkdir()
-    with pytest.raises(ca_store.CAKeyError, match="the key file of CA 'Test Root CA' cannot be"):
-        ca_store.load_key(ca)
+    with pytest.raises(CAKeyError, match="the key file of CA 'Test Root CA' cannot be"):
+        backend_for(ca).check_usable(ca)
 
 
 def test_default_ca_and_its_urls(db, settings):
     """Without a CA the default is a NoCAError; with one, its URLs hang off SITE_URL."""
-    with pytest.raises(ca_store.NoCAError, match=r"run manage\.py init_ca or import_ca"):
-        ca_store.default_ca()
+    with pytest.raises(NoCAError, match=r"run manage\.py init_ca or import_ca"):
+        CertificateAuthority.objects.default()
     authority = services.create_ca("CN=URL Root,C=US")
     settings.SITE_URL = "https://ca.example.com"
-    assert ca_store.default_ca() == authority
-    assert ca_store.ca_issuers_url(authority) == f"https://ca.example.com/ca/{authority.pk}/ca.cer"
-    assert ca_store.crl_url(authority) == f"https://ca.example.com/ca/{authority.pk}/crl.crl"
+    assert CertificateAuthority.objects.default() == authority
+    assert authority.ca_issuers_url() == f"https://ca.example.com/ca/{authority.pk}/ca.cer"
+    assert authority.crl_url() == f"https://ca.example.com/ca/{authority.pk}/crl.crl"

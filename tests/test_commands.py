@@ -15,9 +15,11 @@ from django.core.management.base import CommandError
 
 from requests_app import services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
-from tests.conftest import AGENTS_GROUP, make_csr, openssl_csr
+from tests.helpers.csrs import make_csr, openssl_csr
 
 Status = CertificateRequest.Status
+# Spelled out rather than services.AGENTS_GROUP, so a renamed group fails these tests.
+AGENTS_GROUP = "Certificate Manager Agents"
 
 
 class TTY(io.StringIO):

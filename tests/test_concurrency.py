@@ -9,7 +9,8 @@ from django.db import connection
 
 from requests_app import services
 from requests_app.models import Certificate, CertificateRequest
-from tests.conftest import make_csr, race
+from tests.helpers.concurrency import race
+from tests.helpers.csrs import make_csr
 
 pytestmark = [
     pytest.mark.postgres,

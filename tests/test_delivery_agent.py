@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from delivery.models import Delivery
 from requests_app import services
 from requests_app.models import AuditEvent
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 Status = Delivery.Status
 

@@ -31,7 +31,8 @@ from delivery.backends import test as test_backend
 from delivery.backends.webhook import SIGNATURE_HEADER, signature
 from delivery.models import Delivery
 from requests_app import services
-from tests.conftest import free_port, make_csr
+from tests.helpers.csrs import make_csr
+from tests.helpers.servers import free_port
 
 Status = Delivery.Status
 
@@ -218,10 +219,13 @@ def test_the_system_check_catches_a_bad_policy(settings):
 def test_a_third_party_backend_by_dotted_path(settings, issued, django_capture_on_commit_callbacks):
     """A backend outside our code, named by dotted path in settings, is used on approval."""
     settings.DELIVERY_BACKENDS = settings.DELIVERY_BACKENDS | {
-        "vault": {"BACKEND": "tests.plugin_example.VaultBackend", "OPTIONS": {"path": "pki/"}}
+        "vault": {
+            "BACKEND": "tests.helpers.plugin_example.VaultBackend",
+            "OPTIONS": {"path": "pki/"},
+        }
     }
     settings.DELIVERY_POLICY = {"server": ["vault"]}
-    from tests import plugin_example
+    from tests.helpers import plugin_example
 
     plugin_example.stored.clear()
     req = services.submit_request(
@@ -306,7 +310,7 @@ def test_smtp_down_then_up_delivers_each_message_exactly_once(
 ):
     """With the mail server down 20 approvals succeed and wait; once it is up each arrives once."""
     from ca_portal.settings import build_mailers
-    from tests.conftest import SMTPServer
+    from tests.helpers.servers import SMTPServer
 
     settings.DELIVERY_NOTIFICATIONS = False
     down = SMTPServer(port=free_port())  # nothing listens on this port yet
@@ -339,7 +343,7 @@ def test_smtp_down_then_up_delivers_each_message_exactly_once(
 def test_smtp_5xx_is_permanent_and_4xx_temporary(settings, issued):
     """A 550 from the server fails the delivery at once; a 451 schedules a retry."""
     from ca_portal.settings import build_mailers
-    from tests.conftest import SMTPServer
+    from tests.helpers.servers import SMTPServer
 
     class Refusing(SMTPServer):
         code = "550 5.1.1 no such user"
@@ -434,7 +438,7 @@ def test_a_kept_connection_the_server_dropped_is_replaced(
 ):
     """When the server has closed the kept connection, the next mail reconnects and arrives."""
     from ca_portal.settings import build_mailers
-    from tests.conftest import SMTPServer
+    from tests.helpers.servers import SMTPServer
 
     _, cert = issued
     first = SMTPServer().start()

@@ -15,7 +15,7 @@ from delivery.backends import test as test_backend
 from delivery.models import Delivery
 from requests_app import services
 from requests_app.models import AuditEvent
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 Status = Delivery.Status
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from delivery.models import Delivery, DeliveryEvent
 from requests_app import services
 from requests_app.models import AuditEvent
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 Status = Delivery.Status
 AUTH = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"hook:secret-for-tests").decode()}

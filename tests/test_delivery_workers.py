@@ -14,7 +14,8 @@ from django_tasks_db import DatabaseBackend
 from delivery.models import Delivery
 from delivery.tasks import deliver_task
 from requests_app import services
-from tests.conftest import DB_WORKER, SMTPServer, make_csr, portal_env
+from tests.helpers.csrs import make_csr
+from tests.helpers.servers import DB_WORKER, SMTPServer, portal_env
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNT = 500

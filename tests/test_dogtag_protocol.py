@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from requests_app import pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 Status = CertificateRequest.Status
 HEADER = b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>'

@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from requests_app import pki
 from requests_app.models import AuditEvent, CertificateRequest
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 VALID_PEM = make_csr(cn="fuzz.example.test").encode()
-VALID_DER = pki.load_csr(VALID_PEM).public_bytes(pki.serialization.Encoding.DER)
+VALID_DER = pki.load_csr(VALID_PEM).public_bytes(serialization.Encoding.DER)
 LABELS = [
     b"CERTIFICATE REQUEST",
     b"CERTIFICATE",

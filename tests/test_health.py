@@ -1,6 +1,6 @@
 """/healthz: what a load balancer asks before sending traffic to a node."""
 
-from requests_app import ca as ca_store
+from requests_app import keys
 
 
 def test_healthy(client, ca):
@@ -20,7 +20,7 @@ def test_no_ca_yet(client, db):
 def test_wrong_passphrase(client, ca, settings):
     """A node with the wrong CA_KEY_PASSPHRASE is unhealthy, and the reason names the CA."""
     settings.CA_KEY_PASSPHRASE = "not-the-passphrase"
-    ca_store.forget_keys()
+    keys.reset()
     response = client.get("/healthz")
     assert response.status_code == 503
     assert "Test Root CA" in response.json()["ca_key"]

@@ -13,9 +13,9 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
-from requests_app import ca as ca_store
-from requests_app import keygen, pki, services, throttle
+from requests_app import pki, services, throttle
 from requests_app.models import AuditEvent, CertificateRequest
+from tests.helpers.keys import read_ca_key
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -56,15 +56,15 @@ def _actions(req: CertificateRequest) -> list[str]:
 def test_seal_and_unseal_round_trip():
     """A sealed key opens with its passphrase and is the same key."""
     key = pki.generate_private_key("p256")
-    sealed = keygen.seal(key, PASSPHRASE)
+    sealed = pki.seal(key, PASSPHRASE)
     assert sealed.startswith("scrypt-pkcs8 n=32768 r=8 p=1 salt=")
     assert "-----BEGIN ENCRYPTED PRIVATE KEY-----" in sealed
-    assert pki.same_public_key(keygen.unseal(sealed, PASSPHRASE), key)
+    assert pki.same_public_key(pki.unseal(sealed, PASSPHRASE), key)
 
 
 def test_sealed_key_needs_the_stretched_passphrase():
     """The PKCS#8 inside does not open with the raw passphrase: scrypt comes first."""
-    sealed = keygen.seal(pki.generate_private_key("p256"), PASSPHRASE)
+    sealed = pki.seal(pki.generate_private_key("p256"), PASSPHRASE)
     pem = sealed.partition("\n")[2].encode()
     with pytest.raises(pki.CAError):
         pki.load_private_key(pem, PASSPHRASE)
@@ -73,35 +73,35 @@ def test_sealed_key_needs_the_stretched_passphrase():
 @pytest.mark.parametrize("wrong", ["", "correct horse battery stapler", PASSPHRASE.upper()])
 def test_unseal_refuses_wrong_passphrase(wrong):
     """A wrong passphrase raises WrongPassphrase."""
-    sealed = keygen.seal(pki.generate_private_key("p256"), PASSPHRASE)
-    with pytest.raises(keygen.WrongPassphrase):
-        keygen.unseal(sealed, wrong)
+    sealed = pki.seal(pki.generate_private_key("p256"), PASSPHRASE)
+    with pytest.raises(pki.WrongPassphrase):
+        pki.unseal(sealed, wrong)
 
 
 def test_unseal_refuses_foreign_format():
     """Text that seal() did not write is refused with a PKIError."""
     with pytest.raises(pki.PKIError, match="not in a format"):
-        keygen.unseal("-----BEGIN ENCRYPTED PRIVATE KEY-----\n", PASSPHRASE)
+        pki.unseal("-----BEGIN ENCRYPTED PRIVATE KEY-----\n", PASSPHRASE)
 
 
 def test_short_passphrase_is_refused():
     """Eleven characters are one too few."""
     with pytest.raises(pki.PKIError, match="at least 12 characters"):
-        keygen.seal(pki.generate_private_key("p256"), "x" * 11)
+        pki.seal(pki.generate_private_key("p256"), "x" * 11)
 
 
 def test_build_csr_names_the_person():
     """The CSR carries CN=name (cut to 64 characters) and verifies."""
     key = pki.generate_private_key("p256")
-    info = pki.check_csr(keygen.build_csr(key, "A" * 70))
+    info = pki.check_csr(pki.build_csr(key, "A" * 70))
     assert info.subject == "CN=" + "A" * 64
     assert pki.same_public_key(info.csr.public_key(), key)
 
 
 def test_compatible_pkcs12_opens_with_openssl(ca, tmp_path):
     """The compatible PKCS#12 uses 3DES and a SHA-1 MAC and opens with its passphrase."""
-    key = ca_store.load_key(ca)  # any matching key and certificate will do
-    data = keygen.to_pkcs12_compatible(key, ca.certificate, [], PASSPHRASE, name="Ada")
+    key = read_ca_key(ca)  # any matching key and certificate will do
+    data = pki.to_pkcs12(key, ca.certificate, [], PASSPHRASE, name="Ada", fmt="compatible")
     path = tmp_path / "ada.p12"
     path.write_bytes(data)
     env = {**os.environ, "P12PASS": PASSPHRASE}
@@ -127,7 +127,7 @@ def test_submit_with_server_key_stores_only_the_sealed_key(key_request):
     assert req.requested_sans == ["email:ada@example.test"]
     assert (req.key_type, req.key_size) == ("rsa2048", 2048)
     assert PASSPHRASE not in req.encrypted_private_key
-    key = keygen.unseal(req.encrypted_private_key, PASSPHRASE)
+    key = pki.unseal(req.encrypted_private_key, PASSPHRASE)
     assert pki.public_key_sha256(key.public_key()) == req.public_key_sha256
     assert _actions(req)[0] == "request_submitted"
     assert "server_key_generated" in _actions(req)

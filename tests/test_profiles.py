@@ -12,10 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from requests_app import ca as ca_store
 from requests_app import pki, profiles, services
-from tests.conftest import openssl_csr
-from tests.test_pki import assert_lints_clean, openssl_verify, write_pem
+from tests.helpers.certs import assert_lints_clean, openssl_verify, write_pem
+from tests.helpers.csrs import openssl_csr
 
 # pkilint (like browsers) wants URLs with a dotted host name; "testserver" is not one.
 SITE_URL = "http://ca.example.test"
@@ -362,16 +361,14 @@ def test_each_profile_issues_a_verifiable_lint_clean_certificate(
         ),
         (
             x509.AuthorityInformationAccessOID.CA_ISSUERS,
-            x509.UniformResourceIdentifier(ca_store.ca_issuers_url(ca)),
+            x509.UniformResourceIdentifier(ca.ca_issuers_url()),
         ),
     ]
-    assert ca_store.ca_issuers_url(ca) == f"{SITE_URL}/ca/{ca.pk}/ca.cer"
+    assert ca.ca_issuers_url() == f"{SITE_URL}/ca/{ca.pk}/ca.cer"
 
     points = ext.get_extension_for_class(x509.CRLDistributionPoints)
     assert not points.critical
-    assert [p.full_name for p in points.value] == [
-        [x509.UniformResourceIdentifier(ca_store.crl_url(ca))]
-    ]
+    assert [p.full_name for p in points.value] == [[x509.UniformResourceIdentifier(ca.crl_url())]]
 
     assert leaf.issuer == ca.certificate.subject
     assert leaf.subject.rfc4514_string() == row.subject

@@ -4,7 +4,7 @@ import pytest
 from django.core.cache import cache
 
 from requests_app.models import CertificateRequest
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 
 @pytest.fixture(autouse=True)

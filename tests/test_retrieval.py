@@ -18,7 +18,7 @@ from django.views.debug import ExceptionReporter
 from requests_app import links, pki, services, throttle
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.views import ee
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 PASSPHRASE = "correct horse battery staple"
 CSP = (
@@ -89,7 +89,7 @@ def test_certificate_page_shows_everything(client, server_cert):
         "DNS:www.example.test",
         "EC P-256 (256 bits)",
         pki.fingerprint(server_cert.x509),
-        pki.fingerprint(server_cert.x509, pki.hashes.SHA1()),
+        pki.sha1_fingerprint(server_cert.x509),
         server_cert.pem.strip().splitlines()[1],
         'data-copy="certificate-pem"',
     ]:

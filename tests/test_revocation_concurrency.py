@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from requests_app import crl, services
+from requests_app import services
 from requests_app.models import AuditEvent, Certificate
-from tests.conftest import make_csr, race
+from tests.helpers.concurrency import race
+from tests.helpers.csrs import make_csr
 
 pytestmark = [
     pytest.mark.postgres,
@@ -36,14 +37,14 @@ def test_eight_agents_revoking_at_once_revoke_once(ca, agent):
 
 def test_crls_signed_at_once_get_consecutive_numbers(ca):
     """Eight CRLs signed at the same instant are numbered 1 to 8, none twice."""
-    results, errors = race(lambda: crl.generate(ca)[0].number, 8)
+    results, errors = race(lambda: services.publish_crl(ca)[0].number, 8)
     assert errors == []
     assert sorted(results) == list(range(1, 9))
 
 
 def test_processes_finding_the_crl_out_of_date_at_once_sign_one(ca):
     """Eight fetches racing to replace a missing CRL sign exactly one."""
-    results, errors = race(lambda: crl.current(ca).number, 8)
+    results, errors = race(lambda: services.current_crl(ca).number, 8)
     assert errors == []
     assert set(results) == {1}
     assert ca.crls.count() == 1

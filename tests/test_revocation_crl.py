@@ -14,7 +14,7 @@ from django.utils.http import http_date
 
 from requests_app import crl, pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRevocationList
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 
 def issue(cn: str) -> Certificate:
@@ -50,7 +50,7 @@ def test_crl_contents(ca, agent, settings):
     )
     services.revoke_certificate(plain, reason="unspecified", actor=agent)
     services.revoke_certificate(held, reason="certificateHold", actor=agent)
-    row, made = crl.generate(ca)
+    row, made = services.publish_crl(ca)
     signed = parsed(row)
     assert made and row.number == 1
     assert signed.is_signature_valid(ca.certificate.public_key())
@@ -84,13 +84,13 @@ def test_numbers_increase_and_released_or_expired_certificates_leave(ca, agent):
     held, expired = issue("held.example.test"), issue("old.example.test")
     services.revoke_certificate(held, reason="certificateHold", actor=agent)
     services.revoke_certificate(expired, reason="superseded", actor=agent)
-    first, _ = crl.generate(ca)
+    first, _ = services.publish_crl(ca)
     assert entry(parsed(first), held) and entry(parsed(first), expired)
     services.release_hold(held, actor=agent)
     Certificate.objects.filter(pk=expired.pk).update(
         not_after=pki.utcnow() - dt.timedelta(minutes=1)
     )
-    second, _ = crl.generate(ca)
+    second, _ = services.publish_crl(ca)
     assert second.number == first.number + 1
     assert len(parsed(second)) == 0
     audited = AuditEvent.objects.filter(action="crl_generated", ca=ca).order_by("id")
@@ -136,7 +136,7 @@ def test_distribution_point_refuses_unknown_ca_and_post(client, ca):
 
 def test_a_crl_missing_a_revocation_is_remade_when_fetched(client, ca, agent):
     """Should the after-commit task be lost, the next fetch signs a CRL that lists it."""
-    crl.generate(ca)
+    services.publish_crl(ca)
     cert = issue("www.example.test")
     services.revoke_certificate(cert, reason="superseded", actor=agent)  # no on_commit here
     response = client.get(f"/ca/{ca.pk}/crl.crl")
@@ -146,7 +146,7 @@ def test_a_crl_missing_a_revocation_is_remade_when_fetched(client, ca, agent):
 
 def test_an_expired_crl_is_remade_when_fetched(client, ca):
     """A CRL past its nextUpdate is never served."""
-    old, _ = crl.generate(ca)
+    old, _ = services.publish_crl(ca)
     CertificateRevocationList.objects.filter(pk=old.pk).update(
         next_update=pki.utcnow() - dt.timedelta(seconds=1)
     )

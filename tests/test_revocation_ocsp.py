@@ -17,10 +17,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from requests_app import ocsp as responder
 from requests_app import pki, services
+from requests_app.keys import backend_for
 from requests_app.models import Certificate
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
 
 OCSP_REQUEST = "application/ocsp-request"
 
@@ -122,7 +122,7 @@ def test_unknown_serial_and_unknown_issuer_are_unknown(client, ca):
 
 
 def _hashes(ca_cert):
-    from requests_app.revocation import issuer_hashes
+    from requests_app.pki import issuer_hashes
 
     return issuer_hashes(ca_cert, hashes.SHA1())  # noqa: S303
 
@@ -214,7 +214,7 @@ def test_create_ocsp_responder_issues_a_delegated_certificate(ca, settings):
     assert cert.extensions.get_extension_for_class(x509.OCSPNoCheck)
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 7
-    key_path = settings.CA_KEY_DIR / responder.responder_key_filename(ca, cert)
+    key_path = settings.CA_KEY_DIR / backend_for(ca).responder_key_filename(ca, cert)
     assert key_path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert oct(os.stat(key_path).st_mode & 0o777) == "0o600"
     assert ca.crls.count() == 0  # nothing else changed
@@ -240,7 +240,7 @@ def test_a_new_responder_replaces_the_old_one(client, ca, settings):
     first = services.create_ocsp_responder(validity_days=7)
     second = services.create_ocsp_responder(validity_days=7)
     keys = sorted(p.name for p in settings.CA_KEY_DIR.glob(f"ocsp-{ca.pk}-*.key.pem"))
-    assert keys == [responder.responder_key_filename(ca, second)]
+    assert keys == [backend_for(ca).responder_key_filename(ca, second)]
     answer = ask(client, ocsp_request(issue().x509, ca.certificate))
     assert answer.certificates == [second]
     assert first != second

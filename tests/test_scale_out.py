@@ -23,7 +23,8 @@ import pytest
 from django.db import connection
 
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
-from tests.conftest import DB_WORKER, SMTPServer, free_port, make_csr, portal_env
+from tests.helpers.csrs import make_csr
+from tests.helpers.servers import DB_WORKER, SMTPServer, free_port, portal_env
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNT = 200

@@ -7,8 +7,7 @@ from cryptography import x509
 from django.contrib.auth.models import Group
 from django.db import connection
 
-from requests_app import ca as ca_store
-from requests_app import services, signals
+from requests_app import pki, services, signals
 from requests_app.models import (
     AuditEvent,
     Certificate,
@@ -17,7 +16,8 @@ from requests_app.models import (
     format_public_id,
     normalize_public_id,
 )
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
+from tests.helpers.keys import key_path
 
 Status = CertificateRequest.Status
 
@@ -243,7 +243,7 @@ def test_unknown_request_id(ca, agent):
 def test_approve_without_a_usable_ca_key_keeps_the_request_pending(pending_request, agent):
     """A missing CA key file refuses the approval clearly and rolls everything back."""
     ca = CertificateAuthority.objects.get()
-    ca_store.key_path(ca).unlink()
+    key_path(ca).unlink()
     before = _snapshot()
     with pytest.raises(services.CAUnavailable, match="key of CA 'Test Root CA' is missing"):
         services.approve_request(pending_request.public_id, agent=agent)
@@ -387,7 +387,7 @@ def test_audit_events_are_append_only(pending_request):
 
 def test_a_second_ca_needs_force(ca):
     """A second CA is refused unless forced; the old one stays for its certificates."""
-    with pytest.raises(services.pki.CAError, match="already exists"):
+    with pytest.raises(services.CARefused, match="already exists"):
         services.create_ca("CN=Second CA")
     second = services.create_ca("CN=Second CA", force=True)
     assert list(CertificateAuthority.objects.filter(is_default=True)) == [second]
@@ -426,7 +426,7 @@ def _sub_ca(name: str, issuer_cert, issuer_key):
 
     from cryptography.x509.oid import NameOID
 
-    key = services.pki.generate_private_key("p256")
+    key = pki.generate_private_key("p256")
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -441,20 +441,20 @@ def _sub_ca(name: str, issuer_cert, issuer_key):
             x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(issuer_key, services.pki.signature_hash(issuer_key))
+        .sign(issuer_key, pki.signature_hash(issuer_key))
     )
     return key, cert
 
 
 def test_import_ca_puts_a_shuffled_chain_in_issuer_order(db):
     """A chain file listed root first is reordered issuer by issuer up to the root."""
-    root_key, root = services.pki.create_ca("CN=Offline Root", key_type="p256")
+    root_key, root = pki.create_ca("CN=Offline Root", key_type="p256")
     mid_key, mid = _sub_ca("Policy CA", root, root_key)
     leaf_key, issuing = _sub_ca("Issuing CA", mid, mid_key)
-    pem = services.pki.to_pem
+    pem = pki.to_pem
     ca = services.import_ca(
         pem(issuing).encode(),
-        services.pki.encrypt_private_key(leaf_key, "import-pass"),
+        pki.encrypt_private_key(leaf_key, "import-pass"),
         chain_data=(pem(root) + pem(mid)).encode(),
         key_passphrase="import-pass",
     )

@@ -14,8 +14,8 @@ from django.urls import reverse
 
 from requests_app import pki, services
 from requests_app.models import CertificateRequest
-from tests.conftest import make_csr, openssl_csr
-from tests.tls_handshake import (
+from tests.helpers.csrs import make_csr, openssl_csr
+from tests.helpers.tls import (
     client_context,
     handshake,
     p12_to_pem_files,

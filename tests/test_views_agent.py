@@ -13,10 +13,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from requests_app import ca as ca_store
-from requests_app import services
+from requests_app import keys, services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
-from tests.conftest import make_csr
+from tests.helpers.csrs import make_csr
+from tests.helpers.keys import key_path
 
 Status = CertificateRequest.Status
 
@@ -401,8 +401,8 @@ def test_double_approval_is_refused(agent_client, pending_request):
 
 def test_approve_without_ca_key_reports(agent_client, pending_request, ca):
     """When the CA key cannot be opened the agent gets a message, not a 500."""
-    ca_store.key_path(ca).unlink()
-    ca_store.forget_keys()
+    key_path(ca).unlink()
+    keys.reset()
     url = reverse("agent:approve", args=[pending_request.public_id])
     response = agent_client.post(url, follow=True)
     assert "cannot issue" in response.content.decode()

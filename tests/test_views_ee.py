@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from requests_app import pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
-from tests.conftest import make_csr, openssl_csr
+from tests.helpers.csrs import make_csr, openssl_csr
 
 Status = CertificateRequest.Status
 

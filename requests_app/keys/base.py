@@ -3,7 +3,6 @@ responders) and signs with them. It never hands a private key object to its call
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -56,7 +55,7 @@ class KeyBackend:
     # --- custody of a new CA's key ---------------------------------------------------
 
     def generate_key(self, key_type: str) -> NewKey:
-        """Make a new CA key of key_type (one of pki.CA_KEY_TYPES)."""
+        """Make a new key of key_type (a CA's, or its OCSP responder's)."""
         raise self._missing("generate_key")
 
     def import_key(self, data: bytes, passphrase: str | None) -> NewKey:
@@ -99,14 +98,12 @@ class KeyBackend:
 
     # --- OCSP: the delegated responder, or the CA itself -----------------------------
 
-    def create_ocsp_responder(
-        self,
-        ca: CertificateAuthority,
-        build: Callable[[pki.PublicKey], x509.CertificateBuilder],
-    ) -> x509.Certificate:
-        """Make a responder key like the CA's, have the CA sign the certificate that
-        build(public key) describes, and keep both; the previous responder is replaced."""
-        raise self._missing("create_ocsp_responder")
+    def store_ocsp_responder(
+        self, ca: CertificateAuthority, key: NewKey, cert: x509.Certificate
+    ) -> None:
+        """Keep a delegated responder (a key from generate_key, the certificate the CA signed
+        for it) in place of the CA's previous one; called last in its transaction."""
+        raise self._missing("store_ocsp_responder")
 
     def sign_ocsp_response(self, ca: CertificateAuthority, builder) -> bytes:
         """Name the responder in an OCSP answer and sign it (DER): with the CA's delegated

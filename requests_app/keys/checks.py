@@ -13,7 +13,11 @@ def check_key_backends(app_configs=None, **kwargs):
     errors = []
     configured = getattr(settings, "CA_KEY_BACKENDS", None)
     if not isinstance(configured, dict):
-        return [checks.Error("CA_KEY_BACKENDS must be a dict of alias -> {BACKEND, OPTIONS}", id="ca.E010")]
+        return [
+            checks.Error(
+                "CA_KEY_BACKENDS must be a dict of alias -> {BACKEND, OPTIONS}", id="ca.E010"
+            )
+        ]
     for alias in configured:
         try:
             backends.create(alias)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -161,25 +160,14 @@ class EncryptedFileBackend(KeyBackend):
         """The key file of one responder certificate (a new responder never overwrites a key)."""
         return f"ocsp-{ca.pk}-{pki.serial_hex(cert.serial_number)[:24]}.key.pem"
 
-    def create_ocsp_responder(
-        self,
-        ca: CertificateAuthority,
-        build: Callable[[pki.PublicKey], x509.CertificateBuilder],
-    ) -> x509.Certificate:
-        ca_key = self._private_key(ca)
-        key = pki.generate_private_key(pki.key_type_of(ca_key))
-        cert = pki.sign(build(key.public_key()), ca_key)
-        self._store_responder(ca, key, cert)
-        return cert
-
-    def _store_responder(
-        self, ca: CertificateAuthority, key: pki.PrivateKey, cert: x509.Certificate
+    def store_ocsp_responder(
+        self, ca: CertificateAuthority, key: NewKey, cert: x509.Certificate
     ) -> None:
         """Write the key, then swap the certificate in; the previous responder's key goes."""
         cert_path = self.responder_cert_path(ca)
         previous = _read_certificate(cert_path)
         key_filename = self.responder_key_filename(ca, cert)
-        _write_key_file(self.directory / key_filename, key, self._secret)
+        _write_key_file(self.directory / key_filename, key._secret, self._secret)
         temporary = cert_path.with_suffix(".tmp")
         temporary.write_text(pki.to_pem(cert))
         os.replace(temporary, cert_path)  # atomic: a reader sees the old or the new, whole

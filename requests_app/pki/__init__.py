@@ -31,6 +31,7 @@ from .describe import CertificateSummary, csr_alt_names, describe_certificate, d
 from .errors import CAError, CSRError, InvalidName, OCSPRequestError, PKIError, WrongPassphrase
 from .formats import (
     PKCS12_FORMATS,
+    X509Certificate,
     fingerprint,
     load_pem,
     sha1_fingerprint,
@@ -67,6 +68,7 @@ from .keys import (
     signature_hash,
 )
 from .names import (
+    GeneralName,
     common_name,
     normalize_hostname,
     parse_dn,
@@ -120,6 +122,7 @@ __all__ = [
     "CSRError",
     "CSRInfo",
     "CertificateSummary",
+    "GeneralName",
     "InvalidName",
     "OCSPRequestError",
     "OCSPResponseStatus",
@@ -128,6 +131,7 @@ __all__ = [
     "PublicKey",
     "RevokedEntry",
     "WrongPassphrase",
+    "X509Certificate",
     "authority_key_identifier",
     "build_csr",
     "ca_certificate_builder",
@@ -184,8 +188,8 @@ __all__ = [
     "to_der",
     "to_fullchain_pem",
     "to_pem",
-    "to_pkcs12",
     "to_pkcs7",
+    "to_pkcs12",
     "unseal",
     "unsuccessful_response",
     "utcnow",

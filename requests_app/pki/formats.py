@@ -10,6 +10,9 @@ from .keys import PrivateKey
 
 PKCS12_FORMATS = ("modern", "compatible")
 
+#: The type of a parsed certificate, for callers' type hints.
+X509Certificate = x509.Certificate
+
 
 def to_pem(cert: x509.Certificate) -> str:
     """The certificate as PEM text."""

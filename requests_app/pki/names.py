@@ -10,6 +10,9 @@ from cryptography.x509.oid import NameOID
 
 from .errors import InvalidName
 
+#: The type of one subject alternative name, for callers' type hints.
+GeneralName = x509.GeneralName
+
 
 def parse_dn(dn: str) -> x509.Name:
     """Parse "CN=Example Root CA,O=Example,C=US" (RFC 4514 order) into a Name."""
@@ -113,7 +116,6 @@ def common_name(name: x509.Name) -> str | None:
     """The first CN of a name, or None."""
     attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attributes[0].value) if attributes else None
-
 
 
 def serial_hex(serial: int) -> str:

@@ -15,10 +15,10 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from .. import crl, ocsp, pki, services
+from .. import ocsp, pki, services
 from ..models import Certificate, CertificateAuthority
-from ..revocation_forms import RevokeForm
 from ..pki import describe_certificate
+from ..revocation_forms import RevokeForm
 from .common import agent_required, client_ip, find_certificate
 
 logger = logging.getLogger(__name__)
@@ -34,17 +34,15 @@ def crl_download(request: HttpRequest, ca_id: int, fmt: str) -> HttpResponse:
     """The CA's newest CRL (DER or PEM), cacheable until its nextUpdate."""
     ca = get_object_or_404(CertificateAuthority, pk=ca_id)
     try:
-        current = crl.current(ca)
-    except pki.CAError:
+        current = services.current_crl(ca)
+    except services.ServiceError:
         logger.exception("cannot sign a CRL for CA %s", ca)
         return HttpResponse(
             "The CRL cannot be signed now; try again later.", status=503, content_type="text/plain"
         )
     der = bytes(current.der)
     if fmt == "pem":
-        response = HttpResponse(
-            pki.crl_der_to_pem(der), content_type="application/x-pem-file"
-        )
+        response = HttpResponse(pki.crl_der_to_pem(der), content_type="application/x-pem-file")
     else:
         response = HttpResponse(der, content_type="application/pkix-crl")
     remaining = (current.next_update - pki.utcnow()).total_seconds()
@@ -71,15 +69,11 @@ def _answer(data: bytes) -> HttpResponse:
         return _ocsp_response(ocsp.respond(data))
     except Exception:  # an OCSP client understands internalError, not an HTML error page
         logger.exception("OCSP responder failed")
-        return _ocsp_response(
-            pki.unsuccessful_response(pki.OCSPResponseStatus.INTERNAL_ERROR)
-        )
+        return _ocsp_response(pki.unsuccessful_response(pki.OCSPResponseStatus.INTERNAL_ERROR))
 
 
 def _malformed() -> HttpResponse:
-    return _ocsp_response(
-        pki.unsuccessful_response(pki.OCSPResponseStatus.MALFORMED_REQUEST)
-    )
+    return _ocsp_response(pki.unsuccessful_response(pki.OCSPResponseStatus.MALFORMED_REQUEST))
 
 
 @csrf_exempt  # OCSP clients post DER, not forms; nothing here acts for a logged-in user

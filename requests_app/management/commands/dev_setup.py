@@ -5,7 +5,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app import pki, services
+from requests_app import services
 from requests_app.models import CertificateAuthority
 
 
@@ -20,8 +20,8 @@ class Command(BaseCommand):
         if not CertificateAuthority.objects.filter(is_default=True).exists():
             try:
                 ca = services.create_ca(subject, key_type="p256")
-            except pki.PKIError as exc:
-                raise CommandError(str(exc)) from None
+            except services.ServiceError as exc:
+                raise CommandError(exc.message) from None
             self.stdout.write(f"Created the development CA: {ca.subject}")
         if not get_user_model().objects.filter(username=agent).exists():
             password = secrets.token_urlsafe(12)

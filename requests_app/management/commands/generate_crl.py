@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app import crl, pki
+from requests_app import pki, services
 from requests_app.models import CertificateAuthority
 
 
@@ -23,8 +23,8 @@ class Command(BaseCommand):
         failed = []
         for ca in authorities:
             try:
-                current, made = crl.generate(ca, force=force, renew_early=True)
-            except pki.CAError as exc:
+                current, made = services.publish_crl(ca, force=force, renew_early=True)
+            except services.ServiceError as exc:
                 self.stderr.write(f"{ca.name}: cannot sign its CRL: {exc}")
                 failed.append(ca.name)
                 continue

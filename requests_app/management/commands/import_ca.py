@@ -4,7 +4,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app import keys, pki, services
+from requests_app import keys, services
 from requests_app.management._util import read_input
 
 
@@ -49,8 +49,8 @@ class Command(BaseCommand):
                 key_passphrase=passphrase,
                 force=force,
             )
-        except (pki.PKIError, services.ServiceError) as exc:
-            raise CommandError(str(exc)) from None
+        except services.ServiceError as exc:
+            raise CommandError(exc.message) from None
         self.stdout.write(
             self.style.SUCCESS(f"Imported CA {ca.name} ({ca.key_type}), the default CA.")
         )

@@ -32,8 +32,8 @@ class Command(BaseCommand):
             ca = services.create_ca(
                 subject, key_type=key_type, validity_days=validity_days, force=force
             )
-        except (pki.PKIError, services.ServiceError) as exc:
-            raise CommandError(str(exc)) from None
+        except services.ServiceError as exc:
+            raise CommandError(exc.message) from None
         self.stdout.write(
             self.style.SUCCESS(f"Created CA {ca.name} ({ca.key_type}), the default CA.")
         )

@@ -7,7 +7,7 @@ from django.utils.dateparse import parse_datetime
 
 from requests_app import services
 from requests_app.management._util import agent_user, find_certificate, service_errors
-from requests_app.revocation import REASONS, parse_reason
+from requests_app.pki import REASONS, parse_reason
 
 
 def reason_argument(text: str) -> str:

@@ -1,0 +1,40 @@
+"""The audit log's one writer: every service appends its rows here, in its transaction."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from ..models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
+
+User = AbstractBaseUser
+
+
+def audit_event(
+    action: str,
+    *,
+    actor: User | None,
+    actor_label: str = "system",
+    request: CertificateRequest | None = None,
+    certificate: Certificate | None = None,
+    ca: CertificateAuthority | None = None,
+    ip: str | None = None,
+    **details,
+) -> AuditEvent:
+    """One audit row, unsaved (the bulk path inserts many at once)."""
+    return AuditEvent(
+        actor=actor,
+        actor_label=actor.get_username() if actor is not None else actor_label,
+        action=action,
+        request=request,
+        certificate=certificate,
+        ca=ca,
+        ip=ip,
+        details=details,
+    )
+
+
+def audit(action: str, *, actor: User | None, **fields) -> AuditEvent:
+    """Append one audit row (fields as for audit_event)."""
+    event = audit_event(action, actor=actor, **fields)
+    event.save(force_insert=True)
+    return event

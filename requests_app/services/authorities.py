@@ -1,0 +1,133 @@
+"""Certificate authorities: create a root, import an existing CA; either becomes the default."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from .. import keys, pki, signals
+from ..models import CertificateAuthority
+from .audit import audit
+from .errors import CARefused
+
+User = AbstractBaseUser
+
+
+def _store_ca(
+    cert: pki.X509Certificate,
+    key: keys.NewKey,
+    chain: list[pki.X509Certificate],
+    *,
+    backend: keys.KeyBackend,
+    force: bool,
+    actor: User | None,
+    action: str,
+    **details,
+) -> CertificateAuthority:
+    """Save a checked CA as the new default, audit it, then hand its key to the backend (last)."""
+    current = CertificateAuthority.objects.select_for_update().filter(is_default=True).first()
+    if current is not None and not force:
+        raise CARefused(
+            f"a CA already exists ({current.name}); use --force to make a new one the default "
+            "(the old one stays, for the certificates it issued)"
+        )
+    serial = pki.serial_hex(cert.serial_number)
+    filename = backend.key_reference(cert)
+    if CertificateAuthority.objects.filter(key_filename=filename).exists():
+        raise CARefused("this CA certificate is already installed")
+    if current is not None:
+        current.is_default = False
+        current.save(update_fields=["is_default"])
+    ca = CertificateAuthority(
+        name=pki.common_name(cert.subject) or cert.subject.rfc4514_string(),
+        subject=cert.subject.rfc4514_string(),
+        certificate_pem=pki.to_pem(cert),
+        chain_pem="".join(pki.to_pem(c) for c in chain),
+        key_type=key.key_type,
+        key_backend=backend.alias,
+        key_filename=filename,
+        serial=serial,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        is_default=True,
+    )
+    try:
+        ca.save()
+    except IntegrityError:
+        raise CARefused("another CA was created at the same time; try again") from None
+    transaction.on_commit(CertificateAuthority.objects.forget_default)
+    CertificateAuthority.objects.forget_default()
+    audit(action, actor=actor, ca=ca, subject=ca.subject, **details)
+    signals.ca_installed.send(sender=CertificateAuthority, ca=ca, action=action, actor=actor)
+    # Stored last: if anything above fails the transaction leaves no orphan key behind.
+    try:
+        backend.store_key(ca, key)
+    except pki.CAError as exc:
+        raise CARefused(str(exc)) from None
+    except OSError as exc:
+        raise CARefused(f"cannot write the key file {filename}: {exc.strerror or exc}") from None
+    return ca
+
+
+@transaction.atomic
+def create_ca(
+    subject: str,
+    *,
+    key_type: str = "p256",
+    validity_days: int = 3650,
+    force: bool = False,
+    actor: User | None = None,
+) -> CertificateAuthority:
+    """Create a self-signed root CA, store its key encrypted, and make it the default."""
+    backend = keys.backends[keys.DEFAULT_ALIAS]
+    try:
+        pki.check_new_ca(subject, key_type=key_type, validity_days=validity_days)
+        key = backend.generate_key(key_type)
+        builder = pki.ca_certificate_builder(subject, key.public_key, validity_days=validity_days)
+        cert = backend.sign_with_new_key(key, builder)
+    except pki.PKIError as exc:
+        raise CARefused(str(exc)) from None
+    return _store_ca(
+        cert,
+        key,
+        [],
+        backend=backend,
+        force=force,
+        actor=actor,
+        action="ca_created",
+        key_type=key_type,
+    )
+
+
+@transaction.atomic
+def import_ca(
+    cert_data: bytes,
+    key_data: bytes,
+    *,
+    chain_data: bytes | None = None,
+    key_passphrase: str | None = None,
+    force: bool = False,
+    actor: User | None = None,
+) -> CertificateAuthority:
+    """Import an existing (root or intermediate) CA with its chain after checking it."""
+    backend = keys.backends[keys.DEFAULT_ALIAS]
+    try:
+        certs = pki.load_certificates(cert_data)
+        cert, chain = certs[0], certs[1:]
+        if chain_data:
+            chain += pki.load_certificates(chain_data)
+        chain = pki.issuer_order(cert, [c for c in chain if c != cert])
+        key = backend.import_key(key_data, key_passphrase)
+        pki.check_ca(cert, key.public_key, chain)
+    except pki.PKIError as exc:
+        raise CARefused(str(exc)) from None
+    return _store_ca(
+        cert,
+        key,
+        chain,
+        backend=backend,
+        force=force,
+        actor=actor,
+        action="ca_imported",
+        chain_length=len(chain),
+    )

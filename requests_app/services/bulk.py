@@ -1,0 +1,95 @@
+"""The bulk path: approve every pending request, a chunk of rows per transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+
+from .. import signals
+from ..models import AuditEvent, Certificate, CertificateRequest
+from .errors import ServiceError
+from .issuance import approval_audit, check_approval, complete, sign, signing_ca
+from .records import move_count
+
+Status = CertificateRequest.Status
+User = AbstractBaseUser
+
+
+@dataclass
+class BulkResult:
+    approved: list[Certificate]
+    refused: list[tuple[str, str]]  # (request ID, why)
+
+
+def approve_all_pending(
+    *,
+    agent: User | None,
+    validity_days: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_size: int = 250,
+) -> BulkResult:
+    """Approve every pending request, oldest first, a chunk per transaction.
+
+    The bulk path: each chunk's rows are locked together (skipping rows another agent
+    holds), signed, and written with one INSERT per table; every certificate still gets
+    its audit row and its certificate_issued signal, as with approve_request."""
+    ids = list(
+        CertificateRequest.objects.filter(status=Status.PENDING)
+        .order_by("submitted_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    result = BulkResult(approved=[], refused=[])
+    ca = signing_ca()
+    for start in range(0, len(ids), chunk_size):
+        chunk = ids[start : start + chunk_size]
+        result.approved += _approve_chunk(chunk, ca, agent, validity_days, result.refused)
+        if progress:
+            progress(min(start + chunk_size, len(ids)), len(ids))
+    return result
+
+
+@transaction.atomic
+def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
+    reqs = list(
+        CertificateRequest.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(pk__in=ids, status=Status.PENDING)
+        .select_related("renewal_of")
+        .order_by("submitted_at", "pk")
+    )
+    issued: list[tuple[CertificateRequest, Certificate, int]] = []
+    for req in reqs:
+        try:
+            prof, days, names = check_approval(req, validity_days=validity_days, sans=None)
+            issued.append((req, sign(req, prof, ca, validity_days=days, sans=names), days))
+        except ServiceError as exc:
+            refused.append((req.public_id, exc.message))
+    if not issued:
+        return []
+    certs = Certificate.objects.bulk_create([cert for _, cert, _ in issued])
+    for req, cert, _ in issued:
+        complete(req, cert, agent=agent, note="")
+    first = issued[0][0]
+    CertificateRequest.objects.filter(pk__in=[req.pk for req, _, _ in issued]).update(
+        status=Status.COMPLETE, acted_by=agent, agent_note="", updated_at=first.updated_at
+    )
+    # One statement per row, sent as a batch: QuerySet.bulk_update builds a CASE of 250 arms
+    # and costs more than the signatures themselves (1.4 ms a row, measured).
+    table = CertificateRequest._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET certificate_id = %s WHERE id = %s",  # noqa: S608 - our table name
+            [(cert.pk, req.pk) for req, cert, _ in issued],
+        )
+    move_count(Status.PENDING, Status.COMPLETE, count=len(issued))
+    AuditEvent.objects.bulk_create(
+        approval_audit(req, cert, agent=agent, ip=None, days=days, edited_sans=False)
+        for req, cert, days in issued
+    )
+    for req, cert, _ in issued:
+        signals.certificate_issued.send(
+            sender=Certificate, certificate=cert, request=req, actor=agent
+        )
+    return certs

@@ -1,0 +1,87 @@
+"""An agent's decisions on a pending request: approve (the CA signs), reject, cancel."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from .. import signals
+from ..models import Certificate, CertificateRequest
+from .audit import audit
+from .errors import InvalidRequest
+from .issuance import approval_audit, check_approval, complete, sign, signing_ca
+from .records import lock_request, move_count, require_pending
+
+Status = CertificateRequest.Status
+User = AbstractBaseUser
+
+
+@transaction.atomic
+def approve_request(
+    request_id: str | CertificateRequest,
+    *,
+    agent: User | None,
+    validity_days: int | None = None,
+    sans: list[str] | None = None,
+    note: str = "",
+    ip: str | None = None,
+) -> Certificate:
+    """Issue the certificate for a pending request, optionally with the agent's edits."""
+    req = lock_request(request_id)
+    require_pending(req, "approved")
+    prof, days, names = check_approval(req, validity_days=validity_days, sans=sans)
+    ca = signing_ca()
+    cert = sign(req, prof, ca, validity_days=days, sans=names)
+    cert.save(force_insert=True)
+    complete(req, cert, agent=agent, note=note)
+    req.save(update_fields=["status", "certificate", "acted_by", "agent_note", "updated_at"])
+    move_count(Status.PENDING, Status.COMPLETE)
+    edited = sans is not None and list(sans) != req.requested_sans
+    approval_audit(req, cert, agent=agent, ip=ip, days=days, edited_sans=edited).save()
+    signals.certificate_issued.send(sender=Certificate, certificate=cert, request=req, actor=agent)
+    return cert
+
+
+@transaction.atomic
+def reject_request(
+    request_id: str | CertificateRequest, *, agent: User | None, reason: str, ip: str | None = None
+) -> CertificateRequest:
+    """Refuse a pending request; the reason is shown to the requester."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidRequest("a reason is required to reject a request", field="reason")
+    req = lock_request(request_id)
+    require_pending(req, "rejected")
+    before = req.status
+    req.status = Status.REJECTED
+    req.acted_by = agent
+    req.agent_note = reason
+    req.save(update_fields=["status", "acted_by", "agent_note", "updated_at"])
+    move_count(before, req.status)
+    audit("request_rejected", actor=agent, request=req, ip=ip, reason=reason)
+    signals.request_rejected.send(
+        sender=CertificateRequest, request=req, reason=reason, actor=agent
+    )
+    return req
+
+
+@transaction.atomic
+def cancel_request(
+    request_id: str | CertificateRequest,
+    *,
+    agent: User | None,
+    note: str = "",
+    ip: str | None = None,
+) -> CertificateRequest:
+    """Withdraw a pending request without a decision on its merits."""
+    req = lock_request(request_id)
+    require_pending(req, "canceled")
+    before = req.status
+    req.status = Status.CANCELED
+    req.acted_by = agent
+    req.agent_note = note.strip()
+    req.save(update_fields=["status", "acted_by", "agent_note", "updated_at"])
+    move_count(before, req.status)
+    audit("request_canceled", actor=agent, request=req, ip=ip, note=req.agent_note)
+    signals.request_canceled.send(sender=CertificateRequest, request=req, actor=agent)
+    return req

@@ -1,0 +1,126 @@
+"""Signing a request's certificate: the checks an approval makes, the CA it signs with,
+and the rows it completes. Shared by the single approval and the bulk path."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from .. import keys, pki, profiles
+from ..models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
+from .audit import audit_event
+from .errors import CAUnavailable, InvalidRequest, InvalidTransition
+
+Status = CertificateRequest.Status
+User = AbstractBaseUser
+
+
+def check_approval(
+    req: CertificateRequest, *, validity_days: int | None, sans: list[str] | None
+) -> tuple[profiles.Profile, int, list[pki.GeneralName]]:
+    """The profile, validity and SANs to issue with, each checked against the profile."""
+    try:
+        prof = profiles.get_profile(req.profile)
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field="profile") from None
+    try:
+        days = profiles.check_validity(prof, validity_days)
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field="validity_days") from None
+    chosen = req.requested_sans if sans is None else list(sans)
+    try:
+        names = profiles.check_sans(prof, chosen, requester_email=req.requester_email)
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field="sans") from None
+    return prof, days, names
+
+
+def signing_ca() -> CertificateAuthority:
+    """The default CA, its key ready to sign (opened once per process), or CAUnavailable."""
+    try:
+        ca = CertificateAuthority.objects.default()
+        keys.backend_for(ca).check_usable(ca)
+    except pki.CAError as exc:
+        raise CAUnavailable(f"cannot issue: {exc}") from None
+    return ca
+
+
+def sign(
+    req: CertificateRequest,
+    prof: profiles.Profile,
+    ca: CertificateAuthority,
+    *,
+    validity_days: int,
+    sans: list[pki.GeneralName],
+) -> Certificate:
+    """Build and sign the certificate for req; returns it unsaved."""
+    if req.csr_pem or req.renewal_of_id is None:
+        csr = pki.load_csr(req.csr_pem)
+        public_key, subject = csr.public_key(), csr.subject
+    else:  # a renewal by serial (Dogtag protocol) has no CSR: the renewed certificate's key
+        if req.renewal_of.status == Certificate.Status.REVOKED:
+            raise InvalidTransition(
+                f"certificate {req.renewal_of.serial} was revoked after this renewal was "
+                "requested; reject the request"
+            )
+        public_key, subject = req.renewal_of.x509.public_key(), req.renewal_of.x509.subject
+    try:
+        builder = pki.certificate_builder(
+            ca_cert=ca.certificate,
+            public_key=public_key,
+            subject=subject,
+            sans=sans,
+            extended_key_usages=list(prof.extended_key_usages),
+            validity_days=validity_days,
+            key_encipherment=prof.key_encipherment,
+            ca_issuers_url=ca.ca_issuers_url(),
+            crl_url=ca.crl_url(),
+            ocsp_url=f"{settings.SITE_URL}/ocsp",
+        )
+        cert = keys.backend_for(ca).sign_certificate(ca, builder)
+    except pki.PKIError as exc:
+        raise CAUnavailable(f"cannot issue: {exc}") from None
+    return Certificate(
+        ca=ca,
+        serial=pki.serial_hex(cert.serial_number),
+        subject=cert.subject.rfc4514_string(),
+        sans=[pki.san_to_text(n) for n in sans],
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        profile=req.profile,
+        pem=pki.to_pem(cert),
+        fingerprint_sha256=pki.sha256_hex(cert),
+    )
+
+
+def complete(req: CertificateRequest, cert: Certificate, *, agent: User | None, note: str) -> None:
+    req.status = Status.COMPLETE
+    req.certificate = cert
+    req.acted_by = agent
+    req.agent_note = note.strip()
+    req.updated_at = timezone.now()
+
+
+def approval_audit(
+    req: CertificateRequest,
+    cert: Certificate,
+    *,
+    agent: User | None,
+    ip: str | None,
+    days: int,
+    edited_sans: bool,
+) -> AuditEvent:
+    """The request_approved audit row, unsaved (the bulk path inserts many at once)."""
+    return audit_event(
+        "request_approved",
+        actor=agent,
+        request=req,
+        certificate=cert,
+        ca=cert.ca,
+        ip=ip,
+        serial=cert.serial,
+        validity_days=days,
+        sans=cert.sans,
+        edited_sans=edited_sans,
+    )
