@@ -11,7 +11,6 @@ import dataclasses
 from dataclasses import dataclass
 from functools import cache
 
-from cryptography import x509
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -214,11 +213,9 @@ def requested_sans(
     return []
 
 
-def check_sans(
-    profile: Profile, sans: list[str], *, requester_email: str
-) -> list[x509.GeneralName]:
+def check_sans(profile: Profile, sans: list[str], *, requester_email: str) -> list[pki.GeneralName]:
     """Check SANs (e.g. an agent's edits) against the profile rules; return GeneralNames."""
-    names: list[x509.GeneralName] = []
+    names: list[pki.GeneralName] = []
     for text in sans:
         if not text.strip():
             continue
@@ -231,7 +228,7 @@ def check_sans(
     if profile.takes_hostnames:
         if not names:
             raise ProfileError("a server certificate needs at least one DNS name or IP address")
-        bad = [n for n in names if not isinstance(n, x509.DNSName | x509.IPAddress)]
+        bad = [n for n in names if pki.san_kind(n) not in ("DNS", "IP")]
         if bad:
             raise ProfileError(
                 f"a server certificate names only hostnames and IPs, not {pki.san_to_text(bad[0])}"
@@ -239,7 +236,7 @@ def check_sans(
     else:
         allowed = {requester_email.lower()} if requester_email else set()
         for n in names:
-            if not isinstance(n, x509.RFC822Name) or n.value.lower() not in allowed:
+            if pki.san_kind(n) != "email" or n.value.lower() not in allowed:
                 raise ProfileError(
                     f"a {profile.name} certificate names only the requester's email address, "
                     f"not {pki.san_to_text(n)}"

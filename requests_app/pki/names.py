@@ -95,6 +95,11 @@ def san_to_text(name: x509.GeneralName) -> str:
     return f"{type(name).__name__}:{name.value}"
 
 
+def san_kind(name: x509.GeneralName) -> str:
+    """The kind of a subject alternative name as san_to_text writes it: "DNS", "IP", "email"."""
+    return san_to_text(name).partition(":")[0]
+
+
 def san_from_text(text: str) -> x509.GeneralName:
     """The inverse of san_to_text."""
     kind, _, value = text.partition(":")
