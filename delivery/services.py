@@ -164,7 +164,7 @@ def send_certificate(
     if isinstance(serial, Certificate):
         cert = serial
     else:
-        cert = Certificate.objects.with_serial(serial).first()
+        cert = Certificate.objects.by_serial(serial)
         if cert is None:
             raise DeliveryRefused(f"no certificate has the serial number {serial}", field="serial")
     request = cert.issued_request

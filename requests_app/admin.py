@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import pki, profiles, services
 from .encodings import CERTIFICATE_FORMATS
+from .httputil import client_ip
 from .models import (
     APPROVE_PERMISSION,
     AuditEvent,
@@ -29,7 +30,6 @@ from .models import (
     normalize_serial,
 )
 from .revocation_forms import RevokeForm
-from .views.common import client_ip
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 

@@ -11,20 +11,16 @@ from django.views.decorators.http import require_POST, require_safe
 
 from .. import pki, profiles, services
 from ..forms import ApproveForm, CancelForm, RejectForm, RequestFilterForm
+from ..httputil import agent_required, client_ip
 from ..models import (
     Certificate,
     CertificateRequest,
+    is_public_id,
+    is_serial,
     normalize_public_id,
     normalize_serial,
 )
-from .common import (
-    agent_required,
-    client_ip,
-    describe_certificate,
-    find_request,
-    is_public_id,
-    is_serial,
-)
+from .common import describe_certificate, find_request
 
 PAGE_SIZE = 50
 MAX_PAGE = 100_000  # keeps OFFSET within the database's integer range whatever is typed
@@ -106,14 +102,9 @@ def request_list(request: HttpRequest) -> HttpResponse:
 def find(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
     req = find_request(q) if q else None
-    if req is None and q and is_serial(q):
-        cert = (
-            Certificate.objects.with_serial(q)
-            .filter(request__isnull=False)
-            .select_related("request")
-            .first()
-        )
-        req = cert.request if cert else None
+    if req is None and q:
+        cert = Certificate.objects.select_related("request").by_serial(q)
+        req = cert.issued_request if cert else None
     if req is None:
         if q:
             shown = q if len(q) <= 64 else q[:64] + "…"

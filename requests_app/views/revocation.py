@@ -18,9 +18,10 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from .. import ca as ca_store
 from .. import ocsp, pki, revocation, services
+from ..httputil import agent_required, client_ip
 from ..models import Certificate, CertificateAuthority
 from ..revocation_forms import RevokeForm
-from .common import agent_required, client_ip, describe_certificate, find_certificate
+from .common import describe_certificate, find_certificate
 
 logger = logging.getLogger(__name__)
 
