@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from .. import pki, profiles, services
+from .. import extensions, pki, profiles, services
 from ..forms import ApproveForm, CancelForm, RejectForm, RequestFilterForm
 from ..httputil import agent_required, client_ip
 from ..models import (
@@ -78,6 +78,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
     labels = {p.name: p.label for p in profiles.all_profiles(enabled_only=False)}
     for req in fetched:
         req.profile_label = labels.get(req.profile, req.profile)
+    extensions.mark_queue_rows(fetched[:PAGE_SIZE])
     counts = services.status_counts()
     return render(
         request,
@@ -169,6 +170,7 @@ def _render_detail(
             "reject_form": reject_form or RejectForm(),
             "cancel_form": cancel_form or CancelForm(),
             "is_pending": req.status == CertificateRequest.Status.PENDING,
+            "panels": extensions.render_agent_panels(request, req, req.certificate),
         },
         status=status,
     )
@@ -265,5 +267,6 @@ def certificate_issued(request: HttpRequest, public_id: str) -> HttpResponse:
             "req": req,
             "cert": cert,
             "summary": describe_certificate(cert.x509),
+            "panels": extensions.render_agent_panels(request, req, cert),
         },
     )
