@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from .. import ca as ca_store
 from .. import pki, signals
 from ..models import CertificateAuthority
-from .audit import audit
+from .audit_log import audit
 from .errors import CARefused
 
 User = AbstractBaseUser

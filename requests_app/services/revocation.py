@@ -12,7 +12,7 @@ from .. import ca as ca_store
 from .. import crl, ocsp, pki, revocation, signals
 from ..models import Certificate, CertificateAuthority, CertificateRevocationList
 from ..revocation import HOLD, REASONS, REMOVE_FROM_CRL
-from .audit import audit
+from .audit_log import audit
 from .errors import AlreadyRevoked, CAUnavailable, InvalidRequest, NotOnHold
 from .records import lock_certificate
 
