@@ -27,6 +27,7 @@ bench: $(VENV)/.dev-stamp
 lint: $(VENV)/.dev-stamp
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 

@@ -1,13 +1,12 @@
-"""The outbox in Django admin, and the delivery actions on certificates.
+"""The outbox in Django admin, and the delivery actions offered on certificates.
 
-requests_app does not know about delivery, so the certificate admin gains its
-"send" actions here, by re-registering a subclass.
+requests_app does not know about delivery: the certificate admin takes the "send"
+actions below from requests_app.extensions, where apps.py registers them.
 """
 
 from django.contrib import admin, messages
 
-from requests_app.admin import AgentActionsMixin, CertificateAdmin, ReadOnlyAdmin
-from requests_app.models import Certificate
+from requests_app.admin import AgentActionsMixin, ReadOnlyAdmin
 
 from . import services
 from .models import Delivery, DeliveryEvent
@@ -85,26 +84,24 @@ class DeliveryEventAdmin(ReadOnlyAdmin):
     ]
 
 
-class DeliveringCertificateAdmin(CertificateAdmin):
-    actions = [*CertificateAdmin.actions, "send_certificate_selected", "send_link_selected"]
-
-    def _send(self, request, queryset, method):
-        for cert in queryset:
-            try:
-                delivery = services.send_certificate(cert, method=method, actor=request.user)
-            except services.ServiceError as exc:
-                self.message_user(request, f"{cert.serial}: {exc.message}", messages.ERROR)
-            else:
-                self.message_user(request, f"{cert.serial}: queued to {delivery.recipient}.")
-
-    @admin.action(description="Send certificate to requester (attached)", permissions=["approve"])
-    def send_certificate_selected(self, request, queryset):
-        self._send(request, queryset, "certificate")
-
-    @admin.action(description="Send retrieval link to requester", permissions=["approve"])
-    def send_link_selected(self, request, queryset):
-        self._send(request, queryset, "link")
+def _send(modeladmin, request, queryset, method: str) -> None:
+    for cert in queryset:
+        try:
+            delivery = services.send_certificate(cert, method=method, actor=request.user)
+        except services.ServiceError as exc:
+            modeladmin.message_user(request, f"{cert.serial}: {exc.message}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, f"{cert.serial}: queued to {delivery.recipient}.")
 
 
-admin.site.unregister(Certificate)
-admin.site.register(Certificate, DeliveringCertificateAdmin)
+# Offered on the certificate admin through requests_app.extensions (see apps.py).
+@admin.action(description="Send certificate to requester (attached)", permissions=["approve"])
+def send_certificate_selected(modeladmin, request, queryset):
+    """Mail each selected certificate, attached, to its requester."""
+    _send(modeladmin, request, queryset, "certificate")
+
+
+@admin.action(description="Send retrieval link to requester", permissions=["approve"])
+def send_link_selected(modeladmin, request, queryset):
+    """Mail a retrieval link for each selected certificate to its requester."""
+    _send(modeladmin, request, queryset, "link")

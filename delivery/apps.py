@@ -6,4 +6,17 @@ class DeliveryConfig(AppConfig):
     verbose_name = "Delivery"
 
     def ready(self):
-        from . import checks, receivers  # noqa: F401 - registers the receivers and checks
+        from requests_app import extensions
+
+        from . import admin, checks, panels, receivers  # noqa: F401 - receivers and checks
+
+        extensions.register_agent_panel(
+            "delivery", template="delivery/_panel.html", context=panels.delivery_panel
+        )
+        extensions.register_queue_mark(
+            "delivery_problem",
+            template="delivery/_queue_mark.html",
+            mark=panels.requests_with_delivery_problems,
+        )
+        extensions.register_certificate_admin_action(admin.send_certificate_selected)
+        extensions.register_certificate_admin_action(admin.send_link_selected)

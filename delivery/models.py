@@ -70,7 +70,8 @@ class Delivery(models.Model):
 
     @property
     def retryable(self) -> bool:
-        return self.status in (self.Status.FAILED, self.Status.BOUNCED)
+        # A row that was never queued may have no valid recipient to try again with.
+        return self.status in (self.Status.FAILED, self.Status.BOUNCED) and bool(self.recipient)
 
 
 class DeliveryEvent(models.Model):

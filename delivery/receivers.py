@@ -2,14 +2,22 @@
 
 Each runs inside the transaction of the change it reports (the signals are sent there),
 so the outbox rows commit or roll back with it; the tasks are enqueued on commit.
+
+A receiver never undoes the change it reports. It only writes outbox rows, each in its
+own savepoint: a fault (an alias gone from DELIVERY_BACKENDS, a plugin raising, a bad
+recipient, a database error) rolls back that row alone and becomes a failed Delivery
+with the reason, which the agent sees on the request page, and a log line. Whatever
+escapes that is logged, and the receiver's savepoint keeps the outer transaction usable.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from anymail.signals import tracking
 from django.conf import settings
+from django.db import transaction
 from django.dispatch import receiver
 
 from requests_app import signals
@@ -21,35 +29,117 @@ logger = logging.getLogger(__name__)
 Kind = Delivery.Kind
 
 
+def _never_raises(receiver_function):
+    """Run a receiver in a savepoint and log what escapes it instead of raising it."""
+
+    @functools.wraps(receiver_function)
+    def guarded(sender, **kwargs):
+        try:
+            with transaction.atomic():
+                receiver_function(sender, **kwargs)
+        except Exception:
+            logger.exception(
+                "delivery receiver %s failed; the change it reports stands",
+                receiver_function.__name__,
+            )
+
+    return guarded
+
+
+def _queue(
+    *,
+    request,
+    backend: str,
+    kind: str | None,
+    recipient: str | None = None,
+    certificate=None,
+    actor=None,
+) -> None:
+    """Queue one delivery; a fault becomes a failed Delivery row and a log line instead."""
+    try:
+        with transaction.atomic():
+            # Resolved first, so that a failure after it is recorded with what it resolved.
+            kind, recipient = services.resolve_delivery(
+                request=request,
+                kind=kind,
+                backend=backend,
+                recipient=recipient,
+                certificate=certificate,
+            )
+            services.queue_delivery(
+                request=request,
+                kind=kind,
+                backend=backend,
+                recipient=recipient,
+                certificate=certificate,
+                actor=actor,
+            )
+    except Exception as exc:
+        logger.exception(
+            "could not queue a %s delivery by %r for request %s",
+            kind or "automatic",
+            backend,
+            request.pk,
+        )
+        reason = (
+            exc.message
+            if isinstance(exc, services.ServiceError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        services.record_unqueued_delivery(
+            request=request,
+            certificate=certificate,
+            # An automatic delivery whose backend cannot be asked its kind delivers the
+            # certificate one way or another; "the certificate" is the honest label.
+            kind=kind or Kind.CERTIFICATE,
+            backend=backend,
+            recipient=_clean_or_blank(recipient),
+            error=f"not queued: {reason}",
+            actor=actor,
+        )
+
+
+def _clean_or_blank(recipient: str | None) -> str:
+    """The recipient if it is valid, else blank, so a retry never sends to a refused one."""
+    if not recipient:
+        return ""
+    try:
+        return services.clean_recipient(
+            recipient, url=recipient.startswith(("http://", "https://"))
+        )
+    except services.DeliveryRefused:
+        return ""
+
+
 @receiver(signals.certificate_issued, dispatch_uid="delivery.certificate_issued")
+@_never_raises
 def deliver_issued_certificate(sender, *, certificate, request, actor, **kwargs):
     for alias in services.automatic_backends(request.profile):
-        plugin = services.get_backend(alias)
-        kind = Kind.LINK if "link" in plugin.kinds else plugin.kinds[0]
-        services.queue_delivery(request=request, certificate=certificate, kind=kind, backend=alias)
+        _queue(request=request, certificate=certificate, kind=None, backend=alias)
 
 
 def _notify(request, kind, recipients):
     if not settings.DELIVERY_NOTIFICATIONS:
         return
     for recipient in recipients:
-        services.queue_delivery(
-            request=request, kind=kind, backend=services.NOTIFY_BACKEND, recipient=recipient
-        )
+        _queue(request=request, kind=kind, backend=services.NOTIFY_BACKEND, recipient=recipient)
 
 
 @receiver(signals.request_submitted, dispatch_uid="delivery.request_submitted")
+@_never_raises
 def notify_submitted(sender, *, request, actor, **kwargs):
     _notify(request, Kind.REQUEST_RECEIVED, [request.requester_email])
     _notify(request, Kind.REQUEST_WAITING, services.agent_addresses())
 
 
 @receiver(signals.request_rejected, dispatch_uid="delivery.request_rejected")
+@_never_raises
 def notify_rejected(sender, *, request, reason, actor, **kwargs):
     _notify(request, Kind.REQUEST_REJECTED, [request.requester_email])
 
 
 @receiver(signals.request_canceled, dispatch_uid="delivery.request_canceled")
+@_never_raises
 def notify_canceled(sender, *, request, actor, **kwargs):
     _notify(request, Kind.REQUEST_CANCELED, [request.requester_email])
 
@@ -72,12 +162,13 @@ def track(sender, *, event, esp_name, **kwargs):
 
 
 @receiver(signals.certificate_revoked, dispatch_uid="delivery.certificate_revoked")
+@_never_raises
 def notify_revoked(sender, *, certificate, reason, actor, **kwargs):
     """Tell the holder (the requester) that their certificate was revoked, or released."""
     request = certificate.issued_request
     if request is None or not settings.DELIVERY_NOTIFICATIONS:
         return  # an imported or command-issued certificate with no request has no address
-    services.queue_delivery(
+    _queue(
         request=request,
         certificate=certificate,
         kind=Kind.CERTIFICATE_REVOKED,

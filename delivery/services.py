@@ -92,23 +92,43 @@ def clean_recipient(recipient: str, *, url: bool = False) -> str:
     return recipient
 
 
+def resolve_delivery(
+    *,
+    request: CertificateRequest,
+    kind: str | None,
+    backend: str,
+    recipient: str | None = None,
+    certificate: Certificate | None = None,
+) -> tuple[str, str]:
+    """The kind and checked recipient of a delivery by backend, or why it cannot be queued.
+
+    kind None: the backend's own kind for an issued certificate, a link if it sends links;
+    recipient None: the backend's default recipient."""
+    plugin = get_backend(backend)
+    if kind is None:
+        kind = Kind.LINK if Kind.LINK in plugin.kinds else plugin.kinds[0]
+    if kind not in plugin.kinds:
+        raise DeliveryRefused(f"backend {backend!r} cannot send {kind!r}")
+    if recipient is None:
+        recipient = plugin.default_recipient(request, certificate)
+    return kind, clean_recipient(recipient, url=recipient.startswith(("http://", "https://")))
+
+
 def queue_delivery(
     *,
     request: CertificateRequest,
-    kind: str,
+    kind: str | None,
     backend: str,
     recipient: str | None = None,
     certificate: Certificate | None = None,
     note: str = "",
     actor=None,
 ) -> Delivery:
-    """Write one Delivery row (in the caller's transaction) and enqueue it on commit."""
-    plugin = get_backend(backend)
-    if kind not in plugin.kinds:
-        raise DeliveryRefused(f"backend {backend!r} cannot send {kind!r}")
-    if recipient is None:
-        recipient = plugin.default_recipient(request, certificate)
-    recipient = clean_recipient(recipient, url=recipient.startswith(("http://", "https://")))
+    """Write one Delivery row (in the caller's transaction) and enqueue it on commit;
+    kind and recipient as resolve_delivery takes them."""
+    kind, recipient = resolve_delivery(
+        request=request, kind=kind, backend=backend, recipient=recipient, certificate=certificate
+    )
     delivery = Delivery.objects.create(
         request=request,
         certificate=certificate,
@@ -130,6 +150,53 @@ def queue_delivery(
         recipient=recipient,
     )
     transaction.on_commit(lambda: enqueue(delivery.pk))
+    return delivery
+
+
+def record_unqueued_delivery(
+    *,
+    request: CertificateRequest,
+    kind: str,
+    backend: str,
+    error: str,
+    recipient: str = "",
+    certificate: Certificate | None = None,
+    actor=None,
+) -> Delivery | None:
+    """A delivery that could not be queued, written as a failed row with the reason, in a
+    savepoint; None (and a log line) when even that cannot be written."""
+    try:
+        with transaction.atomic():
+            delivery = Delivery.objects.create(
+                request=request,
+                certificate=certificate,
+                backend=backend[:64],
+                kind=kind,
+                recipient=recipient[:500],
+                status=Status.FAILED,
+                last_error=error[:2000],
+                requested_by=actor,
+            )
+            audit(
+                "delivery_failed",
+                actor=actor,
+                request=request,
+                certificate=certificate,
+                delivery=delivery.pk,
+                kind=kind,
+                backend=backend,
+                error=error[:500],
+                attempt=0,
+            )
+    except Exception:
+        logger.exception(
+            "could not record the failed %s delivery by %r for request %s either: %s",
+            kind,
+            backend,
+            request.pk,
+            error,
+        )
+        return None
     return delivery
 
 
@@ -164,7 +231,7 @@ def send_certificate(
     if isinstance(serial, Certificate):
         cert = serial
     else:
-        cert = Certificate.objects.with_serial(serial).first()
+        cert = Certificate.objects.by_serial(serial)
         if cert is None:
             raise DeliveryRefused(f"no certificate has the serial number {serial}", field="serial")
     request = cert.issued_request
@@ -191,6 +258,11 @@ def retry_delivery(delivery_id: int, *, actor=None) -> Delivery:
         raise DeliveryRefused(
             f"delivery {delivery_id} is {delivery.status}; "
             "only failed, bounced or pending ones can be retried"
+        )
+    if not delivery.recipient:
+        raise DeliveryRefused(
+            f"delivery {delivery_id} has no recipient (it could not be queued); "
+            "send the certificate by hand instead"
         )
     delivery.status = Status.PENDING
     delivery.next_attempt_at = timezone.now()

@@ -7,7 +7,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from requests_app.views.common import agent_required, find_certificate
+from requests_app.httputil import agent_required
+from requests_app.views.common import find_certificate
 
 from . import services
 from .models import Delivery

@@ -14,8 +14,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from . import pki, profiles, services
+from . import extensions, pki, profiles, services
 from .encodings import CERTIFICATE_FORMATS
+from .httputil import client_ip
 from .models import (
     APPROVE_PERMISSION,
     AuditEvent,
@@ -28,7 +29,6 @@ from .models import (
     normalize_serial,
 )
 from .revocation_forms import RevokeForm
-from .views.common import client_ip
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
@@ -312,7 +312,7 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
     search_help_text = "A serial number (any case, with or without colons) or part of a subject."
     ordering = ["-created"]
     show_full_result_count = False
-    actions = ["revoke_selected", "release_hold_selected"]
+    own_actions = ["revoke_selected", "release_hold_selected"]
     fieldsets = [
         (
             None,
@@ -339,6 +339,11 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
         ),
         ("PEM", {"fields": ["pem"]}),
     ]
+
+    @property
+    def actions(self) -> list:
+        # Read when used, not at class creation: other apps register theirs in ready().
+        return [*self.own_actions, *extensions.certificate_admin_actions()]
 
     @admin.display(description="download")
     def downloads(self, obj: Certificate) -> str:

@@ -15,11 +15,8 @@ from django.conf import settings
 
 from . import pki, profiles
 from .models import (
-    PUBLIC_ID_ALPHABET,
-    PUBLIC_ID_LENGTH,
     Certificate,
     CertificateRequest,
-    normalize_public_id,
 )
 
 XML_HEADER = '<?xml version="1.0" encoding="UTF-8" standalone="no"?>'
@@ -114,12 +111,7 @@ class RequestRef:
 def find_request(request_id: str) -> RequestRef:
     """The request named by a requestId (our public ID, any case, spaces trimmed)."""
     sent = (request_id or "").strip()
-    public_id = normalize_public_id(sent)
-    if len(public_id) != PUBLIC_ID_LENGTH or not set(public_id) <= set(PUBLIC_ID_ALPHABET):
-        return RequestRef(text=sent, request=None)
-    found = (
-        CertificateRequest.objects.select_related("certificate").filter(public_id=public_id).first()
-    )
+    found = CertificateRequest.objects.select_related("certificate").by_public_id(sent)
     return RequestRef(text=sent, request=found)
 
 

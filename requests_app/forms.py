@@ -9,9 +9,8 @@ from django.contrib.auth.password_validation import CommonPasswordValidator
 from django.template.defaultfilters import filesizeformat
 
 from . import pki
-from .models import CertificateRequest
+from .models import CertificateRequest, is_public_id, is_serial
 from .profiles import Profile, all_profiles
-from .views.common import is_public_id, is_serial
 
 MAX_CSR_BYTES = pki.MAX_CSR_BYTES
 _SEPARATORS = re.compile(r"[\s,]+")

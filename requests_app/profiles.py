@@ -160,14 +160,6 @@ def get_profile(name: str) -> Profile:
     return profile
 
 
-def profile_for_dogtag_id(dogtag_id: str) -> Profile:
-    """The profile that a Dogtag profile ID (caServerCert, ...) stands for."""
-    for profile in all_profiles():
-        if dogtag_id in profile.dogtag_ids:
-            return profile
-    raise ProfileError(f"Profile {dogtag_id} is not found")
-
-
 def check_validity(profile: Profile, validity_days: int | None) -> int:
     """The validity to issue with: the profile default, or the agent's choice within the maximum."""
     if validity_days is None:

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from requests_app import pki, profiles, services
+from requests_app import dogtag, pki, profiles, services
 from tests.helpers.certs import assert_lints_clean, openssl_verify, write_pem
 from tests.helpers.csrs import openssl_csr
 
@@ -55,13 +55,13 @@ def test_get_profile_refuses_an_unknown_name():
 )
 def test_profile_for_dogtag_id(dogtag_id, name):
     """Dogtag profile IDs map to our profiles."""
-    assert profiles.profile_for_dogtag_id(dogtag_id).name == name
+    assert dogtag.profile_for_id(dogtag_id).name == name
 
 
 def test_profile_for_an_unknown_dogtag_id():
     """An unknown Dogtag ID gets Dogtag's own message."""
-    with pytest.raises(profiles.ProfileError, match="Profile caFooCert is not found"):
-        profiles.profile_for_dogtag_id("caFooCert")
+    with pytest.raises(dogtag.ProtocolError, match="Profile caFooCert is not found"):
+        dogtag.profile_for_id("caFooCert")
 
 
 def test_ca_profiles_overrides_a_field(settings):
@@ -88,7 +88,7 @@ def test_ca_profiles_adds_and_disables_profiles(settings):
     }
     assert profiles.profile_names() == ["server", "user", "vpn"]
     assert profiles.get_profile("vpn").extended_key_usages == ("clientAuth",)
-    assert profiles.profile_for_dogtag_id("caVPNCert").name == "vpn"
+    assert dogtag.profile_for_id("caVPNCert").name == "vpn"
     assert [p.name for p in profiles.all_profiles(enabled_only=False)][-2:] == ["agent", "vpn"]
     with pytest.raises(profiles.ProfileError, match="unknown profile 'agent'"):
         profiles.get_profile("agent")

@@ -18,8 +18,6 @@ from requests_app.models import (
     APPROVE_PERMISSION,
     Certificate,
     CertificateRequest,
-    normalize_public_id,
-    normalize_serial,
 )
 
 
@@ -90,25 +88,19 @@ def positive_int(text: str) -> int:
 
 
 def find_request(text: str) -> CertificateRequest:
-    public_id = normalize_public_id(text)
-    req = (
-        CertificateRequest.objects.select_related("certificate", "acted_by")
-        .filter(public_id=public_id)
-        .first()
-    )
+    """The request with that ID, or CommandError."""
+    req = CertificateRequest.objects.select_related("certificate", "acted_by").by_public_id(text)
     if req is None:
         raise CommandError(f"no request has the ID {text}")
     return req
 
 
 def find_certificate(text: str) -> Certificate:
-    serial = normalize_serial(text)
-    certs = list(Certificate.objects.select_related("ca").filter(serial=serial)[:2])
-    if not certs:
+    """The certificate a serial names (Certificate.objects.by_serial's rule), or CommandError."""
+    cert = Certificate.objects.select_related("ca").by_serial(text)
+    if cert is None:
         raise CommandError(f"no certificate has the serial number {text}")
-    if len(certs) > 1:
-        raise CommandError(f"several CAs issued a certificate with the serial number {text}")
-    return certs[0]
+    return cert
 
 
 def request_data(req: CertificateRequest, *, history: bool = False) -> dict:

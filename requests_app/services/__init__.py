@@ -11,7 +11,7 @@ Callers import the package (`from requests_app import services; services.approve
 the modules are where each behaviour lives:
 
     errors        the ServiceError family
-    audit         the audit log's one writer
+    audit_log     the audit log's one writer
     records       locked reads, status counters
     submission    requests enter the queue (web, Dogtag, commands)
     decisions     approve, reject, cancel
@@ -28,7 +28,7 @@ from ..pki import HOLD as CERTIFICATE_HOLD
 from ..pki import REASONS as REVOCATION_REASONS
 from ..pki import REMOVE_FROM_CRL
 from .agents import AGENTS_GROUP, agents_group, create_agent
-from .audit import audit
+from .audit_log import audit
 from .authorities import create_ca, import_ca
 from .bulk import BulkResult, approve_all_pending
 from .decisions import approve_request, cancel_request, reject_request

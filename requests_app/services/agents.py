@@ -10,7 +10,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from .. import signals
-from .audit import audit
+from .audit_log import audit
 from .errors import InvalidRequest
 
 User = AbstractBaseUser

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 
 from .. import keys, pki, signals
 from ..models import CertificateAuthority
-from .audit import audit
+from .audit_log import audit
 from .errors import CARefused
 
 User = AbstractBaseUser

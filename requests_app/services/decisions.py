@@ -7,7 +7,7 @@ from django.db import transaction
 
 from .. import signals
 from ..models import Certificate, CertificateRequest
-from .audit import audit
+from .audit_log import audit
 from .errors import InvalidRequest
 from .issuance import approval_audit, check_approval, complete, sign, signing_ca
 from .records import lock_request, move_count, require_pending

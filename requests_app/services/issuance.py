@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from .. import keys, pki, profiles
 from ..models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
-from .audit import audit_event
+from .audit_log import audit_event
 from .errors import CAUnavailable, InvalidRequest, InvalidTransition
 
 Status = CertificateRequest.Status

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from .. import pki, profiles, signals
 from ..models import Certificate, CertificateRequest
-from .audit import audit
+from .audit_log import audit
 from .errors import InvalidRequest
 from .records import move_count
 

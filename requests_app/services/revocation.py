@@ -10,7 +10,7 @@ from django.db import transaction
 from .. import crl, keys, pki, signals
 from ..models import Certificate, CertificateAuthority, CertificateRevocationList
 from ..pki import HOLD, REASONS, REMOVE_FROM_CRL
-from .audit import audit
+from .audit_log import audit
 from .errors import AlreadyRevoked, CAUnavailable, InvalidRequest, NotOnHold
 from .records import lock_certificate
 

@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import pki, signals
 from ..models import CertificateRequest
-from .audit import audit
+from .audit_log import audit
 from .errors import (
     InvalidRequest,
     InvalidTransition,

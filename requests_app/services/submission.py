@@ -11,7 +11,7 @@ from django.db import transaction
 
 from .. import pki, profiles, signals
 from ..models import Certificate, CertificateRequest
-from .audit import audit
+from .audit_log import audit
 from .decisions import approve_request
 from .errors import CAUnavailable, InvalidRequest
 from .records import move_count

@@ -9,22 +9,19 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from .. import pki, profiles, services
+from .. import extensions, pki, profiles, services
 from ..forms import ApproveForm, CancelForm, RejectForm, RequestFilterForm
+from ..httputil import agent_required, client_ip
 from ..models import (
     Certificate,
     CertificateRequest,
+    is_public_id,
+    is_serial,
     normalize_public_id,
     normalize_serial,
 )
 from ..pki import describe_certificate
-from .common import (
-    agent_required,
-    client_ip,
-    find_request,
-    is_public_id,
-    is_serial,
-)
+from .common import find_request
 
 PAGE_SIZE = 50
 MAX_PAGE = 100_000  # keeps OFFSET within the database's integer range whatever is typed
@@ -82,6 +79,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
     labels = {p.name: p.label for p in profiles.all_profiles(enabled_only=False)}
     for req in fetched:
         req.profile_label = labels.get(req.profile, req.profile)
+    extensions.mark_queue_rows(fetched[:PAGE_SIZE])
     counts = services.status_counts()
     return render(
         request,
@@ -106,14 +104,9 @@ def request_list(request: HttpRequest) -> HttpResponse:
 def find(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
     req = find_request(q) if q else None
-    if req is None and q and is_serial(q):
-        cert = (
-            Certificate.objects.with_serial(q)
-            .filter(request__isnull=False)
-            .select_related("request")
-            .first()
-        )
-        req = cert.request if cert else None
+    if req is None and q:
+        cert = Certificate.objects.select_related("request").by_serial(q)
+        req = cert.issued_request if cert else None
     if req is None:
         if q:
             shown = q if len(q) <= 64 else q[:64] + "…"
@@ -178,6 +171,7 @@ def _render_detail(
             "reject_form": reject_form or RejectForm(),
             "cancel_form": cancel_form or CancelForm(),
             "is_pending": req.status == CertificateRequest.Status.PENDING,
+            "panels": extensions.render_agent_panels(request, req, req.certificate),
         },
         status=status,
     )
@@ -274,5 +268,6 @@ def certificate_issued(request: HttpRequest, public_id: str) -> HttpResponse:
             "req": req,
             "cert": cert,
             "summary": describe_certificate(cert.x509),
+            "panels": extensions.render_agent_panels(request, req, cert),
         },
     )

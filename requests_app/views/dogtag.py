@@ -16,7 +16,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import dogtag, services, throttle
-from .common import client_ip
+from ..httputil import client_ip
 
 logger = logging.getLogger(__name__)
 

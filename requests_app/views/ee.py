@@ -20,23 +20,17 @@ from ..forms import (
     RequestLookupForm,
     ServerKeyEnrollmentForm,
 )
+from ..httputil import capped_uploads, client_ip, download
 from ..models import (
     Certificate,
     CertificateAuthority,
     NoCAError,
+    is_serial,
     normalize_public_id,
     normalize_serial,
 )
 from ..pki import describe_certificate
-from .common import (
-    capped_uploads,
-    client_ip,
-    download,
-    find_certificate,
-    find_request,
-    is_serial,
-    not_found,
-)
+from .common import find_certificate, find_request, not_found
 
 #: How long a rendered certificate page or PEM stays in the cache (it is keyed by state).
 PAGE_CACHE_SECONDS = 600

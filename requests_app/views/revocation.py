@@ -16,10 +16,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from .. import ocsp, pki, services
+from ..httputil import agent_required, client_ip
 from ..models import Certificate, CertificateAuthority
 from ..pki import describe_certificate
 from ..revocation_forms import RevokeForm
-from .common import agent_required, client_ip, find_certificate
+from .common import find_certificate
 
 logger = logging.getLogger(__name__)
 
