@@ -122,10 +122,7 @@ def enroll_server_key(request: HttpRequest, profile: str) -> HttpResponse:
     form = ServerKeyEnrollmentForm(request.POST)
     ip = client_ip(request)
     # Each enrollment makes a key pair: cap them per address so nobody keeps the server busy.
-    limit = settings.SERVER_KEY_ENROLL_RATE_LIMIT
-    if form.is_valid() and not throttle.within_rate(
-        f"server-key-enroll:{ip}", limit=limit, window=3600
-    ):
+    if form.is_valid() and not throttle.server_key_enrollment_allowed(ip):
         form.add_error(
             None, "Too many requests came from your address in the last hour. Try again later."
         )
