@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import NamedTuple
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
+from django.views.decorators.cache import cache_page
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import (
+    condition,
+    conditional_page,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
 from .. import ca as ca_store
 from .. import encodings, pki, profiles, services, throttle
@@ -38,8 +48,16 @@ from .common import (
     not_found,
 )
 
-#: How long a rendered certificate page or PEM stays in the cache (it is keyed by state).
+#: How long a shared certificate page (keyed by the certificate's state) or a download of a
+#: certificate stays in the cache.
 PAGE_CACHE_SECONDS = 600
+
+
+class SharedPage(NamedTuple):
+    """A rendered certificate page that every anonymous visitor gets, with its ETag."""
+
+    etag: str
+    html: bytes
 
 
 @require_safe
@@ -235,8 +253,28 @@ def _render_certificate(
     )
 
 
-@require_safe
-def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
+def _certificate(request: HttpRequest, serial: str) -> Certificate | None:
+    """find_certificate once per request: condition() asks for the ETag before the view runs."""
+    if not hasattr(request, "_ca_portal_certificate"):
+        request._ca_portal_certificate = find_certificate(serial)
+    return request._ca_portal_certificate
+
+
+def _certificate_etag(request: HttpRequest, serial: str, **_) -> str | None:
+    """A certificate and every encoding of it never change: its fingerprint names them."""
+    cert = _certificate(request, serial)
+    return cert.fingerprint_sha256 if cert else None
+
+
+def _shared_page(request: HttpRequest, serial: str) -> SharedPage | None:
+    """The certificate page every anonymous visitor shares, once per request; None when the
+    page is the visitor's own (a user, pending messages, a form for a portal-made key)."""
+    if not hasattr(request, "_ca_portal_shared_page"):
+        request._ca_portal_shared_page = _cached_shared_page(request, serial)
+    return request._ca_portal_shared_page
+
+
+def _cached_shared_page(request: HttpRequest, serial: str) -> SharedPage | None:
     # What an anonymous visitor sees changes only with the certificate's status, so it is
     # rendered once per state and kept: one light query decides, rendering is skipped.
     # Pages with a form (CSRF token), a user, or pending messages are never shared.
@@ -245,7 +283,7 @@ def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
         or len(messages.get_messages(request))
         or not is_serial(serial)
     ):
-        return _certificate_page(request, serial)
+        return None
     state = (
         Certificate.objects.with_serial(serial)
         .values_list(
@@ -258,19 +296,32 @@ def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
         .first()
     )
     if state is None or state[3] or state[4]:  # unknown, or a portal-made key: its own form
-        return _certificate_page(request, serial)
+        return None
     key = "ca-portal:certificate-page:{}:{}:{}".format(*state[:3])
-    html = cache.get(key)
-    if html is None:
+    page = cache.get(key)
+    if page is None:
         response = _certificate_page(request, serial)
-        if response.status_code == 200:
-            cache.set(key, response.content, timeout=PAGE_CACHE_SECONDS)
-        return response
-    return HttpResponse(html)
+        if response.status_code != 200:
+            return None
+        page = SharedPage(hashlib.sha256(response.content).hexdigest()[:32], response.content)
+        cache.set(key, page, timeout=PAGE_CACHE_SECONDS)
+    return page
+
+
+def _shared_page_etag(request: HttpRequest, serial: str) -> str | None:
+    page = _shared_page(request, serial)
+    return page.etag if page else None
+
+
+@require_safe
+@condition(etag_func=_shared_page_etag)
+def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
+    page = _shared_page(request, serial)
+    return HttpResponse(page.html) if page else _certificate_page(request, serial)
 
 
 def _certificate_page(request: HttpRequest, serial: str) -> HttpResponse:
-    cert = find_certificate(serial)
+    cert = _certificate(request, serial)
     if cert is None:
         return _certificate_not_found(request)
     return _render_certificate(request, cert)
@@ -326,9 +377,10 @@ def _try_again_in(seconds: int) -> str:
 
 
 @require_safe
+@condition(etag_func=_certificate_etag)
 def certificate_import(request: HttpRequest, serial: str) -> HttpResponse:
     """The certificate as application/x-x509-user-cert, which browsers offer to install."""
-    cert = find_certificate(serial)
+    cert = _certificate(request, serial)
     if cert is None:
         return _certificate_not_found(request)
     response = HttpResponse(pki.to_der(cert.x509), content_type="application/x-x509-user-cert")
@@ -337,19 +389,11 @@ def certificate_import(request: HttpRequest, serial: str) -> HttpResponse:
 
 
 @require_safe
+@conditional_page  # answers If-None-Match from the ETag of a cached response too
+@cache_page(PAGE_CACHE_SECONDS)  # served without the database: the files never change
+@condition(etag_func=_certificate_etag)
 def certificate_download(request: HttpRequest, serial: str, fmt: str) -> HttpResponse:
-    if fmt == "pem" and is_serial(serial):
-        # A certificate's PEM never changes: served from the cache, without the database.
-        key = f"ca-portal:certificate-pem:{normalize_serial(serial)}"
-        encoded = cache.get(key)
-        if encoded is None:
-            cert = find_certificate(serial)
-            if cert is None:
-                return _certificate_not_found(request)
-            encoded = encodings.encode_certificate(cert, "pem")
-            cache.set(key, encoded, timeout=PAGE_CACHE_SECONDS)
-        return download(encoded)
-    cert = find_certificate(serial)
+    cert = _certificate(request, serial)
     if cert is None:
         return _certificate_not_found(request)
     try:
