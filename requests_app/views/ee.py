@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import NamedTuple
 
 from django.conf import settings
@@ -11,11 +12,9 @@ from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
-from django.views.decorators.cache import cache_page
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import (
     condition,
-    conditional_page,
     require_http_methods,
     require_POST,
     require_safe,
@@ -48,16 +47,17 @@ from .common import (
     not_found,
 )
 
-#: How long a shared certificate page (keyed by the certificate's state) or a download of a
-#: certificate stays in the cache.
-PAGE_CACHE_SECONDS = 600
+#: How long a shared certificate page (keyed by the certificate's state) or a certificate
+#: file stays in the cache.
+SHARED_CACHE_SECONDS = 600
 
 
-class SharedPage(NamedTuple):
-    """A rendered certificate page that every anonymous visitor gets, with its ETag."""
+class Shared(NamedTuple):
+    """What every anonymous visitor of a URL gets (HTML, or an encoded certificate), with
+    its ETag."""
 
     etag: str
-    html: bytes
+    content: bytes | Encoded
 
 
 @require_safe
@@ -253,28 +253,31 @@ def _render_certificate(
     )
 
 
-def _certificate(request: HttpRequest, serial: str) -> Certificate | None:
-    """find_certificate once per request: condition() asks for the ETag before the view runs."""
-    if not hasattr(request, "_ca_portal_certificate"):
-        request._ca_portal_certificate = find_certificate(serial)
-    return request._ca_portal_certificate
+def _shared(request: HttpRequest, find: Callable[[], Shared | None]) -> Shared | None:
+    """find() once per request: condition() asks for the ETag before the view runs."""
+    if not hasattr(request, "_ca_portal_shared"):
+        request._ca_portal_shared = find()
+    return request._ca_portal_shared
 
 
-def _certificate_etag(request: HttpRequest, serial: str, **_) -> str | None:
-    """A certificate and every encoding of it never change: its fingerprint names them."""
-    cert = _certificate(request, serial)
-    return cert.fingerprint_sha256 if cert else None
+def _cached(kind: str, *key: str, make: Callable[[], Shared | None]) -> Shared | None:
+    """What kind and key name, from the cache, or made and kept (a None is not kept)."""
+    cache_key = ":".join(["ca-portal", kind, *key])
+    shared = cache.get(cache_key)
+    if shared is None:
+        shared = make()
+        if shared is not None:
+            cache.set(cache_key, shared, timeout=SHARED_CACHE_SECONDS)
+    return shared
 
 
-def _shared_page(request: HttpRequest, serial: str) -> SharedPage | None:
-    """The certificate page every anonymous visitor shares, once per request; None when the
-    page is the visitor's own (a user, pending messages, a form for a portal-made key)."""
-    if not hasattr(request, "_ca_portal_shared_page"):
-        request._ca_portal_shared_page = _cached_shared_page(request, serial)
-    return request._ca_portal_shared_page
+def _shared_page(request: HttpRequest, serial: str) -> Shared | None:
+    """The certificate page every anonymous visitor shares; None when the page is the
+    visitor's own (a user, pending messages, a form for a portal-made key) or not found."""
+    return _shared(request, lambda: _find_shared_page(request, serial))
 
 
-def _cached_shared_page(request: HttpRequest, serial: str) -> SharedPage | None:
+def _find_shared_page(request: HttpRequest, serial: str) -> Shared | None:
     # What an anonymous visitor sees changes only with the certificate's status, so it is
     # rendered once per state and kept: one light query decides, rendering is skipped.
     # Pages with a form (CSRF token), a user, or pending messages are never shared.
@@ -297,15 +300,15 @@ def _cached_shared_page(request: HttpRequest, serial: str) -> SharedPage | None:
     )
     if state is None or state[3] or state[4]:  # unknown, or a portal-made key: its own form
         return None
-    key = "ca-portal:certificate-page:{}:{}:{}".format(*state[:3])
-    page = cache.get(key)
-    if page is None:
+    fingerprint, status, reason = (str(part) for part in state[:3])
+
+    def render_page() -> Shared | None:
         response = _certificate_page(request, serial)
         if response.status_code != 200:
             return None
-        page = SharedPage(hashlib.sha256(response.content).hexdigest()[:32], response.content)
-        cache.set(key, page, timeout=PAGE_CACHE_SECONDS)
-    return page
+        return Shared(hashlib.sha256(response.content).hexdigest()[:32], response.content)
+
+    return _cached("certificate-page", fingerprint, status, reason, make=render_page)
 
 
 def _shared_page_etag(request: HttpRequest, serial: str) -> str | None:
@@ -317,14 +320,39 @@ def _shared_page_etag(request: HttpRequest, serial: str) -> str | None:
 @condition(etag_func=_shared_page_etag)
 def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
     page = _shared_page(request, serial)
-    return HttpResponse(page.html) if page else _certificate_page(request, serial)
+    return HttpResponse(page.content) if page else _certificate_page(request, serial)
 
 
 def _certificate_page(request: HttpRequest, serial: str) -> HttpResponse:
-    cert = _certificate(request, serial)
+    cert = find_certificate(serial)
     if cert is None:
         return _certificate_not_found(request)
     return _render_certificate(request, cert)
+
+
+def _shared_file(request: HttpRequest, serial: str, fmt: str) -> Shared | None:
+    """The certificate encoded in fmt, with its fingerprint as ETag; None when there is no
+    such certificate or format."""
+    return _shared(request, lambda: _find_shared_file(serial, fmt))
+
+
+def _find_shared_file(serial: str, fmt: str) -> Shared | None:
+    if not is_serial(serial) or fmt not in encodings.CERTIFICATE_FORMATS:
+        return None
+
+    def encode() -> Shared | None:
+        cert = find_certificate(serial)
+        if cert is None:
+            return None
+        return Shared(cert.fingerprint_sha256, encodings.encode_certificate(cert, fmt))
+
+    # A certificate and every encoding of it never change: served without the database.
+    return _cached("certificate-file", normalize_serial(serial), fmt, make=encode)
+
+
+def _shared_file_etag(request: HttpRequest, serial: str, fmt: str = "der") -> str | None:
+    shared = _shared_file(request, serial, fmt)
+    return shared.etag if shared else None
 
 
 @sensitive_variables()
@@ -377,23 +405,25 @@ def _try_again_in(seconds: int) -> str:
 
 
 @require_safe
-@condition(etag_func=_certificate_etag)
+@condition(etag_func=_shared_file_etag)
 def certificate_import(request: HttpRequest, serial: str) -> HttpResponse:
     """The certificate as application/x-x509-user-cert, which browsers offer to install."""
-    cert = _certificate(request, serial)
-    if cert is None:
+    der = _shared_file(request, serial, "der")
+    if der is None:
         return _certificate_not_found(request)
-    response = HttpResponse(pki.to_der(cert.x509), content_type="application/x-x509-user-cert")
-    response["Content-Disposition"] = content_disposition_header(False, f"{cert.serial}.crt")
+    response = HttpResponse(der.content.data, content_type="application/x-x509-user-cert")
+    filename = f"{normalize_serial(serial)}.crt"
+    response["Content-Disposition"] = content_disposition_header(False, filename)
     return response
 
 
 @require_safe
-@conditional_page  # answers If-None-Match from the ETag of a cached response too
-@cache_page(PAGE_CACHE_SECONDS)  # served without the database: the files never change
-@condition(etag_func=_certificate_etag)
+@condition(etag_func=_shared_file_etag)
 def certificate_download(request: HttpRequest, serial: str, fmt: str) -> HttpResponse:
-    cert = _certificate(request, serial)
+    shared = _shared_file(request, serial, fmt)
+    if shared is not None:
+        return download(shared.content)
+    cert = find_certificate(serial)
     if cert is None:
         return _certificate_not_found(request)
     try:
