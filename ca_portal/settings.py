@@ -89,7 +89,7 @@ SERVER_KEY_RETENTION_DAYS = env.int("SERVER_KEY_RETENTION_DAYS", default=14)
 # Enrollments (web form and Dogtag profileSubmit) per client address: "count/seconds".
 # Counted in Django's cache: configure a shared cache (CACHES) when running several processes.
 ENROLL_RATE_LIMIT = env.str("ENROLL_RATE_LIMIT", default="60/3600")
-if not re.fullmatch(r"\d+/\d+", ENROLL_RATE_LIMIT):
+if not re.fullmatch(r"\d+/[1-9]\d*", ENROLL_RATE_LIMIT, re.ASCII):  # as throttle.parse_rate
     raise ImproperlyConfigured("ENROLL_RATE_LIMIT must look like 60/3600 (count/seconds)")
 # Server-side key enrollments per client address per hour (each one generates a key).
 SERVER_KEY_ENROLL_RATE_LIMIT = env.int("SERVER_KEY_ENROLL_RATE_LIMIT", default=10)

@@ -213,3 +213,13 @@ def test_site_url_checks(settings):
     assert [m.id for m in check_site_url()] == ["ca.E001"]
     settings.SITE_URL = "https://ca.example.test/portal"
     assert [m.id for m in check_site_url()] == ["ca.E002"]
+
+
+@pytest.mark.parametrize("rate", ["60", "60/0", "sixty/3600"])
+def test_a_malformed_enroll_rate_limit_stops_start_up(rate, tmp_path):
+    """ENROLL_RATE_LIMIT that the rate limiter could not use is refused when settings load."""
+    result = _django_check(
+        ENROLL_RATE_LIMIT=rate, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    )
+    assert result.returncode != 0
+    assert "ENROLL_RATE_LIMIT must look like 60/3600" in result.stderr
