@@ -6,7 +6,7 @@ process refuses to start without SECRET_KEY and CA_KEY_PASSPHRASE.
 
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlparse
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -14,7 +14,43 @@ from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+_SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+_FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+
+
+class PortalEnv(environ.Env):
+    """django-environ, also reading the EMAIL_URL scheme names the portal documents."""
+
+    # Beside environ's own names (smtp, smtps, smtp+tls, smtp+ssl, consolemail, filemail,
+    # memorymail, dummymail).
+    EMAIL_SCHEMES = {
+        **environ.Env.EMAIL_SCHEMES,
+        "submission": _SMTP_BACKEND,
+        "console": "django.core.mail.backends.console.EmailBackend",
+        "file": _FILE_BACKEND,
+        "locmem": "django.core.mail.backends.locmem.EmailBackend",
+        "dummy": "django.core.mail.backends.dummy.EmailBackend",
+    }
+
+    @classmethod
+    def email_url_config(cls, url, backend=None):
+        url = urlparse(url) if isinstance(url, str) else url
+        if url.scheme not in cls.EMAIL_SCHEMES:
+            raise ImproperlyConfigured(
+                f"EMAIL_URL scheme {url.scheme!r} is not one of smtp, smtp+tls, smtp+ssl, "
+                "submission, console, file, locmem, dummy."
+            )
+        config = super().email_url_config(url, backend)
+        if url.scheme == "submission":  # the message submission port, with STARTTLS
+            config["EMAIL_USE_TLS"] = True
+            config["EMAIL_PORT"] = config["EMAIL_PORT"] or 587
+        if config["EMAIL_BACKEND"] == _FILE_BACKEND:
+            # environ drops the path's leading slash: file:///var/mail means /var/mail.
+            config["EMAIL_FILE_PATH"] = unquote(url.path)
+        return config
+
+
+env = PortalEnv()
 # ENV_FILE names another file (tests point it at one that does not exist).
 environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
@@ -58,7 +94,7 @@ SERVER_KEY_RETENTION_DAYS = env.int("SERVER_KEY_RETENTION_DAYS", default=14)
 # Enrollments (web form and Dogtag profileSubmit) per client address: "count/seconds".
 # Counted in Django's cache: configure a shared cache (CACHES) when running several processes.
 ENROLL_RATE_LIMIT = env.str("ENROLL_RATE_LIMIT", default="60/3600")
-if not re.fullmatch(r"\d+/\d+", ENROLL_RATE_LIMIT):
+if not re.fullmatch(r"\d+/[1-9]\d*", ENROLL_RATE_LIMIT, re.ASCII):  # as throttle.parse_rate
     raise ImproperlyConfigured("ENROLL_RATE_LIMIT must look like 60/3600 (count/seconds)")
 # Server-side key enrollments per client address per hour (each one generates a key).
 SERVER_KEY_ENROLL_RATE_LIMIT = env.int("SERVER_KEY_ENROLL_RATE_LIMIT", default=10)
@@ -90,6 +126,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ca_portal.apps.PortalConfig",
     "django_tasks_db",
     "anymail",
     "requests_app",
@@ -147,7 +184,6 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # WAL lets the web process read while the worker writes; IMMEDIATE takes the write
     # lock at BEGIN so two writers queue instead of failing mid-transaction.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -175,8 +211,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Created at start-up with the SQLite directory (ca_portal.apps), not when settings are read.
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG
@@ -185,51 +221,36 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
 
+def mailer_from_email_config(config: dict) -> dict:
+    """One MAILERS entry ({"BACKEND", "OPTIONS"}) from django-environ's EMAIL_* dict."""
+    backend = config["EMAIL_BACKEND"]
+    if backend == _SMTP_BACKEND:
+        use_ssl = bool(config.get("EMAIL_USE_SSL"))
+        options = {
+            "host": config["EMAIL_HOST"] or "localhost",
+            "port": config["EMAIL_PORT"] or (465 if use_ssl else 25),
+            "use_tls": bool(config.get("EMAIL_USE_TLS")),
+            "use_ssl": use_ssl,
+            "timeout": int(config.get("OPTIONS", {}).get("TIMEOUT", 10)),
+        }
+        if config["EMAIL_HOST_USER"]:
+            options["username"] = config["EMAIL_HOST_USER"]
+            options["password"] = config["EMAIL_HOST_PASSWORD"] or ""
+        return {"BACKEND": backend, "OPTIONS": options}
+    if backend == _FILE_BACKEND:
+        return {"BACKEND": backend, "OPTIONS": {"file_path": config["EMAIL_FILE_PATH"]}}
+    return {"BACKEND": backend}
+
+
 def build_mailers(email_url: str, esp: str) -> dict:
-    """Build Django's MAILERS from EMAIL_URL (smtp://, console://, ...) or an anymail ESP."""
+    """Django's MAILERS from an anymail ESP, or else from EMAIL_URL (smtp://, console://...)."""
     if esp:
         return {"default": {"BACKEND": f"anymail.backends.{esp}.EmailBackend"}}
-    parts = urlsplit(email_url)
-    scheme = parts.scheme
-    if scheme in ("smtp", "smtp+tls", "smtp+ssl", "submission"):
-        query = parse_qs(parts.query)
-        options = {
-            "host": parts.hostname or "localhost",
-            "port": parts.port or {"smtp+ssl": 465, "submission": 587}.get(scheme, 25),
-            "use_tls": scheme in ("smtp+tls", "submission"),
-            "use_ssl": scheme == "smtp+ssl",
-            "timeout": int(query.get("timeout", ["10"])[0]),
-        }
-        if parts.username:
-            options["username"] = unquote(parts.username)
-            options["password"] = unquote(parts.password or "")
-        return {
-            "default": {
-                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-                "OPTIONS": options,
-            }
-        }
-    simple = {
-        "console": "django.core.mail.backends.console.EmailBackend",
-        "locmem": "django.core.mail.backends.locmem.EmailBackend",
-        "dummy": "django.core.mail.backends.dummy.EmailBackend",
-    }
-    if scheme in simple:
-        return {"default": {"BACKEND": simple[scheme]}}
-    if scheme == "file":
-        return {
-            "default": {
-                "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-                "OPTIONS": {"file_path": unquote(parts.path)},
-            }
-        }
-    raise ImproperlyConfigured(
-        f"EMAIL_URL scheme {scheme!r} is not one of smtp, smtp+tls, smtp+ssl, submission, "
-        "console, file, locmem, dummy."
-    )
+    return {"default": mailer_from_email_config(env.email_url_config(email_url))}
 
 
 ANYMAIL_ESP = env.str("ANYMAIL_ESP", default="")
+# EMAIL_URL is read as text so that with ANYMAIL_ESP set it is ignored, as documented.
 MAILERS = build_mailers(env.str("EMAIL_URL", default="console://"), ANYMAIL_ESP)
 # Anymail reads its keys from ANYMAIL; every ANYMAIL_<NAME> variable lands there as <NAME>.
 ANYMAIL = {

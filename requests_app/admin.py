@@ -3,18 +3,15 @@ state only through the actions, which call the services like every other surface
 
 from __future__ import annotations
 
-from functools import cached_property
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
-from django.core.paginator import Paginator
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from . import extensions, pki, profiles, services
+from . import extensions, paging, pki, profiles, services
 from .encodings import CERTIFICATE_FORMATS
 from .httputil import client_ip
 from .models import (
@@ -80,18 +77,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return [
             name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
         ]
-
-
-class _KnownCountPaginator(Paginator):
-    """A paginator told its count, so the changelist runs no COUNT over the whole table."""
-
-    def __init__(self, *args, count: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._known_count = count
-
-    @cached_property
-    def count(self) -> int:
-        return self._known_count
 
 
 class ProfileFilter(admin.SimpleListFilter):
@@ -218,19 +203,13 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         return results, may_have_duplicates
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
-        # StatusCount exists so that list pages never count the whole table: use it when
-        # the list is unfiltered or filtered by status only.
-        params = set(request.GET) - {"o", "p"}
-        count = None
-        if not params:
-            count = sum(services.status_counts().values())
-        elif params == {"status__exact"}:
-            count = services.status_counts().get(request.GET["status__exact"])
+        count = paging.counted_rows(request.GET, status_param="status__exact", ignored={"o", "p"})
         if count is None:
+            # The changelist's page links need a size: other filters count their own rows.
             return super().get_paginator(
                 request, queryset, per_page, orphans, allow_empty_first_page
             )
-        return _KnownCountPaginator(
+        return paging.CountFreePaginator(
             queryset, per_page, orphans, allow_empty_first_page, count=count
         )
 

@@ -1,13 +1,15 @@
 """Slowing down guessing and flooding: counters in Django's cache, nothing in the database.
 
-Scopes are strings such as "key-download:<fingerprint>:<ip>"; they are hashed into cache
-keys, so any text is safe to use.
+Two shapes, each written once: a fixed window ("at most count uses per seconds") for
+enrollments, and a growing lockout for wrong passphrases. Scopes are strings such as
+"enroll:<ip>"; they are hashed into cache keys, so any text is safe to use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 
 from django.conf import settings
@@ -29,6 +31,34 @@ def _increment(key: str, timeout: int) -> int:
     except ValueError:  # expired between add and incr
         cache.set(key, 1, timeout=timeout)
         return 1
+
+
+# --- a fixed window (enrollments) ------------------------------------------------------
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """The (count, seconds) of a rate written "count/seconds", such as "60/3600"."""
+    match = re.fullmatch(r"(\d+)/([1-9]\d*)", rate, re.ASCII)
+    if match is None:
+        raise ValueError(f"a rate looks like 60/3600 (count/seconds), not {rate!r}")
+    return int(match[1]), int(match[2])
+
+
+def within_rate(scope: str, rate: str) -> bool:
+    """Count one use by scope in the current window; False once it has used more than rate."""
+    limit, window = parse_rate(rate)
+    bucket = int(clock() // window)
+    return _increment(_key(f"rate-{bucket}", scope), timeout=window) <= limit
+
+
+def enrollment_allowed(ip: str | None) -> bool:
+    """Count one enrollment from ip (web form or Dogtag profileSubmit) against ENROLL_RATE_LIMIT."""
+    return within_rate(f"enroll:{ip}", settings.ENROLL_RATE_LIMIT)
+
+
+def server_key_enrollment_allowed(ip: str | None) -> bool:
+    """Count one enrollment with a server-made key from ip: SERVER_KEY_ENROLL_RATE_LIMIT an hour."""
+    return within_rate(f"server-key-enroll:{ip}", f"{settings.SERVER_KEY_ENROLL_RATE_LIMIT}/3600")
 
 
 # --- failures with a growing lockout (wrong passphrases) ----------------------------
@@ -57,18 +87,3 @@ def record_failure(scope: str) -> int:
 def clear_failures(scope: str) -> None:
     """Forget the failures of scope (after a success)."""
     cache.delete_many([_key("failures", scope), _key("locked-until", scope)])
-
-
-# --- a fixed window rate limit (enrollments) ------------------------------------------
-
-
-def enrollment_allowed(ip: str | None) -> bool:
-    """Count one enrollment from ip against ENROLL_RATE_LIMIT ("count/seconds")."""
-    count, _, seconds = settings.ENROLL_RATE_LIMIT.partition("/")
-    return within_rate(f"enroll:{ip}", limit=int(count), window=int(seconds or 3600))
-
-
-def within_rate(scope: str, *, limit: int, window: int) -> bool:
-    """Count one use in the current window; False once scope has used more than limit."""
-    bucket = int(clock() // window)
-    return _increment(_key(f"rate-{bucket}", scope), timeout=window) <= limit

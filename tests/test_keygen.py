@@ -322,13 +322,13 @@ def test_rate_limit_window(monkeypatch):
     """A fixed window allows limit uses, refuses the next, and opens again in the next window."""
     now = [7200.0]
     monkeypatch.setattr(throttle, "clock", lambda: now[0])
-    assert [throttle.within_rate("x", limit=2, window=3600) for _ in range(3)] == [
+    assert [throttle.within_rate("x", "2/3600") for _ in range(3)] == [
         True,
         True,
         False,
     ]
     now[0] += 3600
-    assert throttle.within_rate("x", limit=2, window=3600)
+    assert throttle.within_rate("x", "2/3600")
 
 
 def test_certificate_of_key_request_names_the_email(key_cert):

@@ -3,6 +3,7 @@
 import pytest
 from django.core.cache import cache
 
+from requests_app import throttle
 from requests_app.models import CertificateRequest
 from tests.helpers.csrs import make_csr
 
@@ -51,3 +52,27 @@ def test_the_dogtag_servlet_counts_too(client, ca):
     assert "<Status>3</Status>" in body or "<Status>1</Status>" in body
     assert "too many requests" in body
     assert CertificateRequest.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("rate", "parsed"), [("60/3600", (60, 3600)), ("0/60", (0, 60)), ("3/1", (3, 1))]
+)
+def test_rates_are_count_per_seconds(rate, parsed):
+    """A rate is written count/seconds."""
+    assert throttle.parse_rate(rate) == parsed
+
+
+@pytest.mark.parametrize("rate", ["60", "60/0", "60/h", "a/b", "/3600", "60/3600/1", "٣/60"])
+def test_malformed_rates_are_refused(rate):
+    """Anything else is a ValueError naming the expected shape."""
+    with pytest.raises(ValueError, match="count/seconds"):
+        throttle.parse_rate(rate)
+
+
+def test_server_key_enrollments_have_their_own_budget(settings):
+    """SERVER_KEY_ENROLL_RATE_LIMIT counts apart from ENROLL_RATE_LIMIT, per address."""
+    settings.SERVER_KEY_ENROLL_RATE_LIMIT = 1
+    assert throttle.server_key_enrollment_allowed("192.0.2.1")
+    assert not throttle.server_key_enrollment_allowed("192.0.2.1")
+    assert throttle.server_key_enrollment_allowed("192.0.2.2")
+    assert throttle.enrollment_allowed("192.0.2.1")

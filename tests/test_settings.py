@@ -91,6 +91,101 @@ def test_mailers_from_email_url(url, backend, options):
         assert mailer["OPTIONS"][key] == value
 
 
+@pytest.mark.parametrize(
+    ("url", "backend", "options"),
+    [
+        (
+            "submission://u:p@relay.example.test",
+            "django.core.mail.backends.smtp.EmailBackend",
+            {"host": "relay.example.test", "port": 587, "use_tls": True, "username": "u"},
+        ),
+        (
+            "smtp://mail.example.test?timeout=30",
+            "django.core.mail.backends.smtp.EmailBackend",
+            {"port": 25, "timeout": 30},
+        ),
+        ("smtp://", "django.core.mail.backends.smtp.EmailBackend", {"host": "localhost"}),
+        ("locmem://", "django.core.mail.backends.locmem.EmailBackend", None),
+        ("dummy://", "django.core.mail.backends.dummy.EmailBackend", None),
+        ("consolemail://", "django.core.mail.backends.console.EmailBackend", None),
+        ("memorymail://", "django.core.mail.backends.locmem.EmailBackend", None),
+        (
+            "filemail:///var/mail",
+            "django.core.mail.backends.filebased.EmailBackend",
+            {"file_path": "/var/mail"},
+        ),
+        (
+            "smtps://mail.example.test",
+            "django.core.mail.backends.smtp.EmailBackend",
+            {"use_tls": True, "use_ssl": False},
+        ),
+    ],
+)
+def test_more_email_url_schemes(url, backend, options):
+    """The portal's own scheme names and django-environ's both build a mailer."""
+    mailer = build_mailers(url, "")["default"]
+    assert mailer["BACKEND"] == backend
+    for key, value in (options or {}).items():
+        assert mailer["OPTIONS"][key] == value
+    if options is None:
+        assert "OPTIONS" not in mailer
+
+
+def test_smtp_without_a_user_sends_no_credentials():
+    """No user in EMAIL_URL means no username or password option."""
+    options = build_mailers("smtp+tls://mail.example.test:2525", "")["default"]["OPTIONS"]
+    assert options == {
+        "host": "mail.example.test",
+        "port": 2525,
+        "use_tls": True,
+        "use_ssl": False,
+        "timeout": 10,
+    }
+
+
+def test_reading_settings_creates_no_directory(tmp_path):
+    """Importing the settings touches no disk; a process creates its directories at start-up."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env |= {
+        "ENV_FILE": "/nonexistent/.env",
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'portal.sqlite3'}",
+    }
+    run = {"cwd": ROOT, "env": env, "capture_output": True, "text": True}
+    imported = subprocess.run([sys.executable, "-c", "import ca_portal.settings"], **run)
+    assert imported.returncode == 0, imported.stderr
+    assert list(tmp_path.iterdir()) == []
+    checked = subprocess.run([sys.executable, "-W", "always", "manage.py", "check"], **run)
+    assert checked.returncode == 0, checked.stderr
+    assert (tmp_path / "static").is_dir()
+    assert (tmp_path / "db").is_dir()
+
+
+def test_a_fresh_static_root_gives_no_whitenoise_warning(tmp_path):
+    """A new production process finds STATIC_ROOT, so WhiteNoise does not warn about it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "CA_KEY_PASSPHRASE")}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "ca_portal.settings",
+        "DEBUG": "False",  # with DEBUG on, WhiteNoise looks for files per request instead
+        "SECRET_KEY": "k" * 60,
+        "CA_KEY_PASSPHRASE": "p" * 20,
+        "ENV_FILE": "/nonexistent/.env",
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    script = "from ca_portal.wsgi import application; print('loaded')"
+    result = subprocess.run(
+        [sys.executable, "-W", "always", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No directory at" not in result.stderr
+    assert (tmp_path / "static").is_dir()
+
+
 def test_mailers_from_an_esp():
     """ANYMAIL_ESP selects the anymail backend of that provider."""
     assert build_mailers("console://", "postmark") == {
@@ -118,3 +213,13 @@ def test_site_url_checks(settings):
     assert [m.id for m in check_site_url()] == ["ca.E001"]
     settings.SITE_URL = "https://ca.example.test/portal"
     assert [m.id for m in check_site_url()] == ["ca.E002"]
+
+
+@pytest.mark.parametrize("rate", ["60", "60/0", "sixty/3600"])
+def test_a_malformed_enroll_rate_limit_stops_start_up(rate, tmp_path):
+    """ENROLL_RATE_LIMIT that the rate limiter could not use is refused when settings load."""
+    result = _django_check(
+        ENROLL_RATE_LIMIT=rate, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    )
+    assert result.returncode != 0
+    assert "ENROLL_RATE_LIMIT must look like 60/3600" in result.stderr

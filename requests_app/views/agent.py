@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from .. import extensions, pki, profiles, services
+from .. import extensions, paging, pki, profiles, services
 from ..forms import ApproveForm, CancelForm, RejectForm, RequestFilterForm
 from ..httputil import agent_required, client_ip
 from ..models import (
@@ -24,7 +24,6 @@ from ..pki import describe_certificate
 from .common import find_request
 
 PAGE_SIZE = 50
-MAX_PAGE = 100_000  # keeps OFFSET within the database's integer range whatever is typed
 
 
 def _get_request(public_id: str) -> CertificateRequest:
@@ -32,13 +31,6 @@ def _get_request(public_id: str) -> CertificateRequest:
     if req is None:
         raise Http404("No request has that ID.")
     return req
-
-
-def _page_number(text: str | None) -> int:
-    try:
-        return min(max(int(text or 1), 1), MAX_PAGE)
-    except ValueError:
-        return 1
 
 
 def _search(rows: QuerySet, q: str) -> QuerySet:
@@ -72,24 +64,22 @@ def request_list(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(profile=filters["profile"])
     if filters.get("q", "").strip():
         rows = _search(rows, filters["q"].strip())
-    # No COUNT(*) over the table: fetch one row more than a page to learn if another follows.
-    page = _page_number(request.GET.get("page"))
-    offset = (page - 1) * PAGE_SIZE
-    fetched = list(rows.order_by("-submitted_at", "-pk")[offset : offset + PAGE_SIZE + 1])
+    rows = rows.order_by("-submitted_at", "-pk")
+    page = paging.CountFreePaginator(rows, PAGE_SIZE).look_ahead_page(request.GET.get("page"))
     labels = {p.name: p.label for p in profiles.all_profiles(enabled_only=False)}
-    for req in fetched:
+    for req in page.object_list:
         req.profile_label = labels.get(req.profile, req.profile)
-    extensions.mark_queue_rows(fetched[:PAGE_SIZE])
+    extensions.mark_queue_rows(page.object_list)
     counts = services.status_counts()
     return render(
         request,
         "agent/request_list.html",
         {
             "form": form,
-            "requests": fetched[:PAGE_SIZE],
-            "page": page,
-            "has_previous": page > 1,
-            "has_next": len(fetched) > PAGE_SIZE,
+            "requests": page.object_list,
+            "page": page.number,
+            "has_previous": page.has_previous(),
+            "has_next": page.has_next(),
             "status_counts": [
                 (value, label, counts.get(value, 0))
                 for value, label in CertificateRequest.Status.choices

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+from typing import NamedTuple
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
@@ -9,7 +13,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import (
+    condition,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
 from .. import encodings, pki, profiles, services, throttle
 from ..encodings import Encoded
@@ -32,8 +41,17 @@ from ..models import (
 from ..pki import describe_certificate
 from .common import find_certificate, find_request, not_found
 
-#: How long a rendered certificate page or PEM stays in the cache (it is keyed by state).
-PAGE_CACHE_SECONDS = 600
+#: How long a shared certificate page (keyed by the certificate's state) or a certificate
+#: file stays in the cache.
+SHARED_CACHE_SECONDS = 600
+
+
+class Shared(NamedTuple):
+    """What every anonymous visitor of a URL gets (HTML, or an encoded certificate), with
+    its ETag."""
+
+    etag: str
+    content: bytes | Encoded
 
 
 @require_safe
@@ -116,10 +134,7 @@ def enroll_server_key(request: HttpRequest, profile: str) -> HttpResponse:
     form = ServerKeyEnrollmentForm(request.POST)
     ip = client_ip(request)
     # Each enrollment makes a key pair: cap them per address so nobody keeps the server busy.
-    limit = settings.SERVER_KEY_ENROLL_RATE_LIMIT
-    if form.is_valid() and not throttle.within_rate(
-        f"server-key-enroll:{ip}", limit=limit, window=3600
-    ):
+    if form.is_valid() and not throttle.server_key_enrollment_allowed(ip):
         form.add_error(
             None, "Too many requests came from your address in the last hour. Try again later."
         )
@@ -232,8 +247,31 @@ def _render_certificate(
     )
 
 
-@require_safe
-def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
+def _shared(request: HttpRequest, find: Callable[[], Shared | None]) -> Shared | None:
+    """find() once per request: condition() asks for the ETag before the view runs."""
+    if not hasattr(request, "_ca_portal_shared"):
+        request._ca_portal_shared = find()
+    return request._ca_portal_shared
+
+
+def _cached(kind: str, *key: str, make: Callable[[], Shared | None]) -> Shared | None:
+    """What kind and key name, from the cache, or made and kept (a None is not kept)."""
+    cache_key = ":".join(["ca-portal", kind, *key])
+    shared = cache.get(cache_key)
+    if shared is None:
+        shared = make()
+        if shared is not None:
+            cache.set(cache_key, shared, timeout=SHARED_CACHE_SECONDS)
+    return shared
+
+
+def _shared_page(request: HttpRequest, serial: str) -> Shared | None:
+    """The certificate page every anonymous visitor shares; None when the page is the
+    visitor's own (a user, pending messages, a form for a portal-made key) or not found."""
+    return _shared(request, lambda: _find_shared_page(request, serial))
+
+
+def _find_shared_page(request: HttpRequest, serial: str) -> Shared | None:
     # What an anonymous visitor sees changes only with the certificate's status, so it is
     # rendered once per state and kept: one light query decides, rendering is skipped.
     # Pages with a form (CSRF token), a user, or pending messages are never shared.
@@ -242,7 +280,7 @@ def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
         or len(messages.get_messages(request))
         or not is_serial(serial)
     ):
-        return _certificate_page(request, serial)
+        return None
     state = (
         Certificate.objects.with_serial(serial)
         .values_list(
@@ -255,15 +293,28 @@ def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
         .first()
     )
     if state is None or state[3] or state[4]:  # unknown, or a portal-made key: its own form
-        return _certificate_page(request, serial)
-    key = "ca-portal:certificate-page:{}:{}:{}".format(*state[:3])
-    html = cache.get(key)
-    if html is None:
+        return None
+    fingerprint, status, reason = (str(part) for part in state[:3])
+
+    def render_page() -> Shared | None:
         response = _certificate_page(request, serial)
-        if response.status_code == 200:
-            cache.set(key, response.content, timeout=PAGE_CACHE_SECONDS)
-        return response
-    return HttpResponse(html)
+        if response.status_code != 200:
+            return None
+        return Shared(hashlib.sha256(response.content).hexdigest()[:32], response.content)
+
+    return _cached("certificate-page", fingerprint, status, reason, make=render_page)
+
+
+def _shared_page_etag(request: HttpRequest, serial: str) -> str | None:
+    page = _shared_page(request, serial)
+    return page.etag if page else None
+
+
+@require_safe
+@condition(etag_func=_shared_page_etag)
+def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
+    page = _shared_page(request, serial)
+    return HttpResponse(page.content) if page else _certificate_page(request, serial)
 
 
 def _certificate_page(request: HttpRequest, serial: str) -> HttpResponse:
@@ -271,6 +322,31 @@ def _certificate_page(request: HttpRequest, serial: str) -> HttpResponse:
     if cert is None:
         return _certificate_not_found(request)
     return _render_certificate(request, cert)
+
+
+def _shared_file(request: HttpRequest, serial: str, fmt: str) -> Shared | None:
+    """The certificate encoded in fmt, with its fingerprint as ETag; None when there is no
+    such certificate or format."""
+    return _shared(request, lambda: _find_shared_file(serial, fmt))
+
+
+def _find_shared_file(serial: str, fmt: str) -> Shared | None:
+    if not is_serial(serial) or fmt not in encodings.CERTIFICATE_FORMATS:
+        return None
+
+    def encode() -> Shared | None:
+        cert = find_certificate(serial)
+        if cert is None:
+            return None
+        return Shared(cert.fingerprint_sha256, encodings.encode_certificate(cert, fmt))
+
+    # A certificate and every encoding of it never change: served without the database.
+    return _cached("certificate-file", normalize_serial(serial), fmt, make=encode)
+
+
+def _shared_file_etag(request: HttpRequest, serial: str, fmt: str = "der") -> str | None:
+    shared = _shared_file(request, serial, fmt)
+    return shared.etag if shared else None
 
 
 @sensitive_variables()
@@ -323,29 +399,24 @@ def _try_again_in(seconds: int) -> str:
 
 
 @require_safe
+@condition(etag_func=_shared_file_etag)
 def certificate_import(request: HttpRequest, serial: str) -> HttpResponse:
     """The certificate as application/x-x509-user-cert, which browsers offer to install."""
-    cert = find_certificate(serial)
-    if cert is None:
+    der = _shared_file(request, serial, "der")
+    if der is None:
         return _certificate_not_found(request)
-    response = HttpResponse(pki.to_der(cert.x509), content_type="application/x-x509-user-cert")
-    response["Content-Disposition"] = content_disposition_header(False, f"{cert.serial}.crt")
+    response = HttpResponse(der.content.data, content_type="application/x-x509-user-cert")
+    filename = f"{normalize_serial(serial)}.crt"
+    response["Content-Disposition"] = content_disposition_header(False, filename)
     return response
 
 
 @require_safe
+@condition(etag_func=_shared_file_etag)
 def certificate_download(request: HttpRequest, serial: str, fmt: str) -> HttpResponse:
-    if fmt == "pem" and is_serial(serial):
-        # A certificate's PEM never changes: served from the cache, without the database.
-        key = f"ca-portal:certificate-pem:{normalize_serial(serial)}"
-        encoded = cache.get(key)
-        if encoded is None:
-            cert = find_certificate(serial)
-            if cert is None:
-                return _certificate_not_found(request)
-            encoded = encodings.encode_certificate(cert, "pem")
-            cache.set(key, encoded, timeout=PAGE_CACHE_SECONDS)
-        return download(encoded)
+    shared = _shared_file(request, serial, fmt)
+    if shared is not None:
+        return download(shared.content)
     cert = find_certificate(serial)
     if cert is None:
         return _certificate_not_found(request)
