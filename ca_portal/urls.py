@@ -6,8 +6,8 @@ from requests_app.views.health import healthz
 
 urlpatterns = [
     path("", include("requests_app.urls")),
-    path("", include("requests_app.revocation_urls")),  # CRL distribution points, OCSP
-    path("", include("requests_app.dogtag_urls")),  # Dogtag's end-entity servlets (certmonger)
+    path("", include("requests_app.revocation.urls")),  # CRL distribution points, OCSP
+    path("", include("requests_app.dogtag.urls")),  # Dogtag's end-entity servlets (certmonger)
     path("agent/deliveries/", include("delivery.urls")),
     path("agent/", include("requests_app.agent_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from . import extensions, paging, pki, profiles, services
-from .encodings import CERTIFICATE_FORMATS
+from .downloads import CERTIFICATE_FORMATS
 from .httputil import client_ip
 from .models import (
     APPROVE_PERMISSION,
@@ -25,7 +25,7 @@ from .models import (
     normalize_public_id,
     normalize_serial,
 )
-from .revocation_forms import RevokeForm
+from .revocation.forms import RevokeForm
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from .views import agent, revocation
+from .revocation import views as revocation
+from .views import agent
 
 app_name = "agent"
 

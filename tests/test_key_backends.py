@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import ocsp as x509_ocsp
 from django.core.exceptions import ImproperlyConfigured
 
-from requests_app import crl, keys, ocsp, pki, services
+from requests_app import keys, pki, services
 from requests_app.keys import KeyBackend, NewKey, files
 from requests_app.keys.checks import check_key_backends
 from requests_app.keys.files import EncryptedFileBackend
+from requests_app.revocation import crl, ocsp
 from tests.helpers.csrs import make_csr
 from tests.helpers.keys import key_path
 

@@ -12,8 +12,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils.http import http_date
 
-from requests_app import crl, pki, services
+from requests_app import pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRevocationList
+from requests_app.revocation import crl
 from tests.helpers.csrs import make_csr
 
 

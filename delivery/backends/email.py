@@ -19,7 +19,7 @@ from django.dispatch import receiver
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from requests_app import encodings, links, profiles
+from requests_app import downloads, links, profiles
 
 from .base import BaseDeliveryBackend, DeliveryError, SendResult
 
@@ -182,13 +182,13 @@ class CertificateEmail(BaseEmailBackend):
 
     def context(self, delivery) -> dict:
         context = super().context(delivery)
-        context["pem"] = encodings.encode_certificate(delivery.certificate, "pem").data.decode()
+        context["pem"] = downloads.encode_certificate(delivery.certificate, "pem").data.decode()
         return context
 
     def attachments(self, delivery):
         cert = delivery.certificate
-        pem = encodings.encode_certificate(cert, "pem")
-        chain = encodings.encode_certificate(cert, "p7b")
+        pem = downloads.encode_certificate(cert, "pem")
+        chain = downloads.encode_certificate(cert, "p7b")
         return [
             (pem.filename, pem.data, pem.content_type),
             (f"{cert.serial}-chain.p7b", chain.data, chain.content_type),

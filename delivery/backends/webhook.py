@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from requests_app import encodings, pki
+from requests_app import downloads, pki
 
 from .base import BaseDeliveryBackend, DeliveryError, SendResult
 
@@ -55,7 +55,7 @@ class Webhook(BaseDeliveryBackend):
             "sans": cert.sans,
             "not_before": cert.not_before.isoformat(),
             "not_after": cert.not_after.isoformat(),
-            "pem": encodings.encode_certificate(cert, "pem").data.decode(),
+            "pem": downloads.encode_certificate(cert, "pem").data.decode(),
             "chain": pki.to_fullchain_pem(cert.chain[1:]),
         }
         return json.dumps(document, sort_keys=True).encode()

@@ -7,9 +7,10 @@ import datetime as dt
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from .. import crl, keys, pki, signals
+from .. import keys, pki, signals
 from ..models import Certificate, CertificateAuthority, CertificateRevocationList
 from ..pki import HOLD, REASONS, REMOVE_FROM_CRL
+from ..revocation import crl
 from .audit_log import audit
 from .errors import AlreadyRevoked, CAUnavailable, InvalidRequest, NotOnHold
 from .records import lock_certificate

@@ -20,8 +20,8 @@ from django.views.decorators.http import (
     require_safe,
 )
 
-from .. import encodings, pki, profiles, services, throttle
-from ..encodings import Encoded
+from .. import downloads, pki, profiles, services, throttle
+from ..downloads import Encoded
 from ..forms import (
     CertificateLookupForm,
     EnrollmentForm,
@@ -331,14 +331,14 @@ def _shared_file(request: HttpRequest, serial: str, fmt: str) -> Shared | None:
 
 
 def _find_shared_file(serial: str, fmt: str) -> Shared | None:
-    if not is_serial(serial) or fmt not in encodings.CERTIFICATE_FORMATS:
+    if not is_serial(serial) or fmt not in downloads.CERTIFICATE_FORMATS:
         return None
 
     def encode() -> Shared | None:
         cert = find_certificate(serial)
         if cert is None:
             return None
-        return Shared(cert.fingerprint_sha256, encodings.encode_certificate(cert, fmt))
+        return Shared(cert.fingerprint_sha256, downloads.encode_certificate(cert, fmt))
 
     # A certificate and every encoding of it never change: served without the database.
     return _cached("certificate-file", normalize_serial(serial), fmt, make=encode)
@@ -421,8 +421,8 @@ def certificate_download(request: HttpRequest, serial: str, fmt: str) -> HttpRes
     if cert is None:
         return _certificate_not_found(request)
     try:
-        return download(encodings.encode_certificate(cert, fmt))
-    except encodings.UnknownFormat as exc:
+        return download(downloads.encode_certificate(cert, fmt))
+    except downloads.UnknownFormat as exc:
         raise Http404(str(exc)) from None
 
 
@@ -450,8 +450,8 @@ def ca_page(request: HttpRequest) -> HttpResponse:
 def ca_certificate(request: HttpRequest, ca_id: int, fmt: str) -> HttpResponse:
     ca = get_object_or_404(CertificateAuthority, pk=ca_id)
     try:
-        return download(encodings.encode_ca(ca, fmt))
-    except encodings.UnknownFormat as exc:
+        return download(downloads.encode_ca(ca, fmt))
+    except downloads.UnknownFormat as exc:
         raise Http404(str(exc)) from None
 
 

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app.encodings import CA_FORMATS, encode_ca
+from requests_app.downloads import CA_FORMATS, encode_ca
 from requests_app.management._util import write_binary, write_output
 from requests_app.models import CertificateAuthority, NoCAError
 

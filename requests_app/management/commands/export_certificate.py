@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app.encodings import CERTIFICATE_FORMATS, encode_certificate
+from requests_app.downloads import CERTIFICATE_FORMATS, encode_certificate
 from requests_app.management._util import find_certificate, write_binary, write_output
 
 BINARY_FORMATS = ("der", "p7b")

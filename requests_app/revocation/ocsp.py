@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from . import keys, pki
-from .models import Certificate, CertificateAuthority
+from .. import keys, pki
+from ..models import Certificate, CertificateAuthority
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from xml.sax.saxutils import escape
 
 from django.conf import settings
 
-from . import pki, profiles
-from .models import (
+from .. import pki, profiles
+from ..models import (
     Certificate,
     CertificateRequest,
 )

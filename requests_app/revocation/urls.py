@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import revocation
+from . import views as revocation
 
 urlpatterns = [
     path("ca/<int:ca_id>/crl.crl", revocation.crl_download, {"fmt": "der"}, name="crl"),

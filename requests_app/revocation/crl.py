@@ -13,8 +13,8 @@ import datetime as dt
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from . import pki
-from .models import AuditEvent, Certificate, CertificateAuthority, CertificateRevocationList
+from .. import pki
+from ..models import AuditEvent, Certificate, CertificateAuthority, CertificateRevocationList
 
 #: The audit actions after which a CA's CRL is out of date.
 CHANGES = ("certificate_revoked", "certificate_hold_released")

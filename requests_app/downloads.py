@@ -1,4 +1,5 @@
-"""The download formats of certificates and CAs, shared by views and commands."""
+"""The download formats of certificates and CAs (file name, content type, bytes), shared by
+views, commands and delivery."""
 
 from __future__ import annotations
 

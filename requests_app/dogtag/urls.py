@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from .views import dogtag
+from . import views as dogtag
 
 EE = r"^[/]*ca/+ee/+ca/+"  # [/]*: a leading double slash, without urls.W002
 AGENT = r"^[/]*ca/+(?:agent|ee)/+ca/+"

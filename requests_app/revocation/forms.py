@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .pki import REASON_LABELS, REASONS
+from ..pki import REASON_LABELS, REASONS
 
 
 class RevokeForm(forms.Form):

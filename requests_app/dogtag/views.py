@@ -15,8 +15,9 @@ from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import dogtag, services, throttle
+from .. import services, throttle
 from ..httputil import client_ip
+from . import protocol as dogtag
 
 logger = logging.getLogger(__name__)
 

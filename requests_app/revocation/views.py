@@ -15,12 +15,13 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from .. import ocsp, pki, services
+from .. import pki, services
 from ..httputil import agent_required, client_ip
 from ..models import Certificate, CertificateAuthority
 from ..pki import describe_certificate
-from ..revocation_forms import RevokeForm
-from .common import find_certificate
+from ..views.common import find_certificate
+from . import ocsp
+from .forms import RevokeForm
 
 logger = logging.getLogger(__name__)
 
