@@ -75,6 +75,12 @@ def _module_path(tree: Path, dotted: str) -> Path:
             "from requests_app.services import records",
         ),
         ("signals-from-services", "requests_app.views.ee", "from requests_app import signals"),
+        ("key-custody", "requests_app.views.ee", "from requests_app import keys"),
+        (
+            "adapters-independent",
+            "requests_app.dogtag.views",
+            "from requests_app.revocation import crl",
+        ),
     ],
 )
 def test_each_contract_fails_when_broken(tmp_path, contract, module, line):

@@ -19,7 +19,8 @@ from requests_app import keys, pki, services
 from requests_app.keys import KeyBackend, NewKey, files
 from requests_app.keys.checks import check_key_backends
 from requests_app.keys.files import EncryptedFileBackend
-from requests_app.revocation import crl, ocsp
+from requests_app.revocation import ocsp
+from requests_app.services import crls
 from tests.helpers.csrs import make_csr
 from tests.helpers.keys import key_path
 
@@ -215,7 +216,7 @@ def test_the_ca_key_is_read_once_across_certificates_crls_and_ocsp(ca, monkeypat
     cert = _issue()
     services.publish_crl(ca)
     ocsp.respond(_ocsp_request(cert))
-    crl.newest(ca)
+    crls.newest(ca)
     assert reads == [key_path(ca)]
 
 

@@ -14,7 +14,7 @@ from django.utils.http import http_date
 
 from requests_app import pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRevocationList
-from requests_app.revocation import crl
+from requests_app.services import crls
 from tests.helpers.csrs import make_csr
 
 
@@ -152,7 +152,7 @@ def test_an_expired_crl_is_remade_when_fetched(client, ca):
         next_update=pki.utcnow() - dt.timedelta(seconds=1)
     )
     client.get(f"/ca/{ca.pk}/crl.crl")
-    assert crl.newest(ca).number == 2
+    assert crls.newest(ca).number == 2
 
 
 def test_generate_crl_command_signs_only_when_due(ca):

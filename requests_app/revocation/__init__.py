@@ -1,4 +1,5 @@
-"""Revocation status for relying parties, as a protocol adapter over the services:
+"""Revocation status for relying parties, as a protocol adapter over the services (which
+sign and store CRLs: services.crls):
 
 crl     which CRL is newest, whether it is out of date, what goes in it (read side;
         services.publish_crl signs and stores)

@@ -21,7 +21,8 @@ the modules are where each behaviour lives:
     authorities   create and import CAs
     agents        agent accounts
     server_keys   keys made by the portal, handed over once
-    revocation    revoke, release, CRLs, the OCSP responder
+    revocation    revoke and release certificates, the delegated OCSP responder
+    crls          sign and store CRLs, and which one to serve
 """
 
 from ..pki import HOLD as CERTIFICATE_HOLD
@@ -31,6 +32,7 @@ from .agents import AGENTS_GROUP, agents_group, create_agent
 from .audit_log import audit
 from .authorities import create_ca, import_ca
 from .bulk import BulkResult, approve_all_pending
+from .crls import current_crl, publish_crl
 from .decisions import approve_request, cancel_request, reject_request
 from .errors import (
     AlreadyRevoked,
@@ -47,13 +49,7 @@ from .errors import (
 )
 from .records import status_counts
 from .renewals import submit_renewal
-from .revocation import (
-    create_ocsp_responder,
-    current_crl,
-    publish_crl,
-    release_hold,
-    revoke_certificate,
-)
+from .revocation import create_ocsp_responder, release_hold, revoke_certificate
 from .server_keys import (
     PKCS12_FORMATS,
     ServerKeyState,

@@ -8,9 +8,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from .. import keys, pki, signals
-from ..models import Certificate, CertificateAuthority, CertificateRevocationList
+from ..models import Certificate, CertificateAuthority
 from ..pki import HOLD, REASONS, REMOVE_FROM_CRL
-from ..revocation import crl
 from .audit_log import audit
 from .errors import AlreadyRevoked, CAUnavailable, InvalidRequest, NotOnHold
 from .records import lock_certificate
@@ -158,56 +157,3 @@ def create_ocsp_responder(
             f"cannot write the OCSP responder files: {exc.strerror or exc}"
         ) from None
     return cert
-
-
-@transaction.atomic
-def publish_crl(
-    ca: CertificateAuthority, *, force: bool = True, renew_early: bool = False
-) -> tuple[CertificateRevocationList, bool]:
-    """Sign and store the CA's next CRL (unless force=False and the newest is still right);
-    returns it and whether it is new."""
-    # The CA row is the lock that numbers CRLs one after another, and that lets the
-    # processes which all find the CRL out of date at once make only one new CRL.
-    CertificateAuthority.objects.select_for_update().filter(pk=ca.pk).first()
-    now = pki.utcnow().replace(microsecond=0)  # a CRL's times have whole seconds
-    current = crl.newest(ca)
-    if not force and not crl.outdated(current, ca, now=now, renew_early=renew_early):
-        return current, False
-    number = (current.number if current else 0) + 1
-    try:
-        builder = pki.crl_builder(
-            ca_cert=ca.certificate,
-            entries=crl.revoked_entries(ca, now=now),
-            number=number,
-            this_update=now,
-            next_update=now + crl.lifetime(),
-        )
-        signed = keys.backend_for(ca).sign_crl(ca, builder)
-    except pki.CAError as exc:
-        raise CAUnavailable(str(exc)) from None
-    row = CertificateRevocationList.objects.create(
-        ca=ca,
-        number=number,
-        this_update=now,
-        next_update=now + crl.lifetime(),
-        der=pki.crl_der(signed),
-    )
-    audit(
-        "crl_generated",
-        actor=None,
-        ca=ca,
-        number=number,
-        entries=len(signed),
-        next_update=row.next_update.isoformat(),
-    )
-    signals.crl_published.send(sender=CertificateRevocationList, crl=row)
-    return row, True
-
-
-def current_crl(ca: CertificateAuthority) -> CertificateRevocationList:
-    """The CRL to serve: the newest, made first (publish_crl, its own transaction) if it is
-    missing or out of date, so that a lost task never leaves a revoked certificate trusted."""
-    row = crl.newest(ca)
-    if row is not None and not crl.outdated(row, ca, now=pki.utcnow()):
-        return row
-    return publish_crl(ca, force=False)[0]
