@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.utils.module_loading import import_string
+
+from requests_app.plugins import plugin_class
 
 from .base import BaseDeliveryBackend, DeliveryError, SendResult
 
@@ -20,32 +19,14 @@ _lock = threading.Lock()
 
 def load_backend(alias: str) -> BaseDeliveryBackend:
     """Import, check and instantiate the backend configured under alias."""
-    try:
-        config = settings.DELIVERY_BACKENDS[alias]
-    except KeyError:
-        raise ImproperlyConfigured(
-            f"no delivery backend {alias!r} in DELIVERY_BACKENDS "
-            f"(configured: {', '.join(settings.DELIVERY_BACKENDS) or 'none'})"
-        ) from None
-    path = config.get("BACKEND", "")
-    try:
-        backend_class = import_string(path)
-    except ImportError as exc:
-        raise ImproperlyConfigured(
-            f"DELIVERY_BACKENDS[{alias!r}]: cannot import BACKEND {path!r}: {exc}"
-        ) from None
-    if not (isinstance(backend_class, type) and issubclass(backend_class, BaseDeliveryBackend)):
-        raise ImproperlyConfigured(
-            f"DELIVERY_BACKENDS[{alias!r}]: {path!r} is not a subclass of "
-            "delivery.backends.BaseDeliveryBackend"
-        )
-    unknown = set(config) - {"BACKEND", "OPTIONS"}
-    if unknown:
-        raise ImproperlyConfigured(
-            f"DELIVERY_BACKENDS[{alias!r}] has unknown keys {sorted(unknown)}; "
-            "use BACKEND and OPTIONS"
-        )
-    return backend_class(alias, **config.get("OPTIONS", {}))
+    backend_class, options = plugin_class(
+        "DELIVERY_BACKENDS",
+        alias,
+        BaseDeliveryBackend,
+        kind="delivery backend",
+        base_name="delivery.backends.BaseDeliveryBackend",
+    )
+    return backend_class(alias, **options)
 
 
 def get_backend(alias: str) -> BaseDeliveryBackend:

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.utils.module_loading import import_string
 
+from ..plugins import plugin_class
 from .base import CAKeyError, KeyBackend, NewKey
 
 if TYPE_CHECKING:
@@ -68,37 +68,19 @@ class KeyBackendHandler:
 
     def create(self, alias: str) -> KeyBackend:
         """Import, check and instantiate the backend configured under alias."""
-        try:
-            config = self.settings[alias]
-        except KeyError:
-            raise ImproperlyConfigured(
-                f"no key backend {alias!r} in CA_KEY_BACKENDS "
-                f"(configured: {', '.join(self.settings) or 'none'})"
-            ) from None
-        unknown = set(config) - {"BACKEND", "OPTIONS"}
-        if unknown:
-            raise ImproperlyConfigured(
-                f"CA_KEY_BACKENDS[{alias!r}] has unknown keys {sorted(unknown)}; "
-                "use BACKEND and OPTIONS"
-            )
-        path = config.get("BACKEND", "")
-        try:
-            backend_class = import_string(path)
-        except ImportError as exc:
-            raise ImproperlyConfigured(
-                f"CA_KEY_BACKENDS[{alias!r}]: cannot import BACKEND {path!r}: {exc}"
-            ) from None
-        if not (isinstance(backend_class, type) and issubclass(backend_class, KeyBackend)):
-            raise ImproperlyConfigured(
-                f"CA_KEY_BACKENDS[{alias!r}]: {path!r} is not a subclass of "
-                "requests_app.keys.KeyBackend"
-            )
-        options = config.get("OPTIONS") or {}
+        backend_class, options = plugin_class(
+            "CA_KEY_BACKENDS",
+            alias,
+            KeyBackend,
+            kind="key backend",
+            base_name="requests_app.keys.KeyBackend",
+        )
         unknown = set(options) - set(backend_class.options)
         if unknown:
             raise ImproperlyConfigured(
-                f"CA_KEY_BACKENDS[{alias!r}]: {path} does not take the OPTIONS "
-                f"{sorted(unknown)} (it takes {', '.join(backend_class.options) or 'none'})"
+                f"CA_KEY_BACKENDS[{alias!r}]: {backend_class.__module__}."
+                f"{backend_class.__qualname__} does not take the OPTIONS {sorted(unknown)} "
+                f"(it takes {', '.join(backend_class.options) or 'none'})"
             )
         return backend_class(alias, **options)
 
