@@ -4,9 +4,9 @@ requests_app does not know about delivery: the certificate admin takes the "send
 actions below from requests_app.extensions, where apps.py registers them.
 """
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from requests_app.admin import AgentActionsMixin, ReadOnlyAdmin
+from requests_app.admin import AgentActionsMixin, ReadOnlyAdmin, act_on_each
 
 from . import services
 from .models import Delivery, DeliveryEvent
@@ -48,15 +48,14 @@ class DeliveryAdmin(AgentActionsMixin, ReadOnlyAdmin):
 
     @admin.action(description="Retry selected deliveries", permissions=["approve"])
     def retry_selected(self, request, queryset):
-        for delivery in queryset:
-            try:
-                services.retry_delivery(delivery.pk, actor=request.user)
-            except services.ServiceError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-            else:
-                self.message_user(
-                    request, f"Retrying delivery {delivery.pk} to {delivery.recipient}."
-                )
+        act_on_each(
+            self,
+            request,
+            queryset,
+            lambda delivery: services.retry_delivery(delivery.pk, actor=request.user),
+            done="Retrying delivery {obj.pk} to {obj.recipient}.",
+            failed="{error}",
+        )
 
 
 @admin.register(DeliveryEvent)
@@ -85,13 +84,14 @@ class DeliveryEventAdmin(ReadOnlyAdmin):
 
 
 def _send(modeladmin, request, queryset, method: str) -> None:
-    for cert in queryset:
-        try:
-            delivery = services.send_certificate(cert, method=method, actor=request.user)
-        except services.ServiceError as exc:
-            modeladmin.message_user(request, f"{cert.serial}: {exc.message}", messages.ERROR)
-        else:
-            modeladmin.message_user(request, f"{cert.serial}: queued to {delivery.recipient}.")
+    act_on_each(
+        modeladmin,
+        request,
+        queryset,
+        lambda cert: services.send_certificate(cert, method=method, actor=request.user),
+        done="{obj.serial}: queued to {outcome.recipient}.",
+        failed="{obj.serial}: {error}",
+    )
 
 
 # Offered on the certificate admin through requests_app.extensions (see apps.py).

@@ -60,6 +60,22 @@ class AgentActionsMixin:
         return request.user.has_perm(APPROVE_PERMISSION)
 
 
+def act_on_each(modeladmin, request, objects, act, *, done: str, failed: str) -> None:
+    """Run one service call per selected object and report each success or refusal:
+    done.format(obj=..., outcome=...) or failed.format(obj=..., error=...)."""
+    for obj in objects:
+        try:
+            outcome = act(obj)
+        except services.ServiceError as exc:
+            modeladmin.message_user(
+                request, failed.format(obj=obj, error=exc.message), messages.ERROR
+            )
+        else:
+            modeladmin.message_user(
+                request, done.format(obj=obj, outcome=outcome), messages.SUCCESS
+            )
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """No add, change or delete for anyone, superusers included; viewing needs view_*."""
 
@@ -213,18 +229,6 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
             queryset, per_page, orphans, allow_empty_first_page, count=count
         )
 
-    def _act(self, request, queryset, act, done: str) -> None:
-        """Run one service call per request; report each success or refusal."""
-        for req in queryset:
-            try:
-                outcome = act(req)
-            except services.ServiceError as exc:
-                self.message_user(
-                    request, f"Request {req.display_id}: {exc.message}", messages.ERROR
-                )
-            else:
-                self.message_user(request, done.format(req=req, outcome=outcome), messages.SUCCESS)
-
     @admin.action(
         permissions=["approve"],
         description="Approve this request",
@@ -232,13 +236,15 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         location=BOTH_LOCATIONS,
     )
     def approve_selected(self, request, queryset):
-        self._act(
+        act_on_each(
+            self,
             request,
             queryset,
             lambda req: services.approve_request(
                 req.public_id, agent=request.user, ip=client_ip(request)
             ),
-            "Approved request {req.display_id}: certificate serial {outcome.serial}.",
+            done="Approved request {obj.display_id}: certificate serial {outcome.serial}.",
+            failed="Request {obj.display_id}: {error}",
         )
 
     @admin.action(
@@ -253,13 +259,15 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         form = RejectForm(request.POST if request.POST.get("post") == "yes" else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"]
-            self._act(
+            act_on_each(
+                self,
                 request,
                 queryset,
                 lambda req: services.reject_request(
                     req.public_id, agent=request.user, reason=reason, ip=client_ip(request)
                 ),
-                "Rejected request {req.display_id}.",
+                done="Rejected request {obj.display_id}.",
+                failed="Request {obj.display_id}: {error}",
             )
             return None
         return _ask_for_a_reason(
@@ -273,13 +281,15 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         location=BOTH_LOCATIONS,
     )
     def cancel_selected(self, request, queryset):
-        self._act(
+        act_on_each(
+            self,
             request,
             queryset,
             lambda req: services.cancel_request(
                 req.public_id, agent=request.user, ip=client_ip(request)
             ),
-            "Canceled request {req.display_id}.",
+            done="Canceled request {obj.display_id}.",
+            failed="Request {obj.display_id}: {error}",
         )
 
 
@@ -354,18 +364,6 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
             results |= queryset.filter(serial=normalize_serial(term))
         return results, may_have_duplicates
 
-    def _act_on_certificates(self, request, queryset, act, done: str) -> None:
-        """Run one service call per certificate; report each success or refusal."""
-        for cert in queryset:
-            try:
-                act(cert)
-            except services.ServiceError as exc:
-                self.message_user(
-                    request, f"Certificate {cert.serial}: {exc.message}", messages.ERROR
-                )
-            else:
-                self.message_user(request, done.format(cert=cert), messages.SUCCESS)
-
     @admin.action(
         permissions=["approve"],
         description="Revoke this certificate",
@@ -377,7 +375,8 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
         form = RevokeForm(request.POST if request.POST.get("post") == "yes" else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"]
-            self._act_on_certificates(
+            act_on_each(
+                self,
                 request,
                 queryset,
                 lambda cert: services.revoke_certificate(
@@ -387,7 +386,8 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
                     actor=request.user,
                     ip=client_ip(request),
                 ),
-                f"Revoked certificate {{cert.serial}} ({reason}).",
+                done=f"Revoked certificate {{obj.serial}} ({reason}).",
+                failed="Certificate {obj.serial}: {error}",
             )
             return None
         return _ask_for_a_reason(
@@ -401,11 +401,13 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
         location=BOTH_LOCATIONS,
     )
     def release_hold_selected(self, request, queryset):
-        self._act_on_certificates(
+        act_on_each(
+            self,
             request,
             queryset,
             lambda cert: services.release_hold(cert, actor=request.user, ip=client_ip(request)),
-            "Released the hold on certificate {cert.serial}.",
+            done="Released the hold on certificate {obj.serial}.",
+            failed="Certificate {obj.serial}: {error}",
         )
 
 
