@@ -144,6 +144,10 @@ class CertificateAuthority(models.Model):
         """The CRL distribution point named in issued certificates."""
         return f"{settings.SITE_URL}/ca/{self.pk}/crl.crl"
 
+    def ocsp_url(self) -> str:
+        """The OCSP responder named in issued certificates (one for every CA)."""
+        return f"{settings.SITE_URL}/ocsp"
+
 
 class CertificateQuerySet(models.QuerySet):
     """Lookups by serial number, one rule for every surface (pages, agent pages, admin,

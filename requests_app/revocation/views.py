@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
@@ -131,7 +130,7 @@ def _render_certificate(
             "revoke_form": revoke_form or RevokeForm(on_hold=on_hold),
             "events": cert.audit_events.all(),
             "crl_url": cert.ca.crl_url(),
-            "ocsp_url": f"{settings.SITE_URL}/ocsp",
+            "ocsp_url": cert.ca.ocsp_url(),
         },
         status=status,
     )

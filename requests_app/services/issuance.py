@@ -3,7 +3,6 @@ and the rows it completes. Shared by the single approval and the bulk path."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
@@ -76,7 +75,7 @@ def sign(
             key_encipherment=prof.key_encipherment,
             ca_issuers_url=ca.ca_issuers_url(),
             crl_url=ca.crl_url(),
-            ocsp_url=f"{settings.SITE_URL}/ocsp",
+            ocsp_url=ca.ocsp_url(),
         )
         cert = keys.backend_for(ca).sign_certificate(ca, builder)
     except pki.PKIError as exc:
