@@ -7,7 +7,7 @@ A receiver never undoes the change it reports. It only writes outbox rows, each 
 own savepoint: a fault (an alias gone from DELIVERY_BACKENDS, a plugin raising, a bad
 recipient, a database error) rolls back that row alone and becomes a failed Delivery
 with the reason, which the agent sees on the request page, and a log line. Whatever
-escapes that is logged, and the receiver's savepoint keeps the outer transaction usable.
+escapes that is logged and goes no further.
 """
 
 from __future__ import annotations
@@ -30,13 +30,16 @@ Kind = Delivery.Kind
 
 
 def _never_raises(receiver_function):
-    """Run a receiver in a savepoint and log what escapes it instead of raising it."""
+    """Log what escapes a receiver instead of raising it into the change it reports.
+
+    No savepoint here: every write a receiver makes has its own (in _queue), so a database
+    error rolls back that write alone, and a receiver with nothing to queue (the server
+    profile by default) costs the approval no SAVEPOINT round trips."""
 
     @functools.wraps(receiver_function)
     def guarded(sender, **kwargs):
         try:
-            with transaction.atomic():
-                receiver_function(sender, **kwargs)
+            receiver_function(sender, **kwargs)
         except Exception:
             logger.exception(
                 "delivery receiver %s failed; the change it reports stands",
@@ -86,17 +89,20 @@ def _queue(
             if isinstance(exc, services.ServiceError)
             else f"{type(exc).__name__}: {exc}"
         )
-        services.record_unqueued_delivery(
-            request=request,
-            certificate=certificate,
-            # An automatic delivery whose backend cannot be asked its kind delivers the
-            # certificate one way or another; "the certificate" is the honest label.
-            kind=kind or Kind.CERTIFICATE,
-            backend=backend,
-            recipient=_clean_or_blank(recipient),
-            error=f"not queued: {reason}",
-            actor=actor,
-        )
+        # In a savepoint of its own too: if even the failed row cannot be written, the
+        # guard logs it and the change the receiver reports still commits.
+        with transaction.atomic():
+            services.record_unqueued_delivery(
+                request=request,
+                certificate=certificate,
+                # An automatic delivery whose backend cannot be asked its kind delivers the
+                # certificate one way or another; "the certificate" is the honest label.
+                kind=kind or Kind.CERTIFICATE,
+                backend=backend,
+                recipient=_clean_or_blank(recipient),
+                error=f"not queued: {reason}",
+                actor=actor,
+            )
 
 
 def _clean_or_blank(recipient: str | None) -> str:

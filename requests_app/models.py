@@ -233,12 +233,16 @@ class Certificate(models.Model):
 
 
 class RequestQuerySet(models.QuerySet):
-    def by_public_id(self, text: str) -> CertificateRequest | None:
-        """The request with that ID as a person types it (any case, with or without
-        hyphens, O for 0); None when none has it or the text cannot be an ID."""
+    def with_public_id(self, text: str) -> RequestQuerySet:
+        """The request (at most one) with that ID as a person types it: any case, with or
+        without hyphens, O for 0; none when the text cannot be an ID."""
         if not is_public_id(text):
-            return None
-        return self.filter(public_id=normalize_public_id(text)).first()
+            return self.none()
+        return self.filter(public_id=normalize_public_id(text))
+
+    def by_public_id(self, text: str) -> CertificateRequest | None:
+        """The request with_public_id(text) finds, or None."""
+        return self.with_public_id(text).first()
 
 
 class CertificateRequest(models.Model):
