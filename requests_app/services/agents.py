@@ -19,7 +19,11 @@ AGENTS_GROUP = "Certificate Manager Agents"
 
 
 def agents_group():
-    """The agents group with the approve permission (made by a migration; remade if missing)."""
+    """The agents group with the approve permission (made by a migration; remade if missing).
+
+    No transaction, audit row or signal of its own: it only repairs what the migration made,
+    inside the caller's transaction (create_agent's, whose audit row names the agent), and
+    for test fixtures after a flushed database."""
     group, created = Group.objects.get_or_create(name=AGENTS_GROUP)
     if created:
         group.permissions.add(
