@@ -13,6 +13,17 @@ from tests.helpers.csrs import make_csr
 from tests.helpers.servers import SMTPServer
 
 
+@pytest.fixture
+def empty_cache():
+    """Throttle counters, shared pages and downloads live in Django's cache, which outlives
+    each test's database: start and end with it empty."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_key_cache(settings, tmp_path):
     """Each test gets its own key directory and an empty key cache."""

@@ -1,20 +1,13 @@
 """The certificate page and downloads answer conditional GETs and share what every visitor sees."""
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from requests_app import services
 
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    """Shared pages and downloads live in the cache, which outlives each test's database."""
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("empty_cache")
 
 
 @pytest.fixture

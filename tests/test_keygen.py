@@ -9,7 +9,6 @@ import subprocess
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
-from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -20,12 +19,7 @@ from tests.helpers.keys import read_ca_key
 PASSPHRASE = "correct horse battery staple"
 
 
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    """Throttle counters live in the cache, which outlives each test's database."""
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("empty_cache")
 
 
 @pytest.fixture
