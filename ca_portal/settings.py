@@ -4,6 +4,7 @@ Every variable has a development default where that is safe. With DEBUG=False th
 process refuses to start without SECRET_KEY and CA_KEY_PASSPHRASE.
 """
 
+import ipaddress
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -71,6 +72,17 @@ SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
+# The reverse proxies in front of the portal (addresses or CIDRs, e.g. 127.0.0.1,10.0.0.0/8).
+# Only a connection from one of them may tell the client's address (X-Forwarded-For) or pass
+# a client certificate; from anyone else those headers are ignored.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network"
+        ) from None
 
 # The CA: key files live here (mode 0600), encrypted under CA_KEY_PASSPHRASE.
 CA_KEY_DIR = Path(env.str("CA_KEY_DIR", default=str(BASE_DIR / "var" / "ca")))

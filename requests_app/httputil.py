@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import io
-from functools import wraps
+import ipaddress
+from functools import cache, wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
@@ -17,8 +19,42 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from .models import APPROVE_PERMISSION
 
 
+@cache
+def _trusted_networks(proxies: tuple[str, ...]):
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _is_trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in net for net in _trusted_networks(tuple(settings.TRUSTED_PROXIES)))
+
+
+def from_trusted_proxy(request: HttpRequest) -> bool:
+    """Whether the peer of this connection is one of TRUSTED_PROXIES, so that the headers
+    it sets about the client (X-Forwarded-For, the client certificate) may be believed."""
+    return _is_trusted(request.META.get("REMOTE_ADDR") or "")
+
+
 def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
+    address in X-Forwarded-For that is not itself a trusted proxy (each proxy appends the
+    address it saw, so the entries left of the first untrusted one are the client's to forge).
+    Rate limits, lockouts and audit rows all use this."""
+    peer = request.META.get("REMOTE_ADDR") or None
+    if peer is None or not _is_trusted(peer):
+        return peer
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage from a trusted proxy's client: stop believing
+    return hops[0] if hops else peer
 
 
 def agent_required(view):
