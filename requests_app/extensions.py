@@ -22,6 +22,11 @@ registries from their `AppConfig.ready()`, and the pages and the admin read them
    `@admin.action(description=..., permissions=[...])`; its `__name__` is its name in the
    admin's action menu. CertificateAdmin offers its own actions and then these.
 
+4. Health checks, `register_health_check(name, check)`.
+   `check()` returns None when this node is fine in that respect, or a short text saying what
+   is wrong (meant for operators; /healthz decides who may see it). It must be cheap (a load
+   balancer calls /healthz every few seconds) and never raise: an exception counts as failing.
+
 Registering a name again replaces the earlier entry, so a second `ready()` (tests) is harmless.
 """
 
@@ -62,6 +67,7 @@ class QueueMark:
 _agent_panels: dict[str, AgentPanel] = {}
 _queue_marks: dict[str, QueueMark] = {}
 _certificate_admin_actions: dict[str, Callable] = {}
+_health_checks: dict[str, Callable[[], str | None]] = {}
 
 
 def register_agent_panel(name: str, *, template: str, context: PanelContext) -> None:
@@ -110,3 +116,19 @@ def mark_queue_rows(cert_requests: list[CertificateRequest]) -> None:
         for req in cert_requests:
             if req.pk in marked:
                 req.queue_marks.append(render_to_string(queue_mark.template, {"req": req}))
+
+
+def register_health_check(name: str, check: Callable[[], str | None]) -> None:
+    """Make /healthz also ask check(): None when fine, else what is wrong."""
+    _health_checks[name] = check
+
+
+def run_health_checks() -> dict[str, str | None]:
+    """Each registered check's answer (None: fine), in registration order."""
+    results = {}
+    for name, check in _health_checks.items():
+        try:
+            results[name] = check()
+        except Exception as exc:  # a broken check is a failing one, never a 500
+            results[name] = f"check failed: {type(exc).__name__}"
+    return results
