@@ -83,6 +83,14 @@ for _proxy in TRUSTED_PROXIES:
         raise ImproperlyConfigured(
             f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network"
         ) from None
+# Agents log in with a client certificate (agent profile, linked to their account) that the
+# TLS terminator passes in this header, URL-escaped PEM (nginx: $ssl_client_escaped_cert);
+# believed only from TRUSTED_PROXIES. Certificate login attempts per client address, as
+# "count/seconds"; each attempt, refused or not, writes an audit row.
+CLIENT_CERT_HEADER = env.str("CLIENT_CERT_HEADER", default="X-SSL-Client-Cert")
+CERTIFICATE_LOGIN_RATE_LIMIT = env.str("CERTIFICATE_LOGIN_RATE_LIMIT", default="30/300")
+if not re.fullmatch(r"\d+/[1-9]\d*", CERTIFICATE_LOGIN_RATE_LIMIT, re.ASCII):
+    raise ImproperlyConfigured("CERTIFICATE_LOGIN_RATE_LIMIT must look like 30/300 (count/seconds)")
 
 # The CA: key files live here (mode 0600), encrypted under CA_KEY_PASSPHRASE.
 CA_KEY_DIR = Path(env.str("CA_KEY_DIR", default=str(BASE_DIR / "var" / "ca")))

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from requests_app.views.agent_certificates import certificate_login
 from requests_app.views.health import healthz
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("agent/deliveries/", include("delivery.urls")),
     path("agent/", include("requests_app.agent_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/certificate/", certificate_login, name="certificate_login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),

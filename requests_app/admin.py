@@ -16,6 +16,7 @@ from .downloads import CERTIFICATE_FORMATS
 from .httputil import client_ip
 from .models import (
     APPROVE_PERMISSION,
+    AgentCertificate,
     AuditEvent,
     Certificate,
     CertificateAuthority,
@@ -161,7 +162,15 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         (None, {"fields": ["request_id", "status", "profile", "submitted_at", "updated_at"]}),
         (
             "Requester",
-            {"fields": ["requester_name", "requester_email", "requester_note", "submitter_ip"]},
+            {
+                "fields": [
+                    "requester_name",
+                    "requester_email",
+                    "requester_note",
+                    "submitter_ip",
+                    "agent_for",
+                ]
+            },
         ),
         (
             "Certificate signing request",
@@ -409,6 +418,18 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
             done="Released the hold on certificate {obj.serial}.",
             failed="Certificate {obj.serial}: {error}",
         )
+
+
+@admin.register(AgentCertificate)
+class AgentCertificateAdmin(ReadOnlyAdmin):
+    """Which certificate logs which agent in; linked on approval or by
+    `manage.py link_agent_certificate`, unlinked on the agent's own page or by that command."""
+
+    list_display = ["certificate", "user", "linked_at", "linked_by"]
+    list_select_related = ["certificate", "user", "linked_by"]
+    search_fields = ["user__username", "certificate__serial"]
+    ordering = ["-linked_at"]
+    fieldsets = [(None, {"fields": ["user", "certificate", "linked_at", "linked_by"]})]
 
 
 @admin.register(AuditEvent)

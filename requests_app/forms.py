@@ -10,7 +10,7 @@ from django.template.defaultfilters import filesizeformat
 
 from . import pki
 from .models import CertificateRequest, is_public_id, is_serial
-from .profiles import Profile, all_profiles
+from .profiles import Profile, all_profiles, get_profile
 
 MAX_CSR_BYTES = pki.MAX_CSR_BYTES
 _SEPARATORS = re.compile(r"[\s,]+")
@@ -323,3 +323,24 @@ class CancelForm(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("auto_id", "cancel_%s")
         super().__init__(*args, **kwargs)
+
+
+# --- an agent's own agent certificate -------------------------------------------------
+
+
+class AgentCertificateCsrForm(EnrollmentForm):
+    """An agent's CSR for their own agent certificate: name and email come from the account."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, profile=get_profile("agent"), **kwargs)
+        del self.fields["requester_name"]
+        del self.fields["requester_email"]
+
+
+class AgentCertificateKeyForm(ServerKeyEnrollmentForm):
+    """An agent's own agent certificate with a key made by the portal, under a passphrase."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["requester_name"]
+        del self.fields["requester_email"]

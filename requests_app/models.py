@@ -1,4 +1,5 @@
-"""The Certificate Manager's tables: CAs, certificates, requests and the audit log."""
+"""The Certificate Manager's tables: CAs, certificates, requests, agent certificates and the
+audit log."""
 
 from __future__ import annotations
 
@@ -287,6 +288,15 @@ class CertificateRequest(models.Model):
     #: passphrase (PKCS#8); erased after the first download or after a number of days.
     encrypted_private_key = models.TextField(blank=True)
     key_erased_at = models.DateTimeField(null=True, blank=True)
+    #: An agent's request for their own login certificate (agent profile): approved only by
+    #: another agent, and the certificate is linked to this user on approval.
+    agent_for = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="agent_certificate_requests",
+    )
 
     objects = RequestQuerySet.as_manager()
 
@@ -313,6 +323,28 @@ class CertificateRequest(models.Model):
 
     def get_agent_url(self) -> str:
         return reverse("agent:request_detail", args=[self.public_id])
+
+
+class AgentCertificate(models.Model):
+    """A certificate an agent logs in with (Dogtag's agent certificates): one user per
+    certificate. Linked on approval of the agent's own request, or by an administrator."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_certificates"
+    )
+    certificate = models.OneToOneField(
+        Certificate, on_delete=models.CASCADE, related_name="agent_link"
+    )
+    linked_at = models.DateTimeField(auto_now_add=True)
+    linked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "agent certificate"
+
+    def __str__(self) -> str:
+        return f"{self.certificate.serial} -> {self.user}"
 
 
 class CertificateRevocationList(models.Model):

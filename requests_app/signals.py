@@ -40,3 +40,7 @@ ocsp_responder_created = Signal()
 
 #: A CA signed and stored a new CRL. provides args: crl
 crl_published = Signal()
+
+#: A certificate was linked to an agent account, so it logs that agent in ("linked"), or the
+#: link was removed ("unlinked"). provides args: link, event, actor
+agent_certificate_changed = Signal()

@@ -61,6 +61,12 @@ def server_key_enrollment_allowed(ip: str | None) -> bool:
     return within_rate(f"server-key-enroll:{ip}", f"{settings.SERVER_KEY_ENROLL_RATE_LIMIT}/3600")
 
 
+def certificate_login_allowed(ip: str | None) -> bool:
+    """Count one certificate login attempt from ip against CERTIFICATE_LOGIN_RATE_LIMIT (each
+    one writes an audit row, so a flood must not fill the log)."""
+    return within_rate(f"certificate-login:{ip}", settings.CERTIFICATE_LOGIN_RATE_LIMIT)
+
+
 # --- failures with a growing lockout (wrong passphrases) ----------------------------
 
 

@@ -21,6 +21,8 @@ the modules are where each behaviour lives:
     authorities   create and import CAs
     agents        agent accounts
     server_keys   keys made by the portal, handed over once
+    agent_certificates   certificates that log agents in: links, the second-person rule for
+                  approving them, the check of a presented certificate
     revocation    revoke and release certificates, the delegated OCSP responder
     crls          sign and store CRLs, and which one to serve
 """
@@ -28,6 +30,13 @@ the modules are where each behaviour lives:
 from ..pki import HOLD as CERTIFICATE_HOLD
 from ..pki import REASONS as REVOCATION_REASONS
 from ..pki import REMOVE_FROM_CRL
+from .agent_certificates import (
+    AGENT_PROFILE,
+    is_active_agent,
+    link_agent_certificate,
+    unlink_agent_certificate,
+    verify_agent_certificate,
+)
 from .agents import AGENTS_GROUP, agents_group, create_agent
 from .audit_log import audit
 from .authorities import create_ca, import_ca
@@ -39,9 +48,11 @@ from .errors import (
     CARefused,
     CAUnavailable,
     CertificateNotFound,
+    CertificateRefused,
     InvalidRequest,
     InvalidTransition,
     KeyNotAvailable,
+    NotAllowed,
     NotOnHold,
     RequestNotFound,
     ServiceError,
@@ -56,13 +67,20 @@ from .server_keys import (
     download_server_key,
     erase_expired_server_keys,
     offers_server_key,
+    request_agent_certificate_with_server_key,
     server_key_state,
     submit_request_with_server_key,
 )
-from .submission import issue_certificate, submit_enrollment, submit_request
+from .submission import (
+    issue_certificate,
+    request_agent_certificate,
+    submit_enrollment,
+    submit_request,
+)
 
 __all__ = [
     "AGENTS_GROUP",
+    "AGENT_PROFILE",
     "CERTIFICATE_HOLD",
     "PKCS12_FORMATS",
     "REMOVE_FROM_CRL",
@@ -72,9 +90,11 @@ __all__ = [
     "CARefused",
     "CAUnavailable",
     "CertificateNotFound",
+    "CertificateRefused",
     "InvalidRequest",
     "InvalidTransition",
     "KeyNotAvailable",
+    "NotAllowed",
     "NotOnHold",
     "RequestNotFound",
     "ServerKeyState",
@@ -92,11 +112,15 @@ __all__ = [
     "download_server_key",
     "erase_expired_server_keys",
     "import_ca",
+    "is_active_agent",
     "issue_certificate",
+    "link_agent_certificate",
     "offers_server_key",
     "publish_crl",
     "reject_request",
     "release_hold",
+    "request_agent_certificate",
+    "request_agent_certificate_with_server_key",
     "revoke_certificate",
     "server_key_state",
     "status_counts",
@@ -104,4 +128,6 @@ __all__ = [
     "submit_renewal",
     "submit_request",
     "submit_request_with_server_key",
+    "unlink_agent_certificate",
+    "verify_agent_certificate",
 ]

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 
 from .. import signals
 from ..models import AuditEvent, Certificate, CertificateRequest
+from .agent_certificates import approval_refusal, link_on_approval
 from .errors import ServiceError
 from .issuance import approval_audit, check_approval, complete, sign, signing_ca
 from .records import move_count
@@ -61,6 +62,10 @@ def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
     )
     issued: list[tuple[CertificateRequest, Certificate, int]] = []
     for req in reqs:
+        refusal = approval_refusal(req, agent=agent, ip=None)  # its audit row is in this chunk
+        if refusal is not None:
+            refused.append((req.public_id, refusal.message))
+            continue
         try:
             prof, days, names = check_approval(req, validity_days=validity_days, sans=None)
             issued.append((req, sign(req, prof, ca, validity_days=days, sans=names), days))
@@ -88,6 +93,8 @@ def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
         approval_audit(req, cert, agent=agent, ip=None, days=days, edited_sans=False)
         for req, cert, days in issued
     )
+    for req, cert, _ in issued:
+        link_on_approval(req, cert, agent=agent, ip=None)
     for req, cert, _ in issued:
         signals.certificate_issued.send(
             sender=Certificate, certificate=cert, request=req, actor=agent

@@ -7,8 +7,9 @@ from django.db import transaction
 
 from .. import signals
 from ..models import Certificate, CertificateRequest
+from .agent_certificates import approval_refusal, link_on_approval
 from .audit_log import audit
-from .errors import InvalidRequest
+from .errors import InvalidRequest, NotAllowed
 from .issuance import approval_audit, check_approval, complete, sign, signing_ca
 from .records import lock_request, move_count, require_pending
 
@@ -16,7 +17,6 @@ Status = CertificateRequest.Status
 User = AbstractBaseUser
 
 
-@transaction.atomic
 def approve_request(
     request_id: str | CertificateRequest,
     *,
@@ -26,9 +26,34 @@ def approve_request(
     note: str = "",
     ip: str | None = None,
 ) -> Certificate:
-    """Issue the certificate for a pending request, optionally with the agent's edits."""
+    """Issue the certificate for a pending request, optionally with the agent's edits.
+
+    An agent's request for their own agent certificate is refused to that agent (and to
+    no agent at all), and linked to them when another agent approves it. The transaction is
+    _approve's: such a refusal's audit row is committed before the refusal is raised here."""
+    outcome = _approve(
+        request_id, agent=agent, validity_days=validity_days, sans=sans, note=note, ip=ip
+    )
+    if isinstance(outcome, NotAllowed):
+        raise outcome
+    return outcome
+
+
+@transaction.atomic
+def _approve(
+    request_id: str | CertificateRequest,
+    *,
+    agent: User | None,
+    validity_days: int | None,
+    sans: list[str] | None,
+    note: str,
+    ip: str | None,
+) -> Certificate | NotAllowed:
     req = lock_request(request_id)
     require_pending(req, "approved")
+    refusal = approval_refusal(req, agent=agent, ip=ip)
+    if refusal is not None:
+        return refusal
     prof, days, names = check_approval(req, validity_days=validity_days, sans=sans)
     ca = signing_ca()
     cert = sign(req, prof, ca, validity_days=days, sans=names)
@@ -38,6 +63,7 @@ def approve_request(
     move_count(Status.PENDING, Status.COMPLETE)
     edited = sans is not None and list(sans) != req.requested_sans
     approval_audit(req, cert, agent=agent, ip=ip, days=days, edited_sans=edited).save()
+    link_on_approval(req, cert, agent=agent, ip=ip)
     signals.certificate_issued.send(sender=Certificate, certificate=cert, request=req, actor=agent)
     return cert
 

@@ -55,3 +55,17 @@ class WrongPassphrase(InvalidRequest):
 
 class KeyNotAvailable(ServiceError):
     """No private key is stored for this request (never was, or erased); nothing was written."""
+
+
+class NotAllowed(ServiceError):
+    """This actor may not do this (e.g. approve their own agent certificate); nothing was
+    written but the audit row of the refusal."""
+
+
+class CertificateRefused(ServiceError):
+    """A client certificate does not log anyone in; `reason` names why in one word
+    (revoked, expired, other_ca, wrong_profile, not_linked, inactive, ...)."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from .. import pki, profiles, signals
 from ..models import Certificate, CertificateRequest
+from .agent_certificates import AGENT_PROFILE, is_active_agent
 from .audit_log import audit
 from .decisions import approve_request
 from .errors import CAUnavailable, InvalidRequest
@@ -32,8 +33,10 @@ def submit_request(
     ip: str | None = None,
     actor: User | None = None,
     channel: str = "web",
+    agent_for: User | None = None,
 ) -> CertificateRequest:
-    """Check a CSR against a profile and put a pending request in the queue."""
+    """Check a CSR against a profile and put a pending request in the queue (agent_for:
+    an agent's own agent certificate, see request_agent_certificate)."""
     req = _build_request(
         profile=profile,
         csr=csr,
@@ -44,8 +47,10 @@ def submit_request(
         ip=ip,
         channel=channel,
     )
+    req.agent_for = agent_for
     req.save()
     move_count(None, Status.PENDING)
+    extra = {"agent_for": agent_for.get_username()} if agent_for is not None else {}
     audit(
         "request_submitted",
         actor=actor,
@@ -55,6 +60,7 @@ def submit_request(
         profile=req.profile,
         subject=req.subject,
         sans=req.requested_sans,
+        **extra,
     )
     signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
     return req
@@ -114,6 +120,38 @@ def _build_request(
         requester_note=note.strip(),
         submitter_ip=ip,
         channel=channel,
+    )
+
+
+def agent_requester(user: User) -> tuple[str, str]:
+    """The requester email and name of an agent asking for their own agent certificate."""
+    if not is_active_agent(user):
+        raise InvalidRequest("only an active agent may request an agent certificate for themself")
+    if not user.email:
+        raise InvalidRequest(
+            "your account has no email address; an administrator must add one first",
+            field="requester_email",
+        )
+    return user.email, (user.get_full_name() or user.get_username())
+
+
+@transaction.atomic
+def request_agent_certificate(
+    *, user: User, csr: str | bytes, note: str = "", ip: str | None = None
+) -> CertificateRequest:
+    """An agent asks for their own agent certificate with a CSR: it enters the queue marked
+    as theirs, for another agent to approve; on approval it is linked to them."""
+    email, name = agent_requester(user)
+    return submit_request(
+        profile=AGENT_PROFILE,
+        csr=csr,
+        requester_email=email,
+        requester_name=name,
+        note=note,
+        ip=ip,
+        actor=user,
+        channel="agent",
+        agent_for=user,
     )
 
 

@@ -193,8 +193,13 @@ def approve(request: HttpRequest, public_id: str) -> HttpResponse:
                 note=form.cleaned_data["note"],
                 ip=client_ip(request),
             )
-        except (services.InvalidTransition, services.RequestNotFound, services.CAUnavailable) as e:
-            return _refused(request, req, e)
+        except (
+            services.InvalidTransition,
+            services.RequestNotFound,
+            services.CAUnavailable,
+            services.NotAllowed,
+        ) as exc:
+            return _refused(request, req, exc)
         except services.InvalidRequest as exc:
             # approve_request's refusals concern the validity or the SANs the agent chose.
             form.add_error(None, exc.message)
