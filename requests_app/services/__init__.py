@@ -20,6 +20,7 @@ the modules are where each behaviour lives:
     renewals      renewal by serial number
     authorities   create and import CAs
     agents        agent accounts
+    agent_auth    agents' logins, second-factor devices, recovery codes, enrolment links
     server_keys   keys made by the portal, handed over once
     revocation    revoke and release certificates, the delegated OCSP responder
     crls          sign and store CRLs, and which one to serve
@@ -28,6 +29,31 @@ the modules are where each behaviour lives:
 from ..pki import HOLD as CERTIFICATE_HOLD
 from ..pki import REASONS as REVOCATION_REASONS
 from ..pki import REMOVE_FROM_CRL
+from .agent_auth import (
+    DeviceRow,
+    EnrolmentLinkInvalid,
+    WrongSecondFactor,
+    begin_totp_enrolment,
+    complete_passkey_registration,
+    confirm_totp_device,
+    enrolment_link_path,
+    enrolment_link_user,
+    has_second_factor,
+    needs_second_factor,
+    pending_totp_device,
+    record_lockout,
+    record_login,
+    record_login_failure,
+    record_logout,
+    recovery_codes_left,
+    regenerate_recovery_codes,
+    remove_second_factor_device,
+    reset_agent_mfa,
+    second_factor_devices,
+    set_password_with_enrolment_link,
+    verify_passkey,
+    verify_second_factor,
+)
 from .agents import AGENTS_GROUP, agents_group, create_agent
 from .audit_log import audit
 from .authorities import create_ca, import_ca
@@ -72,6 +98,8 @@ __all__ = [
     "CARefused",
     "CAUnavailable",
     "CertificateNotFound",
+    "DeviceRow",
+    "EnrolmentLinkInvalid",
     "InvalidRequest",
     "InvalidTransition",
     "KeyNotAvailable",
@@ -80,28 +108,49 @@ __all__ = [
     "ServerKeyState",
     "ServiceError",
     "WrongPassphrase",
+    "WrongSecondFactor",
     "agents_group",
     "approve_all_pending",
     "approve_request",
     "audit",
+    "begin_totp_enrolment",
     "cancel_request",
+    "complete_passkey_registration",
+    "confirm_totp_device",
     "create_agent",
     "create_ca",
     "create_ocsp_responder",
     "current_crl",
     "download_server_key",
+    "enrolment_link_path",
+    "enrolment_link_user",
     "erase_expired_server_keys",
+    "has_second_factor",
     "import_ca",
     "issue_certificate",
+    "needs_second_factor",
     "offers_server_key",
+    "pending_totp_device",
     "publish_crl",
+    "record_lockout",
+    "record_login",
+    "record_login_failure",
+    "record_logout",
+    "recovery_codes_left",
+    "regenerate_recovery_codes",
     "reject_request",
     "release_hold",
+    "remove_second_factor_device",
+    "reset_agent_mfa",
     "revoke_certificate",
+    "second_factor_devices",
     "server_key_state",
+    "set_password_with_enrolment_link",
     "status_counts",
     "submit_enrollment",
     "submit_renewal",
     "submit_request",
     "submit_request_with_server_key",
+    "verify_passkey",
+    "verify_second_factor",
 ]
