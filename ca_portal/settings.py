@@ -214,9 +214,14 @@ except ValueError:
     _site_netloc = _site.netloc
 OTP_WEBAUTHN_RP_ID = env.str("WEBAUTHN_RP_ID", default=_site_host)
 OTP_WEBAUTHN_RP_NAME = "ca-portal Certificate Manager"
+_site_origin = f"{_site.scheme}://{_site_netloc}"
+_secure_origin = _site.scheme == "https" or _site_host == "localhost"
 OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list(
-    "WEBAUTHN_ORIGINS", default=[f"{_site.scheme}://{_site_netloc}"]
+    "WEBAUTHN_ORIGINS", default=[_site_origin] if _secure_origin else []
 )
+# Browsers offer passkeys only on https (or http://localhost): on a plain-http SITE_URL there
+# is no origin to allow, agents use TOTP, and django-otp-webauthn's check need not say so.
+SILENCED_SYSTEM_CHECKS = [] if OTP_WEBAUTHN_ALLOWED_ORIGINS else ["otp_webauthn.E030"]
 OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False  # a passkey is the second factor, never the only
 
 # Every script, style and font is served by the portal itself (no inline code, no CDN), so

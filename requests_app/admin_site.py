@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_protect
 
 from .httputil import lacks_second_factor, second_factor_refusal
 
@@ -29,8 +30,9 @@ class AgentAdminSite(admin.AdminSite):
 
         @wraps(inner)
         def guarded(request: HttpRequest, *args, **kwargs):
-            logout = request.path == reverse("admin:logout", current_app=self.name)
-            if self._owes_second_factor(request) and not logout:
+            if self._owes_second_factor(request):
+                if request.path == reverse("admin:logout", current_app=self.name):
+                    return csrf_protect(view)(request, *args, **kwargs)  # leaving is allowed
                 return second_factor_refusal(request)
             return inner(request, *args, **kwargs)
 

@@ -17,8 +17,9 @@ from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.crypto import constant_time_compare
 from django.utils.encoding import force_bytes, force_str
-from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+from django.utils.http import base36_to_int, urlsafe_base64_decode, urlsafe_base64_encode
 from django_otp import devices_for_user
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -321,18 +322,27 @@ def reset_agent_mfa(username: str, *, actor: User | None, reason: str = "") -> i
 
 
 class _EnrolmentTokens(PasswordResetTokenGenerator):
-    """Django's password-reset tokens under their own salt: a token dies when the password
-    changes or the user logs in (so it is single use) and after AGENT_ENROLMENT_LINK_HOURS."""
+    """Django's password-reset tokens under their own salt and lifetime: a token dies when
+    the password changes or the user logs in (so it is single use), and after
+    AGENT_ENROLMENT_LINK_HOURS."""
 
     key_salt = "ca-portal agent enrolment link"
 
-    def __init__(self):
-        super().__init__()
-        self.timeout = settings.AGENT_ENROLMENT_LINK_HOURS * 3600
-
-    def _num_seconds(self, dt):  # read the setting per call (tests change it)
-        self.timeout = settings.AGENT_ENROLMENT_LINK_HOURS * 3600
-        return super()._num_seconds(dt)
+    def check_token(self, user, token) -> bool:
+        if not (user and token) or token.count("-") != 1:
+            return False
+        ts_b36, _ = token.split("-")
+        try:
+            ts = base36_to_int(ts_b36)
+        except ValueError:
+            return False
+        if not any(
+            constant_time_compare(self._make_token_with_timestamp(user, ts, secret), token)
+            for secret in [self.secret, *self.secret_fallbacks]
+        ):
+            return False
+        age = self._num_seconds(self._now()) - ts
+        return 0 <= age <= settings.AGENT_ENROLMENT_LINK_HOURS * 3600
 
 
 def enrolment_link_path(user: User) -> str:
