@@ -30,6 +30,7 @@ from django_otp_webauthn.utils import rewrite_exceptions
 
 from .. import agent_auth, login_throttle, services
 from ..httputil import client_ip
+from ..models import APPROVE_PERMISSION
 
 LOCKED_TEMPLATE = "registration/locked_out.html"
 
@@ -54,9 +55,7 @@ def _locked(request: HttpRequest) -> HttpResponse:
 def _may_manage_devices(request: HttpRequest) -> bool:
     user = request.user
     return user.is_authenticated and (
-        user.is_staff
-        or services.needs_second_factor(user)
-        or user.has_perm("requests_app.approve_certificaterequest")
+        user.is_staff or services.needs_second_factor(user) or user.has_perm(APPROVE_PERMISSION)
     )
 
 
