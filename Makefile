@@ -49,7 +49,9 @@ $(VENV)/.dev-stamp: requirements.txt requirements-dev.txt $(VENV)/bin/python
 .env:
 	@umask 077; $(PYTHON) -c 'import secrets; \
 	  print("SECRET_KEY=" + secrets.token_urlsafe(50)); \
-	  print("CA_KEY_PASSPHRASE=" + secrets.token_urlsafe(32))' > .env
+	  print("CA_KEY_PASSPHRASE=" + secrets.token_urlsafe(32)); \
+	  print("# Development only: agents skip the second factor (needs DEBUG)."); \
+	  print("AGENT_REQUIRE_MFA=False")' > .env
 	@echo "Wrote .env with a generated SECRET_KEY and CA_KEY_PASSPHRASE (keep it private)."
 
 clean:

@@ -6,6 +6,7 @@ process refuses to start without SECRET_KEY and CA_KEY_PASSPHRASE.
 
 import ipaddress
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -125,6 +126,23 @@ KEY_DOWNLOAD_FREE_ATTEMPTS = env.int("KEY_DOWNLOAD_FREE_ATTEMPTS", default=5)
 KEY_DOWNLOAD_LOCKOUT_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_SECONDS", default=30)
 KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS", default=3600)
 
+# Agents prove more than a password (NCSSRs): a passkey, a one-time code or a recovery code
+# after the password, or an agent certificate. Off only for DEBUG development, and then every
+# agent page says so.
+AGENT_REQUIRE_MFA = env.bool("AGENT_REQUIRE_MFA", default=True)
+if not AGENT_REQUIRE_MFA and not DEBUG:
+    raise ImproperlyConfigured(
+        "AGENT_REQUIRE_MFA=False is allowed only with DEBUG=True (development): agents must "
+        "pass a second factor in production."
+    )
+# Failed agent logins (passwords and second-factor codes, counted together by django-axes)
+# per username and per client address before that username or address is locked out, and
+# for how long. The counters live in the database, so every process shares them.
+AGENT_LOGIN_FAILURE_LIMIT = env.int("AGENT_LOGIN_FAILURE_LIMIT", default=5)
+AGENT_LOGIN_LOCKOUT_MINUTES = env.int("AGENT_LOGIN_LOCKOUT_MINUTES", default=30)
+# How long the enrolment link that `manage.py create_agent` prints stays valid (single use).
+AGENT_ENROLMENT_LINK_HOURS = env.int("AGENT_ENROLMENT_LINK_HOURS", default=72)
+
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ca-portal@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 AGENT_NOTIFY_EMAIL = env.list("AGENT_NOTIFY_EMAIL", default=[])
@@ -140,7 +158,7 @@ DOGTAG_PROFILE_IDS = env.json("DOGTAG_PROFILE_IDS", default={})
 DOGTAG_REQUESTER_EMAIL = env.str("DOGTAG_REQUESTER_EMAIL", default=DEFAULT_FROM_EMAIL)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "requests_app.apps.AgentAdminConfig",  # django.contrib.admin behind the second factor
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -149,6 +167,11 @@ INSTALLED_APPS = [
     "ca_portal.apps.PortalConfig",
     "django_tasks_db",
     "anymail",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
+    "axes",
     "requests_app",
     "delivery",
 ]
@@ -160,10 +183,54 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes counts failed logins before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = AGENT_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=AGENT_LOGIN_LOCKOUT_MINUTES)
+# A username is locked after too many failures from anywhere (a flood from many addresses
+# gains nothing), and so is an address that tries many usernames.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "requests_app.httputil.client_ip"  # believes TRUSTED_PROXIES only
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Counters are cleared when the second factor passes (requests_app.login_throttle), not after
+# the password alone, so that passwords cannot buy more code guesses.
+AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False
+
+# TOTP devices (django-otp): the name authenticator apps show.
+OTP_TOTP_ISSUER = "ca-portal"
+# Passkeys (django-otp-webauthn). The relying party ID is the portal's host name (WebAuthn
+# refuses IP addresses, so a loopback SITE_URL means "localhost"), and the origins browsers
+# may use, by default SITE_URL's.
+_site = urlparse(SITE_URL)
+_site_host = _site.hostname or "localhost"
+try:
+    ipaddress.ip_address(_site_host)
+    _site_host, _site_netloc = "localhost", _site.netloc.replace(_site.hostname or "", "localhost")
+except ValueError:
+    _site_netloc = _site.netloc
+OTP_WEBAUTHN_RP_ID = env.str("WEBAUTHN_RP_ID", default=_site_host)
+OTP_WEBAUTHN_RP_NAME = "ca-portal Certificate Manager"
+_site_origin = f"{_site.scheme}://{_site_netloc}"
+_secure_origin = _site.scheme == "https" or _site_host == "localhost"
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list(
+    "WEBAUTHN_ORIGINS", default=[_site_origin] if _secure_origin else []
+)
+# Browsers offer passkeys only on https (or http://localhost): on a plain-http SITE_URL there
+# is no origin to allow, agents use TOTP, and django-otp-webauthn's check need not say so.
+SILENCED_SYSTEM_CHECKS = [] if OTP_WEBAUTHN_ALLOWED_ORIGINS else ["otp_webauthn.E030"]
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False  # a passkey is the second factor, never the only
 
 # Every script, style and font is served by the portal itself (no inline code, no CDN), so
 # the policy can be strict; the admin of Django 6 needs nothing more.
@@ -189,6 +256,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "requests_app.context_processors.agent_security",
             ],
         },
     },
@@ -319,5 +387,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Failed logins are in the audit log; axes' own lines repeat them at WARNING.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }

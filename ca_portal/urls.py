@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from requests_app.views.agent_certificates import certificate_login
@@ -11,9 +10,8 @@ urlpatterns = [
     path("", include("requests_app.dogtag.urls")),  # Dogtag's end-entity servlets (certmonger)
     path("agent/deliveries/", include("delivery.urls")),
     path("agent/", include("requests_app.agent_urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/login/certificate/", certificate_login, name="certificate_login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("requests_app.account_urls")),  # login, second factor, devices
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # Tracking webhooks of django-anymail (basic auth with ANYMAIL_WEBHOOK_SECRET).

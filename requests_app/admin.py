@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import extensions, paging, pki, profiles, services
 from .downloads import CERTIFICATE_FORMATS
@@ -488,3 +490,10 @@ class CertificateAuthorityAdmin(ReadOnlyAdmin):
     @admin.display(description="SHA-256 fingerprint")
     def fingerprint_sha256(self, obj: CertificateAuthority) -> str:
         return obj.fingerprint_sha256
+
+
+# Second-factor devices change only through their owner's security page and the audited
+# break-glass command (reset_agent_mfa), never by someone else in the admin.
+for _device_model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_device_model):
+        admin.site.unregister(_device_model)

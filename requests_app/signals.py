@@ -30,6 +30,10 @@ ca_installed = Signal()
 #: An agent account was created. provides args: user, actor
 agent_created = Signal()
 
+#: A user's second-factor devices changed: "enrolled", "removed", "recovery_codes" (new
+#: codes) or "reset" (break-glass, every device removed). provides args: user, event, actor
+agent_second_factor_changed = Signal()
+
 #: A key the portal made for a requester was stored ("generated"), handed over as a
 #: PKCS#12 ("downloaded") or erased ("erased"). provides args: request, event, actor
 server_key_changed = Signal()

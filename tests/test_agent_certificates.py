@@ -22,6 +22,7 @@ from tests.helpers.agent_certs import (
     stranger_certificate,
 )
 from tests.helpers.csrs import make_csr
+from tests.helpers.mfa import login_verified
 
 pytestmark = pytest.mark.usefixtures("empty_cache")
 
@@ -107,7 +108,7 @@ def test_nobody_at_all_cannot_approve_an_agent_certificate(ca, agent):
 def test_agent_page_refuses_self_approval(client, ca, agent):
     """A POST to approve one's own agent certificate on the agent page changes nothing."""
     req = _own_request(agent)
-    client.force_login(agent)
+    login_verified(client, agent)
     response = client.post(reverse("agent:approve", args=[req.public_id]), {}, follow=True)
     assert "own agent certificate" in response.content.decode()
     req.refresh_from_db()
@@ -120,7 +121,7 @@ def test_admin_action_refuses_self_approval(client, ca, agent, django_user_model
     agent.is_superuser = True  # the admin changelist needs view permission on requests
     agent.save()
     req = _own_request(agent)
-    client.force_login(agent)
+    login_verified(client, agent)
     response = client.post(
         reverse("admin:requests_app_certificaterequest_changelist"),
         {"action": "approve_selected", "_selected_action": [req.pk]},
@@ -169,7 +170,7 @@ def test_server_made_key_for_an_agent(ca, agent, bob, client, settings):
     after another agent approved, and the certificate is linked to them."""
     settings.SERVER_KEY_PROFILES = ["user"]
     settings.SERVER_KEY_TYPE = "p256"
-    client.force_login(agent)
+    login_verified(client, agent)
     passphrase = "correct horse battery staple"
     response = client.post(
         reverse("agent:request_with_server_key"),
@@ -189,7 +190,7 @@ def test_server_made_key_for_an_agent(ca, agent, bob, client, settings):
 
 def test_csr_page_submits_and_lists_the_request(ca, agent, client):
     """The agent page takes a CSR, and lists the request and (later) the linked certificate."""
-    client.force_login(agent)
+    login_verified(client, agent)
     response = client.post(reverse("agent:request_with_csr"), {"csr": make_csr(cn="Me")})
     assert response.status_code == 302
     req = CertificateRequest.objects.get(agent_for=agent)
@@ -205,7 +206,7 @@ def test_self_service_pages_are_for_agents_only(client, ca, django_user_model):
     url = reverse("agent:my_certificates")
     assert client.get(url).status_code == 302
     outsider = django_user_model.objects.create_user("eve", "eve@example.test", "pw-123456789")
-    client.force_login(outsider)
+    login_verified(client, outsider)
     assert client.get(url).status_code == 403
     response = client.post(reverse("agent:request_with_csr"), {"csr": make_csr(cn="Eve")})
     assert response.status_code == 403
@@ -215,11 +216,11 @@ def test_self_service_pages_are_for_agents_only(client, ca, django_user_model):
 def test_unlink_own_certificate_only(client, ca, agent, bob):
     """An agent unlinks their own certificate (audited); another agent's answers 404."""
     cert, _ = issue_agent_certificate(agent, bob)
-    client.force_login(bob)
+    login_verified(client, bob)
     url = reverse("agent:unlink_certificate", args=[cert.serial])
     assert client.post(url).status_code == 404
     assert AgentCertificate.objects.filter(certificate=cert).exists()
-    client.force_login(agent)
+    login_verified(client, agent)
     assert client.post(url).status_code == 302
     assert not AgentCertificate.objects.filter(certificate=cert).exists()
     event = AuditEvent.objects.get(action="agent_certificate_unlinked")

@@ -14,6 +14,7 @@ from django.core.cache import cache
 
 from requests_app import links, services
 from tests.helpers.csrs import make_csr, openssl_csr
+from tests.helpers.mfa import add_totp_device, next_totp_code
 from tests.helpers.tls import client_context, handshake, p12_to_pem_files, server_context
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,12 +86,36 @@ class Watched:
         self.page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
 
 
+def _totp_device_of(username: str):
+    """The agent's authenticator app (one is added if they have none): agents pass a second
+    factor after the password."""
+    from django.contrib.auth import get_user_model
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None or not services.needs_second_factor(user):
+        return None
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first() or add_totp_device(user)
+
+
+def _pass_second_factor(user: Watched, device) -> None:
+    """On the second-factor page, type the code the agent's app shows."""
+    page = user.page
+    page.wait_for_load_state()
+    if device is not None and "/accounts/verify/" in page.url:
+        page.fill("#id_code", next_totp_code(device))
+        page.click("main form[action='/accounts/verify/'] button[type=submit]")
+        page.wait_for_load_state()
+
+
 def _login(user: Watched, site: str, username: str, password: str, *, next_url: str) -> None:
+    device = _totp_device_of(username)
     page = user.page
     page.goto(f"{site}/accounts/login/?next={next_url}")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("main button[type=submit]")
+    _pass_second_factor(user, device)
 
 
 def _mailed_link(smtp_server, to: str, site: str) -> str:
@@ -190,10 +215,12 @@ def test_flow_2_user_certificate_with_server_key(browser, site, ca, agent, smtp_
 
     clerk = Watched(browser)
     changelist = "/admin/requests_app/certificaterequest/"
+    device = _totp_device_of(agent.username)
     clerk.page.goto(f"{site}/admin/login/?next={changelist}")
     clerk.page.fill("#id_username", agent.username)
     clerk.page.fill("#id_password", AGENT_PASSWORD)
     clerk.page.click("input[type=submit], button[type=submit]")
+    _pass_second_factor(clerk, device)
     clerk.page.wait_for_selector("#result_list")
     clerk.page.check("input[name=_selected_action]")
     clerk.page.select_option("select[name=action]", "approve_selected")

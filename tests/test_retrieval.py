@@ -18,6 +18,7 @@ from requests_app import links, pki, services, throttle
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.views import ee
 from tests.helpers.csrs import make_csr
+from tests.helpers.mfa import login_verified
 
 PASSPHRASE = "correct horse battery staple"
 CSP = (
@@ -407,7 +408,7 @@ def test_csp_header_everywhere(client, server_cert, agent):
     urls = [reverse("home"), reverse("certificate_detail", args=[server_cert.serial])]
     for url in urls:
         assert client.get(url)["Content-Security-Policy"] == CSP
-    client.force_login(agent)
+    login_verified(client, agent)
     for url in [reverse("agent:request_list"), "/admin/", "/admin/requests_app/certificate/"]:
         response = client.get(url)
         assert response.status_code == 200, url
@@ -444,7 +445,7 @@ def test_pages_have_no_inline_code_or_external_assets(client, key_cert, server_c
     ]
     for url in [*urls, "agent", *agent_urls]:
         if url == "agent":
-            client.force_login(agent)
+            login_verified(client, agent)
             continue
         html = client.get(url).content.decode()
         for pattern in _INLINE:

@@ -24,6 +24,7 @@ from django.db import connection
 
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from tests.helpers.csrs import make_csr
+from tests.helpers.mfa import add_totp_device, next_totp_code
 from tests.helpers.servers import DB_WORKER, SMTPServer, free_port, portal_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +89,7 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     agent.set_password("agent-pass-123")
     agent.save()
+    device = add_totp_device(agent)
     smtp = SMTPServer().start()
     ports = [free_port(), free_port()]
     env = portal_env(
@@ -153,6 +155,10 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
                 {"username": agent.username, "password": "agent-pass-123"},
                 referer=f"{base}/accounts/login/",
             )
+            assert status == 302
+            verify = f"{base}/accounts/verify/"
+            browser.get(verify)  # the second factor: the code the agent's app shows
+            status, _ = browser.post(verify, {"code": next_totp_code(device)}, referer=verify)
             assert status == 302
             browser.get(f"{base}/agent/")  # refresh the CSRF cookie after login
             agents.append((base, browser))
