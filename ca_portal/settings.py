@@ -117,6 +117,19 @@ KEY_DOWNLOAD_FREE_ATTEMPTS = env.int("KEY_DOWNLOAD_FREE_ATTEMPTS", default=5)
 KEY_DOWNLOAD_LOCKOUT_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_SECONDS", default=30)
 KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS", default=3600)
 
+# Proof of the mailbox (profiles with confirm_email): days a requester has to open the
+# mailed link or type the code; after that expire_unconfirmed_requests cancels the request.
+EMAIL_CONFIRMATION_DAYS = env.int("EMAIL_CONFIRMATION_DAYS", default=7)
+# Wrong confirmation codes allowed per request, and per client address: "count/seconds".
+EMAIL_CONFIRMATION_RATE_LIMIT = env.str("EMAIL_CONFIRMATION_RATE_LIMIT", default="10/3600")
+if not re.fullmatch(r"\d+/[1-9]\d*", EMAIL_CONFIRMATION_RATE_LIMIT, re.ASCII):
+    raise ImproperlyConfigured("EMAIL_CONFIRMATION_RATE_LIMIT must look like 10/3600")
+# Mail the portal sends to one address a day (UTC), so nobody floods a stranger's mailbox
+# through the enrollment form: enrollments naming an address that is over it are refused,
+# and mail over it is held until the next day (never dropped). Mail to the agents and mail
+# an agent sends by hand are not counted. Counted in the cache (share it between processes).
+MAIL_PER_RECIPIENT_PER_DAY = env.int("MAIL_PER_RECIPIENT_PER_DAY", default=10)
+
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ca-portal@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 AGENT_NOTIFY_EMAIL = env.list("AGENT_NOTIFY_EMAIL", default=[])

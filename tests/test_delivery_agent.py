@@ -9,6 +9,7 @@ from delivery.models import Delivery
 from requests_app import services
 from requests_app.models import AuditEvent
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import submit_confirmed
 
 Status = Delivery.Status
 
@@ -185,7 +186,7 @@ def test_user_certificate_gets_its_link_automatically(
     ca, agent, django_capture_on_commit_callbacks, mailoutbox
 ):
     """A user certificate is mailed as a link on approval without an agent lifting a finger."""
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test"
     )
     with django_capture_on_commit_callbacks(execute=True):

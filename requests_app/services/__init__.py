@@ -14,6 +14,7 @@ the modules are where each behaviour lives:
     audit_log     the audit log's one writer
     records       locked reads, status counters
     submission    requests enter the queue (web, Dogtag, commands)
+    mailbox       proof of the requester's mailbox before a request reaches the agents
     decisions     approve, reject, cancel
     issuance      what an approval checks and signs (shared with bulk)
     bulk          approve every pending request, a chunk per transaction
@@ -47,6 +48,13 @@ from .errors import (
     ServiceError,
     WrongPassphrase,
 )
+from .mailbox import (
+    WrongCode,
+    confirm_email,
+    expire_unconfirmed_requests,
+    format_code,
+    issue_email_confirmation_code,
+)
 from .records import status_counts
 from .renewals import submit_renewal
 from .revocation import create_ocsp_responder, release_hold, revoke_certificate
@@ -79,20 +87,25 @@ __all__ = [
     "RequestNotFound",
     "ServerKeyState",
     "ServiceError",
+    "WrongCode",
     "WrongPassphrase",
     "agents_group",
     "approve_all_pending",
     "approve_request",
     "audit",
     "cancel_request",
+    "confirm_email",
     "create_agent",
     "create_ca",
     "create_ocsp_responder",
     "current_crl",
     "download_server_key",
     "erase_expired_server_keys",
+    "expire_unconfirmed_requests",
+    "format_code",
     "import_ca",
     "issue_certificate",
+    "issue_email_confirmation_code",
     "offers_server_key",
     "publish_crl",
     "reject_request",
