@@ -32,8 +32,8 @@ from delivery.backends.webhook import SIGNATURE_HEADER, signature
 from delivery.models import Delivery
 from requests_app import services
 from tests.helpers.csrs import make_csr
-from tests.helpers.servers import free_port
 from tests.helpers.mailbox import submit_confirmed
+from tests.helpers.servers import free_port
 
 Status = Delivery.Status
 

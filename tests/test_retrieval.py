@@ -102,9 +102,7 @@ def test_server_certificate_install_notes(client, server_cert):
 
 def test_user_certificate_install_notes_and_import(client, ca, agent):
     """A personal certificate made from a CSR offers Import and notes for each client."""
-    req = submit_confirmed(
-        profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test"
-    )
+    req = submit_confirmed(profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test")
     cert = services.approve_request(req, agent=agent)
     html = client.get(reverse("certificate_detail", args=[cert.serial])).content.decode()
     for text in ["Firefox", "Chrome and Edge on Windows", "macOS", "Thunderbird"]:
