@@ -129,6 +129,11 @@ if not re.fullmatch(r"\d+/[1-9]\d*", EMAIL_CONFIRMATION_RATE_LIMIT, re.ASCII):
 # and mail over it is held until the next day (never dropped). Mail to the agents and mail
 # an agent sends by hand are not counted. Counted in the cache (share it between processes).
 MAIL_PER_RECIPIENT_PER_DAY = env.int("MAIL_PER_RECIPIENT_PER_DAY", default=10)
+if EMAIL_CONFIRMATION_DAYS < 1 or MAIL_PER_RECIPIENT_PER_DAY < 1:
+    raise ImproperlyConfigured(
+        "EMAIL_CONFIRMATION_DAYS and MAIL_PER_RECIPIENT_PER_DAY must be at least 1 "
+        "(otherwise no personal request could ever be confirmed)"
+    )
 
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ca-portal@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
