@@ -13,7 +13,8 @@ run: $(VENV)/.run-stamp .env
 	@echo "ca-portal on http://127.0.0.1:8000 with its delivery worker; Ctrl-C stops both."
 	@trap 'kill 0' INT TERM EXIT; \
 	  $(PY) manage.py db_worker & \
-	  while sleep 60; do $(PY) manage.py retry_deliveries >/dev/null; done & \
+	  while sleep 60; do $(PY) manage.py retry_deliveries >/dev/null; \
+	    $(PY) manage.py expire_unconfirmed_requests >/dev/null; done & \
 	  $(PY) manage.py runserver 127.0.0.1:8000
 
 test: $(VENV)/.dev-stamp

@@ -142,6 +142,23 @@ AGENT_LOGIN_FAILURE_LIMIT = env.int("AGENT_LOGIN_FAILURE_LIMIT", default=5)
 AGENT_LOGIN_LOCKOUT_MINUTES = env.int("AGENT_LOGIN_LOCKOUT_MINUTES", default=30)
 # How long the enrolment link that `manage.py create_agent` prints stays valid (single use).
 AGENT_ENROLMENT_LINK_HOURS = env.int("AGENT_ENROLMENT_LINK_HOURS", default=72)
+# Proof of the mailbox (profiles with confirm_email): days a requester has to open the
+# mailed link or type the code; after that expire_unconfirmed_requests cancels the request.
+EMAIL_CONFIRMATION_DAYS = env.int("EMAIL_CONFIRMATION_DAYS", default=7)
+# Wrong confirmation codes allowed per request, and per client address: "count/seconds".
+EMAIL_CONFIRMATION_RATE_LIMIT = env.str("EMAIL_CONFIRMATION_RATE_LIMIT", default="10/3600")
+if not re.fullmatch(r"\d+/[1-9]\d*", EMAIL_CONFIRMATION_RATE_LIMIT, re.ASCII):
+    raise ImproperlyConfigured("EMAIL_CONFIRMATION_RATE_LIMIT must look like 10/3600")
+# Mail the portal sends to one address a day (UTC), so nobody floods a stranger's mailbox
+# through the enrollment form: enrollments naming an address that is over it are refused,
+# and mail over it is held until the next day (never dropped). Mail to the agents and mail
+# an agent sends by hand are not counted. Counted in the cache (share it between processes).
+MAIL_PER_RECIPIENT_PER_DAY = env.int("MAIL_PER_RECIPIENT_PER_DAY", default=10)
+if EMAIL_CONFIRMATION_DAYS < 1 or MAIL_PER_RECIPIENT_PER_DAY < 1:
+    raise ImproperlyConfigured(
+        "EMAIL_CONFIRMATION_DAYS and MAIL_PER_RECIPIENT_PER_DAY must be at least 1 "
+        "(otherwise no personal request could ever be confirmed)"
+    )
 
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ca-portal@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL

@@ -24,3 +24,4 @@ DELIVERY_BACKENDS = {
 }
 # Tests submit many requests from one address; the rate-limit tests lower this themselves.
 ENROLL_RATE_LIMIT = "1000000/3600"
+MAIL_PER_RECIPIENT_PER_DAY = 1000000

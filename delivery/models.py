@@ -29,6 +29,7 @@ class Delivery(models.Model):
         REQUEST_REJECTED = "request_rejected", "request rejected (to the requester)"
         REQUEST_CANCELED = "request_canceled", "request canceled (to the requester)"
         CERTIFICATE_REVOKED = "certificate_revoked", "certificate revoked (to the holder)"
+        EMAIL_CONFIRMATION = "email_confirmation", "email confirmation code (to the requester)"
 
     request = models.ForeignKey(
         CertificateRequest, on_delete=models.PROTECT, related_name="deliveries"

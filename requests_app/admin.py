@@ -111,6 +111,22 @@ class ProfileFilter(admin.SimpleListFilter):
         return queryset.filter(profile=self.value()) if self.value() else queryset
 
 
+class StatusFilter(admin.SimpleListFilter):
+    """By status; without one, the queue leaves out requests whose requester has not yet
+    confirmed the address (they are not the agents' business until then)."""
+
+    title = "status"
+    parameter_name = "status__exact"  # the name paging.counted_rows knows
+
+    def lookups(self, request, model_admin):
+        return CertificateRequest.Status.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(status=self.value())
+        return queryset.exclude(status__in=CertificateRequest.NOT_IN_QUEUE)
+
+
 class RejectForm(forms.Form):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
@@ -146,10 +162,11 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         "profile",
         "subject",
         "requester_email",
+        "email_confirmed",
         "submitted_at",
     ]
     list_display_links = ["request_id"]
-    list_filter = ["status", ProfileFilter]
+    list_filter = [StatusFilter, ProfileFilter]
     search_fields = ["subject", "requester_email"]
     search_help_text = (
         "A request ID or certificate serial (any case, with or without separators), "
@@ -168,6 +185,8 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
                 "fields": [
                     "requester_name",
                     "requester_email",
+                    "email_confirmed_at",
+                    "email_confirmed_by",
                     "requester_note",
                     "submitter_ip",
                     "agent_for",
@@ -193,6 +212,12 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
     @admin.display(description="request ID", ordering="public_id")
     def request_id(self, obj: CertificateRequest) -> str:
         return obj.display_id
+
+    @admin.display(description="email confirmed", ordering="email_confirmed_at")
+    def email_confirmed(self, obj: CertificateRequest) -> str:
+        if obj.email_confirmed_at is None:
+            return "-"
+        return f"{obj.email_confirmed_at:%Y-%m-%d %H:%M} by {obj.email_confirmed_by}"
 
     @admin.display(description="key")
     def key_description(self, obj: CertificateRequest) -> str:

@@ -203,6 +203,29 @@ class Pkcs12Form(forms.Form):
             self.fields["pkcs12_format"].initial = "compatible"
 
 
+class EmailConfirmationForm(forms.Form):
+    """The code mailed to the requester, typed (or filled in from the mailed link)."""
+
+    code = forms.CharField(
+        label="Code from the message",
+        max_length=64,
+        widget=forms.TextInput(
+            attrs={
+                "placeholder": "XXXX-XXXX-XXXX-XXXX",
+                "size": 24,
+                "autocomplete": "one-time-code",
+                "spellcheck": "false",
+            }
+        ),
+        help_text="Capitals or not, with or without the hyphens.",
+    )
+
+    def __init__(self, *args, from_link: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if from_link:  # the code is in the link; the page only asks to press Confirm
+            self.fields["code"].widget = forms.HiddenInput()
+
+
 class RequestLookupForm(forms.Form):
     request_id = forms.CharField(
         label="Request ID",

@@ -3,6 +3,7 @@ audit log."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from functools import cached_property
@@ -250,10 +251,16 @@ class CertificateRequest(models.Model):
     """A request in the queue, from submission to its decision."""
 
     class Status(models.TextChoices):
+        #: Proof of the mailbox: the requester has not yet opened the code mailed to the
+        #: address (profiles with confirm_email); agents do not see it until then.
+        AWAITING_EMAIL = "awaiting_email", "Awaiting email confirmation"
         PENDING = "pending"
         COMPLETE = "complete"
         REJECTED = "rejected"
         CANCELED = "canceled"
+
+    #: Statuses the agent queue leaves out unless an agent asks for them by name.
+    NOT_IN_QUEUE = (Status.AWAITING_EMAIL,)
 
     public_id = models.CharField(max_length=PUBLIC_ID_LENGTH, unique=True, default=new_public_id)
     profile = models.CharField(max_length=32)
@@ -297,6 +304,10 @@ class CertificateRequest(models.Model):
         on_delete=models.PROTECT,
         related_name="agent_certificate_requests",
     )
+    #: Proof of the mailbox: when requester_email was shown to be the requester's, and how
+    #: ("mailed link", "mailed code", or the administrator who vouched for it).
+    email_confirmed_at = models.DateTimeField(null=True, blank=True)
+    email_confirmed_by = models.CharField(max_length=150, blank=True)
 
     objects = RequestQuerySet.as_manager()
 
@@ -323,6 +334,36 @@ class CertificateRequest(models.Model):
 
     def get_agent_url(self) -> str:
         return reverse("agent:request_detail", args=[self.public_id])
+
+    @property
+    def status_text(self) -> str:
+        """The status as words in a sentence ("awaiting email confirmation")."""
+        return self.get_status_display().lower()
+
+    @property
+    def awaits_email(self) -> bool:
+        return self.status == self.Status.AWAITING_EMAIL
+
+    def confirm_email_deadline(self) -> dt.datetime:
+        """Until when the requester may confirm the address (EMAIL_CONFIRMATION_DAYS)."""
+        return self.submitted_at + dt.timedelta(days=settings.EMAIL_CONFIRMATION_DAYS)
+
+
+class EmailConfirmation(models.Model):
+    """A code mailed to the requester to prove the mailbox. Only its hash is kept: the code
+    itself exists in the mail alone, so a reader of the database cannot confirm anything."""
+
+    request = models.ForeignKey(
+        CertificateRequest, on_delete=models.CASCADE, related_name="email_confirmations"
+    )
+    #: SHA-256 of "<request public_id>:<code>", hex.
+    code_hash = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"confirmation code for {self.request}"
 
 
 class AgentCertificate(models.Model):

@@ -44,6 +44,9 @@ class Profile:
     dogtag_ids: tuple[str, ...] = ()
     #: Issue at once, without an agent (never for renewals).
     auto_approve: bool = False
+    #: Proof of the mailbox: a request waits until its requester confirms the address with
+    #: the code mailed to it, and only then reaches the agents (the certificate names it).
+    confirm_email: bool = False
     enabled: bool = True
 
     @property
@@ -79,6 +82,7 @@ DEFAULT_PROFILES = {
         san_policy="requester_email",
         auto_delivery=("email_link",),
         dogtag_ids=("caUserCert", "caECUserCert"),
+        confirm_email=True,
     ),
     "agent": Profile(
         name="agent",
@@ -90,6 +94,9 @@ DEFAULT_PROFILES = {
         san_policy="optional_email",
         key_encipherment=False,
         auto_delivery=("email_link",),
+        # The login certificate names the address, and agents would take it for the
+        # colleague's own: the address is proved like a user certificate's.
+        confirm_email=True,
     ),
 }
 

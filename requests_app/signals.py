@@ -7,8 +7,18 @@ its own rows atomically with it; receivers defer side effects (mail, HTTP, tasks
 
 from django.dispatch import Signal
 
-#: A requester submitted a request. provides args: request, actor
+#: A request entered the agent queue (pending): when submitted, or, for a profile with
+#: confirm_email, when its requester confirmed the address. provides args: request, actor
 request_submitted = Signal()
+
+#: A request waits for its requester to prove the mailbox: mail them a confirmation code
+#: (made with services.issue_email_confirmation_code when the mail is built; only its hash
+#: is stored). provides args: request, actor
+email_confirmation_requested = Signal()
+
+#: A request whose address was never confirmed expired (canceled by the system); nobody
+#: is mailed, as the address was never shown to be the requester's. provides args: request
+request_expired = Signal()
 
 #: An agent (or an admin command) approved a request and a certificate was issued.
 #: provides args: certificate, request, actor

@@ -9,6 +9,7 @@ from delivery.models import Delivery
 from requests_app import services
 from requests_app.models import AuditEvent
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import submit_confirmed
 from tests.helpers.mfa import login_verified
 
 Status = Delivery.Status
@@ -186,9 +187,7 @@ def test_user_certificate_gets_its_link_automatically(
     ca, agent, django_capture_on_commit_callbacks, mailoutbox
 ):
     """A user certificate is mailed as a link on approval without an agent lifting a finger."""
-    req = services.submit_request(
-        profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test"
-    )
+    req = submit_confirmed(profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test")
     with django_capture_on_commit_callbacks(execute=True):
         services.approve_request(req.public_id, agent=agent)
     assert any("/retrieve/" in m.body for m in mailoutbox if m.to == ["bo@example.test"])

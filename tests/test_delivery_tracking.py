@@ -12,6 +12,7 @@ from delivery.models import Delivery, DeliveryEvent
 from requests_app import services
 from requests_app.models import AuditEvent
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import submit_confirmed
 
 Status = Delivery.Status
 AUTH = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"hook:secret-for-tests").decode()}
@@ -24,7 +25,7 @@ def sent_pair(ca, agent):
     for i, message_id in enumerate(
         ["883953f4-6105-42a2-a16a-77a8eac79483", "2706ee8a-737c-4285-b032-ccd317af53ed"]
     ):
-        req = services.submit_request(
+        req = submit_confirmed(
             profile="user", csr=make_csr(cn=f"U{i}"), requester_email=f"u{i}@example.test"
         )
         cert = services.approve_request(req.public_id, agent=agent)

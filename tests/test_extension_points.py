@@ -19,6 +19,7 @@ from requests_app import extensions, services
 from requests_app.admin import CertificateAdmin
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from tests.conftest import make_csr
+from tests.helpers.mailbox import submit_confirmed
 from tests.helpers.mfa import login_verified
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +116,7 @@ def test_a_backend_alias_gone_after_start_up_does_not_undo_the_approval(
         for alias, config in settings.DELIVERY_BACKENDS.items()
         if alias != "email_link"
     }
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn="Ann Example"), requester_email="ann@example.test"
     )
     with caplog.at_level(logging.ERROR, logger="delivery"):

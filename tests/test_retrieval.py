@@ -18,6 +18,7 @@ from requests_app import links, pki, services, throttle
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.views import ee
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import confirmed, submit_confirmed
 from tests.helpers.mfa import login_verified
 
 PASSPHRASE = "correct horse battery staple"
@@ -46,7 +47,7 @@ def key_cert(ca, agent, settings):
         requester_email="ada@example.test",
         requester_name="Ada Lovelace",
     )
-    return services.approve_request(req, agent=agent)
+    return services.approve_request(confirmed(req), agent=agent)
 
 
 def _p12(client, cert, passphrase=PASSPHRASE, fmt="modern", **extra):
@@ -102,9 +103,7 @@ def test_server_certificate_install_notes(client, server_cert):
 
 def test_user_certificate_install_notes_and_import(client, ca, agent):
     """A personal certificate made from a CSR offers Import and notes for each client."""
-    req = services.submit_request(
-        profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test"
-    )
+    req = submit_confirmed(profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test")
     cert = services.approve_request(req, agent=agent)
     html = client.get(reverse("certificate_detail", args=[cert.serial])).content.decode()
     for text in ["Firefox", "Chrome and Edge on Windows", "macOS", "Thunderbird"]:

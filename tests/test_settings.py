@@ -223,3 +223,18 @@ def test_a_malformed_enroll_rate_limit_stops_start_up(rate, tmp_path):
     )
     assert result.returncode != 0
     assert "ENROLL_RATE_LIMIT must look like 60/3600" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env_vars", "message"),
+    [
+        ({"EMAIL_CONFIRMATION_RATE_LIMIT": "10"}, "EMAIL_CONFIRMATION_RATE_LIMIT must look like"),
+        ({"EMAIL_CONFIRMATION_DAYS": "0"}, "must be at least 1"),
+        ({"MAIL_PER_RECIPIENT_PER_DAY": "0"}, "must be at least 1"),
+    ],
+)
+def test_mailbox_settings_that_could_never_work_stop_start_up(env_vars, message, tmp_path):
+    """Confirmation and mail-limit settings that would block every personal request are refused."""
+    result = _django_check(**env_vars, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert result.returncode != 0
+    assert message in result.stderr

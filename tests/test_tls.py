@@ -15,6 +15,7 @@ from django.urls import reverse
 from requests_app import pki, services
 from requests_app.models import CertificateRequest
 from tests.helpers.csrs import make_csr, openssl_csr
+from tests.helpers.mailbox import confirmed
 from tests.helpers.tls import (
     client_context,
     handshake,
@@ -100,7 +101,7 @@ def test_p12_from_the_pages_is_a_tls_client_identity(client, ca, agent, tmp_path
         },
     )
     assert enroll.status_code == 302
-    cert = services.approve_request(CertificateRequest.objects.get(), agent=agent)
+    cert = services.approve_request(confirmed(CertificateRequest.objects.get()), agent=agent)
     response = client.post(
         reverse("certificate_pkcs12", args=[cert.serial]),
         {"passphrase": PASSPHRASE, "pkcs12_format": "modern"},

@@ -17,15 +17,14 @@ from requests_app import keys, services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from tests.helpers.csrs import make_csr
 from tests.helpers.keys import key_path
+from tests.helpers.mailbox import submit_confirmed
 from tests.helpers.mfa import add_totp_device, login_verified, totp_code
 
 Status = CertificateRequest.Status
 
 
 def _submit(cn="www.example.test", *, email="admin@example.test", profile="server", csr=None):
-    return services.submit_request(
-        profile=profile, csr=csr or make_csr(cn=cn), requester_email=email
-    )
+    return submit_confirmed(profile=profile, csr=csr or make_csr(cn=cn), requester_email=email)
 
 
 @pytest.fixture

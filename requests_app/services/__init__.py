@@ -14,6 +14,7 @@ the modules are where each behaviour lives:
     audit_log     the audit log's one writer
     records       locked reads, status counters
     submission    requests enter the queue (web, Dogtag, commands)
+    mailbox       proof of the requester's mailbox before a request reaches the agents
     decisions     approve, reject, cancel
     issuance      what an approval checks and signs (shared with bulk)
     bulk          approve every pending request, a chunk per transaction
@@ -84,6 +85,13 @@ from .errors import (
     ServiceError,
     WrongPassphrase,
 )
+from .mailbox import (
+    WrongCode,
+    confirm_email,
+    expire_unconfirmed_requests,
+    format_code,
+    issue_email_confirmation_code,
+)
 from .records import status_counts
 from .renewals import submit_renewal
 from .revocation import create_ocsp_responder, release_hold, revoke_certificate
@@ -127,6 +135,7 @@ __all__ = [
     "RequestNotFound",
     "ServerKeyState",
     "ServiceError",
+    "WrongCode",
     "WrongPassphrase",
     "WrongSecondFactor",
     "agents_group",
@@ -136,6 +145,7 @@ __all__ = [
     "begin_totp_enrolment",
     "cancel_request",
     "complete_passkey_registration",
+    "confirm_email",
     "confirm_totp_device",
     "create_agent",
     "create_ca",
@@ -145,10 +155,13 @@ __all__ = [
     "enrolment_link_path",
     "enrolment_link_user",
     "erase_expired_server_keys",
+    "expire_unconfirmed_requests",
+    "format_code",
     "has_second_factor",
     "import_ca",
     "is_active_agent",
     "issue_certificate",
+    "issue_email_confirmation_code",
     "link_agent_certificate",
     "needs_second_factor",
     "offers_server_key",

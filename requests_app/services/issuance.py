@@ -23,6 +23,12 @@ def check_approval(
         prof = profiles.get_profile(req.profile)
     except profiles.ProfileError as exc:
         raise InvalidRequest(str(exc), field="profile") from None
+    if prof.confirm_email and req.email_confirmed_at is None and req.requested_sans:
+        # The certificate names the address: only one shown to be the requester's.
+        raise InvalidTransition(
+            f"the email address of request {req.display_id} was never confirmed by its "
+            "requester; cancel the request and ask them to submit it again"
+        )
     try:
         days = profiles.check_validity(prof, validity_days)
     except profiles.ProfileError as exc:

@@ -8,8 +8,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 
-from .. import pki, profiles, signals
+from .. import pki, profiles, signals, throttle
 from ..models import Certificate, CertificateRequest
 from .agent_certificates import AGENT_PROFILE, is_active_agent
 from .audit_log import audit
@@ -19,6 +20,9 @@ from .records import move_count
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
+
+#: Channels through which anybody may submit, so the per-recipient mail limit applies.
+PUBLIC_CHANNELS = ("web", "dogtag")
 
 
 @transaction.atomic
@@ -34,9 +38,13 @@ def submit_request(
     actor: User | None = None,
     channel: str = "web",
     agent_for: User | None = None,
+    email_confirmed_by: str = "",
 ) -> CertificateRequest:
-    """Check a CSR against a profile and put a pending request in the queue (agent_for:
-    an agent's own agent certificate, see request_agent_certificate)."""
+    """Check a CSR against a profile and put a pending request in the queue; for a profile
+    with confirm_email, the request awaits the requester's confirmation of the address
+    instead, unless email_confirmed_by names the administrator who vouches for it. agent_for:
+    an agent's own agent certificate (see request_agent_certificate), whose address is the
+    one an administrator gave the agent's account, so it needs no mailed proof."""
     req = _build_request(
         profile=profile,
         csr=csr,
@@ -47,14 +55,34 @@ def submit_request(
         ip=ip,
         channel=channel,
     )
+    vouched = email_confirmed_by.strip()[:150]
+    if agent_for is not None and not vouched:
+        vouched = f"account of agent {agent_for.get_username()}"[:150]
+    if channel in PUBLIC_CHANNELS and not throttle.enrollment_mail_allowed(req.requester_email):
+        raise InvalidRequest(
+            f"We have sent as many messages to {req.requester_email} today as we send to one "
+            "address in a day, so we cannot take another request for it now. Try again "
+            "tomorrow.",
+            field="requester_email",
+        )
+    awaiting = profiles.get_profile(req.profile).confirm_email and not vouched
+    if awaiting:
+        req.status = Status.AWAITING_EMAIL
+    elif vouched:
+        req.email_confirmed_at = timezone.now()
+        req.email_confirmed_by = vouched
     req.agent_for = agent_for
     req.save()
-    move_count(None, Status.PENDING)
-    extra = {"agent_for": agent_for.get_username()} if agent_for is not None else {}
+    move_count(None, req.status)
+    extra = {"email_confirmation": "awaiting"} if awaiting else {}
+    if vouched:
+        extra = {"email_confirmed_by": vouched}
+    if agent_for is not None:
+        extra["agent_for"] = agent_for.get_username()
     audit(
         "request_submitted",
         actor=actor,
-        actor_label="requester",
+        actor_label="administrator" if vouched and agent_for is None else "requester",
         request=req,
         ip=ip,
         profile=req.profile,
@@ -62,7 +90,12 @@ def submit_request(
         sans=req.requested_sans,
         **extra,
     )
-    signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
+    if awaiting:
+        signals.email_confirmation_requested.send(
+            sender=CertificateRequest, request=req, actor=actor
+        )
+    else:
+        signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
     return req
 
 
@@ -165,8 +198,9 @@ def issue_certificate(
     extra_hostnames: Iterable[str] = (),
     validity_days: int | None = None,
     actor: User | None = None,
+    email_confirmed_by: str = "administrator (issue_certificate)",
 ) -> Certificate:
-    """Submit and approve in one step (for administrators)."""
+    """Submit and approve in one step (for administrators, who vouch for the address)."""
     req = submit_request(
         profile=profile,
         csr=csr,
@@ -174,6 +208,8 @@ def issue_certificate(
         requester_name=requester_name,
         extra_hostnames=extra_hostnames,
         actor=actor,
+        channel="command",
+        email_confirmed_by=email_confirmed_by,
     )
     return approve_request(req, agent=actor, validity_days=validity_days)
 
@@ -189,7 +225,8 @@ def submit_enrollment(
     ip: str | None = None,
     channel: str = "web",
 ) -> tuple[CertificateRequest, Certificate | None]:
-    """Submit a new CSR, and issue at once when its profile is auto_approve (never a renewal)."""
+    """Submit a new CSR, and issue at once when its profile is auto_approve (never a renewal;
+    for a profile with confirm_email, once the address is confirmed)."""
     req = submit_request(
         profile=profile,
         csr=csr,
@@ -199,7 +236,7 @@ def submit_enrollment(
         ip=ip,
         channel=channel,
     )
-    if not profiles.get_profile(req.profile).auto_approve:
+    if req.awaits_email or not profiles.get_profile(req.profile).auto_approve:
         return req, None
     try:
         with transaction.atomic():  # a savepoint: a refused approval leaves the request queued
