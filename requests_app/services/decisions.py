@@ -8,15 +8,21 @@ from django.db import transaction
 from .. import signals
 from ..models import Certificate, CertificateRequest
 from .audit_log import audit
-from .errors import InvalidRequest
-from .issuance import approval_audit, check_approval, complete, sign, signing_ca
+from .errors import InvalidRequest, LintFailed, RequestNotFound
+from .issuance import (
+    approval_audit,
+    check_approval,
+    complete,
+    lint_refusal_audit,
+    sign,
+    signing_ca,
+)
 from .records import lock_request, move_count, require_pending
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
 
 
-@transaction.atomic
 def approve_request(
     request_id: str | CertificateRequest,
     *,
@@ -26,7 +32,41 @@ def approve_request(
     note: str = "",
     ip: str | None = None,
 ) -> Certificate:
-    """Issue the certificate for a pending request, optionally with the agent's edits."""
+    """Issue the certificate for a pending request, optionally with the agent's edits.
+
+    One transaction; when pre-issuance linting refuses the certificate (LintFailed), that
+    transaction is rolled back (nothing signed or stored, the request stays pending) and the
+    refusal's audit row is written in a second one, so that the refusal is on record."""
+    try:
+        return _approve_request(
+            request_id, agent=agent, validity_days=validity_days, sans=sans, note=note, ip=ip
+        )
+    except LintFailed as exc:
+        _record_lint_refusal(request_id, exc, agent=agent, ip=ip)
+        raise
+
+
+@transaction.atomic
+def _record_lint_refusal(
+    request_id: str | CertificateRequest, exc: LintFailed, *, agent: User | None, ip: str | None
+) -> None:
+    try:
+        req = lock_request(request_id)
+    except RequestNotFound:  # rolled back with an enclosing transaction
+        req = None
+    lint_refusal_audit(exc, req=req, agent=agent, ip=ip).save(force_insert=True)
+
+
+@transaction.atomic
+def _approve_request(
+    request_id: str | CertificateRequest,
+    *,
+    agent: User | None,
+    validity_days: int | None,
+    sans: list[str] | None,
+    note: str,
+    ip: str | None,
+) -> Certificate:
     req = lock_request(request_id)
     require_pending(req, "approved")
     prof, days, names = check_approval(req, validity_days=validity_days, sans=sans)

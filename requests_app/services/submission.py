@@ -13,7 +13,8 @@ from .. import pki, profiles, signals
 from ..models import Certificate, CertificateRequest
 from .audit_log import audit
 from .decisions import approve_request
-from .errors import CAUnavailable, InvalidRequest
+from .errors import CAUnavailable, InvalidRequest, LintFailed
+from .issuance import lint_refusal_audit
 from .records import move_count
 
 Status = CertificateRequest.Status
@@ -117,7 +118,6 @@ def _build_request(
     )
 
 
-@transaction.atomic
 def issue_certificate(
     *,
     profile: str,
@@ -128,7 +128,41 @@ def issue_certificate(
     validity_days: int | None = None,
     actor: User | None = None,
 ) -> Certificate:
-    """Submit and approve in one step (for administrators)."""
+    """Submit and approve in one step (for administrators).
+
+    One transaction; when pre-issuance linting refuses the certificate (LintFailed), it is
+    rolled back whole (no request, no certificate) and the refusal's audit row is written
+    in a second one, so that the refusal is on record."""
+    options = {
+        "profile": profile,
+        "csr": csr,
+        "requester_email": requester_email,
+        "requester_name": requester_name,
+        "extra_hostnames": extra_hostnames,
+        "validity_days": validity_days,
+        "actor": actor,
+    }
+    try:
+        return _issue_certificate(**options)
+    except LintFailed as exc:
+        with transaction.atomic():
+            lint_refusal_audit(exc, req=None, agent=actor, ip=None, profile=profile).save(
+                force_insert=True
+            )
+        raise
+
+
+@transaction.atomic
+def _issue_certificate(
+    *,
+    profile: str,
+    csr: str | bytes,
+    requester_email: str,
+    requester_name: str,
+    extra_hostnames: Iterable[str],
+    validity_days: int | None,
+    actor: User | None,
+) -> Certificate:
     req = submit_request(
         profile=profile,
         csr=csr,
@@ -167,5 +201,6 @@ def submit_enrollment(
         with transaction.atomic():  # a savepoint: a refused approval leaves the request queued
             return req, approve_request(req, agent=None, ip=ip)
     except CAUnavailable:
-        # The request stays in the queue; an agent sees the CA problem when approving it.
+        # The request stays in the queue; an agent sees the CA problem (or the pre-issuance
+        # linting's refusal, a CAUnavailable too, on record in the audit log) when approving it.
         return req, None
