@@ -75,13 +75,13 @@ class Profile:
 
     @property
     def linters(self) -> tuple[str, ...]:
-        """The pkilint linters its certificates must pass (pki.LINTERS); each CA/B linter
-        runs RFC 5280's validations too."""
+        """The pkilint linters its certificates must pass (pki.LINTERS): RFC 5280 always,
+        and the CA/B Forum linter of its kind under the Baseline Requirements."""
         if not self.baseline_requirements:
             return ("rfc5280",)
         if self.cabf_kind == "serverauth":
-            return ("cabf-serverauth",)
-        return (f"cabf-smime-mailbox-{self.smime_generation}",)
+            return ("rfc5280", "cabf-serverauth")
+        return ("rfc5280", f"cabf-smime-mailbox-{self.smime_generation}")
 
     @property
     def certificate_policies(self) -> tuple[str, ...]:

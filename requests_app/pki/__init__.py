@@ -70,7 +70,7 @@ from .keys import (
     sign,
     signature_hash,
 )
-from .lint import LINTERS, Finding, lint, lint_builder, lint_certificate, same_tbs
+from .linting import LINTERS, Finding, lint, lint_builder, lint_certificate, same_tbs
 from .names import (
     GeneralName,
     common_name,

@@ -200,6 +200,10 @@ def submit_enrollment(
     try:
         with transaction.atomic():  # a savepoint: a refused approval leaves the request queued
             return req, approve_request(req, agent=None, ip=ip)
+    except LintFailed as exc:
+        # approve_request's own record of the refusal went with the savepoint: write it here.
+        lint_refusal_audit(exc, req=req, agent=None, ip=ip).save(force_insert=True)
+        return req, None
     except CAUnavailable:
         # The request stays in the queue; an agent sees the CA problem (or the pre-issuance
         # linting's refusal, a CAUnavailable too, on record in the audit log) when approving it.

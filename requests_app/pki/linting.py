@@ -21,9 +21,11 @@ from cryptography.hazmat.primitives import serialization
 
 from .keys import PrivateKey, generate_private_key, sign
 
-#: The linters by name: "rfc5280" checks RFC 5280 alone; each CA/B Forum linter runs the
-#: RFC 5280 validations too, with pkilint's filter of the findings the Baseline
-#: Requirements supersede (an end-entity certificate without subjectKeyIdentifier).
+#: The linters by name. "rfc5280" is pkilint's RFC 5280 linter; each CA/B Forum linter runs
+#: most RFC 5280 validations too, but not all (some key usage rules are its own), so the
+#: portal runs "rfc5280" beside it. Run together with "cabf-serverauth", RFC 5280 findings
+#: that the TLS Baseline Requirements supersede (an end-entity certificate without
+#: subjectKeyIdentifier) are dropped, as pkilint's serverauth linter drops them.
 LINTERS = (
     "rfc5280",
     "cabf-serverauth",
@@ -111,28 +113,35 @@ def validator_for(linter: str):
     raise ValueError(f"unknown linter {linter!r}; choose one of {', '.join(LINTERS)}")
 
 
-def _results(cert: x509.Certificate, linter: str):
+def _results(cert: x509.Certificate, linter: str, *, serverauth_filters: bool):
     from pkilint import finding_filter, loader
+    from pkilint.cabf import serverauth
 
     der = cert.public_bytes(serialization.Encoding.DER)
     document = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "certificate")
+    # The TLS certificate type follows the reserved policy OID it carries (DV, OV, IV, EV).
+    certificate_type = serverauth.determine_certificate_type(document)
     if linter == "cabf-serverauth":
-        from pkilint.cabf import serverauth
-
-        # The type follows the reserved policy OID the certificate carries (DV, OV, IV, EV).
-        validator, filters = _serverauth_validator(serverauth.determine_certificate_type(document))
-        results = validator.validate(document.root)
+        validator, filters = _serverauth_validator(certificate_type)
+    else:
+        validator, filters = validator_for(linter), []
+    results = validator.validate(document.root)
+    if serverauth_filters:
+        filters = _serverauth_validator(certificate_type)[1]
+    if filters:
         results, _ = finding_filter.filter_results(filters, results)
-        return results
-    return validator_for(linter).validate(document.root)
+    return results
 
 
-def lint_certificate(cert: x509.Certificate, linter: str) -> list[Finding]:
-    """Every finding of one linter on cert at NOTICE or worse, worst first."""
+def lint_certificate(
+    cert: x509.Certificate, linter: str, *, serverauth_filters: bool = False
+) -> list[Finding]:
+    """Every finding of one linter on cert at NOTICE or worse, worst first; with
+    serverauth_filters, without those that the TLS Baseline Requirements supersede."""
     if linter not in LINTERS:
         raise ValueError(f"unknown linter {linter!r}; choose one of {', '.join(LINTERS)}")
     with _lock:
-        results = _results(cert, linter)
+        results = _results(cert, linter, serverauth_filters=serverauth_filters)
     findings = [
         Finding(
             severity=description.finding.severity.name,
@@ -149,9 +158,11 @@ def lint_certificate(cert: x509.Certificate, linter: str) -> list[Finding]:
 
 def lint(cert: x509.Certificate, linters: tuple[str, ...] | list[str]) -> list[Finding]:
     """The findings of several linters on cert, each once, worst first."""
+    superseded = "cabf-serverauth" in linters
     found: list[Finding] = []
     for linter in linters:
-        found += [f for f in lint_certificate(cert, linter) if f not in found]
+        findings = lint_certificate(cert, linter, serverauth_filters=superseded)
+        found += [f for f in findings if f not in found]
     return sorted(found, key=lambda f: SEVERITIES.index(f.severity))
 
 
