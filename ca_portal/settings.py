@@ -73,6 +73,23 @@ SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
+
+
+def _http_origin(url: str) -> str:
+    """SITE_URL's host over plain http: its port kept for http, dropped for https (a TLS port
+    does not answer plain http)."""
+    parts = urlparse(url)
+    if parts.scheme == "http":
+        return f"http://{parts.netloc}"
+    host = parts.hostname or ""
+    return f"http://[{host}]" if ":" in host else f"http://{host}"  # IPv6 keeps its brackets
+
+
+# The base of the revocation URLs that issued certificates name (authorityInfoAccess: OCSP
+# and caIssuers; the CRL distribution point). Plain http: clients fetch them before they can
+# trust any TLS, and RFC 5280 4.2.2.1, RFC 6960 and the Baseline Requirements want http (NSS
+# never fetches an https one). A system check refuses https. Default: SITE_URL over http.
+REVOCATION_BASE_URL = env.str("REVOCATION_BASE_URL", default=_http_origin(SITE_URL)).rstrip("/")
 # The reverse proxies in front of the portal (addresses or CIDRs, e.g. 127.0.0.1,10.0.0.0/8).
 # Only a connection from one of them may tell the client's address (X-Forwarded-For) or pass
 # a client certificate; from anyone else those headers are ignored.
@@ -103,6 +120,10 @@ CA_KEY_BACKENDS = {
 }
 
 RETRIEVAL_LINK_MAX_AGE_DAYS = env.int("RETRIEVAL_LINK_MAX_AGE_DAYS", default=30)
+# Pre-issuance linting: before the CA key signs, the certificate is built, signed by a
+# throwaway key and linted with pkilint (RFC 5280; the CA/B Forum linter for profiles with
+# baseline_requirements); a finding at ERROR refuses the issuance. False turns it off.
+PREISSUANCE_LINT = env.bool("PREISSUANCE_LINT", default=True)
 # Revocation: each CRL names its successor this many hours ahead (its nextUpdate).
 CRL_NEXT_UPDATE_HOURS = env.int("CRL_NEXT_UPDATE_HOURS", default=24)
 

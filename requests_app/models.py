@@ -140,15 +140,15 @@ class CertificateAuthority(models.Model):
 
     def ca_issuers_url(self) -> str:
         """Where issued certificates say their issuer's certificate can be downloaded (DER)."""
-        return f"{settings.SITE_URL}/ca/{self.pk}/ca.cer"
+        return f"{settings.REVOCATION_BASE_URL}/ca/{self.pk}/ca.cer"
 
     def crl_url(self) -> str:
         """The CRL distribution point named in issued certificates."""
-        return f"{settings.SITE_URL}/ca/{self.pk}/crl.crl"
+        return f"{settings.REVOCATION_BASE_URL}/ca/{self.pk}/crl.crl"
 
     def ocsp_url(self) -> str:
         """The OCSP responder named in issued certificates (one for every CA)."""
-        return f"{settings.SITE_URL}/ocsp"
+        return f"{settings.REVOCATION_BASE_URL}/ocsp"
 
 
 class CertificateQuerySet(models.QuerySet):

@@ -161,7 +161,7 @@ def test_flow_1_server_certificate_with_manual_delivery(
 ):
     """A requester enrolls an openssl CSR; an agent finds, approves and mails the link; the
     requester downloads the full chain, which openssl verifies and a TLS server uses."""
-    csr = openssl_csr(tmp_path, subject="/CN=localhost", sans="DNS:localhost")
+    csr = openssl_csr(tmp_path, subject="/CN=tls.example.test", sans="DNS:tls.example.test")
     requester = Watched(browser)
     page = requester.page
     page.goto(f"{site}/")
@@ -206,9 +206,9 @@ def test_flow_1_server_certificate_with_manual_delivery(
     ca_pem = tmp_path / "ca.pem"
     download.value.save_as(ca_pem)
 
-    _verify(ca_pem, fullchain, hostname="localhost")
+    _verify(ca_pem, fullchain, hostname="tls.example.test")
     server = server_context(fullchain, tmp_path / "req.key")
-    assert handshake(server, client_context(ca_pem), "localhost").ok
+    assert handshake(server, client_context(ca_pem), "tls.example.test").ok
     assert requester.violations == clerk.violations == []
 
 
@@ -296,7 +296,7 @@ def test_flow_2_user_certificate_with_server_key(browser, site, ca, agent, smtp_
                 "-out",
                 tmp_path / "s.csr",
                 "-subj",
-                "/CN=localhost",
+                "/CN=tls.example.test",
             ),
         ],
         check=True,
@@ -309,7 +309,9 @@ def test_flow_2_user_certificate_with_server_key(browser, site, ca, agent, smtp_
     fullchain.write_text(server_cert.pem + ca.certificate_pem)
     server = server_context(fullchain, server_key, client_ca=ca_pem)
     cert_file, key_file = p12_to_pem_files(p12.read_bytes(), PASSPHRASE, tmp_path)
-    outcome = handshake(server, client_context(ca_pem, cert=cert_file, key=key_file), "localhost")
+    outcome = handshake(
+        server, client_context(ca_pem, cert=cert_file, key=key_file), "tls.example.test"
+    )
     assert outcome.ok, outcome
     assert outcome.client_cert["subjectAltName"] == (("email", "ada@example.test"),)
     assert requester.violations == clerk.violations == []

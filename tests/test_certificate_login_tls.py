@@ -94,7 +94,7 @@ def _server_identity(agent, directory: Path) -> tuple[Path, Path]:
     """nginx's certificate for 127.0.0.1, from the portal's CA."""
     key = pki.generate_private_key("p256")
     csr = make_csr(
-        cn="localhost", key=key, sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        cn="portal.example.test", key=key, sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     )
     req = services.submit_request(profile="server", csr=csr, requester_email="ops@example.test")
     cert = services.approve_request(req, agent=agent)

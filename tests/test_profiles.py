@@ -225,6 +225,7 @@ def test_check_sans_for_user_and_agent():
 @pytest.fixture
 def site(settings):
     settings.SITE_URL = SITE_URL
+    settings.REVOCATION_BASE_URL = SITE_URL
     return settings
 
 

@@ -15,7 +15,8 @@ from ..models import Certificate, CertificateRequest
 from .agent_certificates import AGENT_PROFILE, is_active_agent
 from .audit_log import audit
 from .decisions import approve_request
-from .errors import CAUnavailable, InvalidRequest
+from .errors import CAUnavailable, InvalidRequest, LintFailed
+from .issuance import lint_refusal_audit
 from .records import move_count
 
 Status = CertificateRequest.Status
@@ -188,7 +189,6 @@ def request_agent_certificate(
     )
 
 
-@transaction.atomic
 def issue_certificate(
     *,
     profile: str,
@@ -200,7 +200,43 @@ def issue_certificate(
     actor: User | None = None,
     email_confirmed_by: str = "administrator (issue_certificate)",
 ) -> Certificate:
-    """Submit and approve in one step (for administrators, who vouch for the address)."""
+    """Submit and approve in one step (for administrators, who vouch for the address).
+
+    One transaction; when pre-issuance linting refuses the certificate (LintFailed), it is
+    rolled back whole (no request, no certificate) and the refusal's audit row is written
+    in a second one, so that the refusal is on record."""
+    options = {
+        "profile": profile,
+        "csr": csr,
+        "requester_email": requester_email,
+        "requester_name": requester_name,
+        "extra_hostnames": extra_hostnames,
+        "validity_days": validity_days,
+        "actor": actor,
+        "email_confirmed_by": email_confirmed_by,
+    }
+    try:
+        return _issue_certificate(**options)
+    except LintFailed as exc:
+        with transaction.atomic():
+            lint_refusal_audit(exc, req=None, agent=actor, ip=None, profile=profile).save(
+                force_insert=True
+            )
+        raise
+
+
+@transaction.atomic
+def _issue_certificate(
+    *,
+    profile: str,
+    csr: str | bytes,
+    requester_email: str,
+    requester_name: str,
+    extra_hostnames: Iterable[str],
+    validity_days: int | None,
+    actor: User | None,
+    email_confirmed_by: str,
+) -> Certificate:
     req = submit_request(
         profile=profile,
         csr=csr,
@@ -241,6 +277,11 @@ def submit_enrollment(
     try:
         with transaction.atomic():  # a savepoint: a refused approval leaves the request queued
             return req, approve_request(req, agent=None, ip=ip)
+    except LintFailed as exc:
+        # approve_request's own record of the refusal went with the savepoint: write it here.
+        lint_refusal_audit(exc, req=req, agent=None, ip=ip).save(force_insert=True)
+        return req, None
     except CAUnavailable:
-        # The request stays in the queue; an agent sees the CA problem when approving it.
+        # The request stays in the queue; an agent sees the CA problem (or the pre-issuance
+        # linting's refusal, a CAUnavailable too, on record in the audit log) when approving it.
         return req, None
