@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from .records import move_count
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,6 +69,9 @@ def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
             issued.append((req, sign(req, prof, ca, validity_days=days, sans=names), days))
         except ServiceError as exc:
             refused.append((req.public_id, exc.message))
+        except Exception:  # one request that cannot be signed must not stop the queue
+            logger.exception("bulk approval: request %s could not be signed", req.public_id)
+            refused.append((req.public_id, "it could not be signed (an internal error, logged)"))
     if not issued:
         return []
     certs = Certificate.objects.bulk_create([cert for _, cert, _ in issued])

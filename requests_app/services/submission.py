@@ -34,7 +34,7 @@ def submit_request(
     channel: str = "web",
 ) -> CertificateRequest:
     """Check a CSR against a profile and put a pending request in the queue."""
-    req = _build_request(
+    req, dropped = _build_request(
         profile=profile,
         csr=csr,
         requester_email=requester_email,
@@ -55,9 +55,33 @@ def submit_request(
         profile=req.profile,
         subject=req.subject,
         sans=req.requested_sans,
+        dropped=dropped,
     )
     signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
     return req
+
+
+#: The states in which a request still waits for a decision: one per key and profile.
+WAITING = (Status.PENDING,)
+
+
+def _refuse_duplicate(prof: profiles.Profile, public_key_sha256: str) -> None:
+    """A second waiting request for the same key and profile would only double the agents'
+    work (and the mail): name the one that waits instead."""
+    waiting = (
+        CertificateRequest.objects.filter(
+            public_key_sha256=public_key_sha256, profile=prof.name, status__in=WAITING
+        )
+        .order_by("submitted_at", "pk")
+        .first()
+    )
+    if waiting is not None:
+        raise InvalidRequest(
+            f"A request for this key and the {prof.name} profile is already waiting: "
+            f"{waiting.display_id}. Check its status with that ID instead of submitting "
+            "again.",
+            field="csr",
+        )
 
 
 def _build_request(
@@ -70,7 +94,8 @@ def _build_request(
     extra_hostnames: list[str],
     ip: str | None,
     channel: str,
-) -> CertificateRequest:
+) -> tuple[CertificateRequest, list[str]]:
+    """The unsaved request, and what the profile dropped from the CSR."""
     try:
         prof = profiles.get_profile(profile)
     except profiles.ProfileError as exc:
@@ -87,24 +112,32 @@ def _build_request(
     if any(ch in requester_name for ch in "\r\n"):
         raise InvalidRequest("the name must be on one line", field="requester_name")
     try:
-        info = pki.check_csr(csr, allow_ed25519=prof.allow_ed25519)
-    except pki.CSRError as exc:
-        raise InvalidRequest(str(exc), field="csr") from None
+        pki.check_characters(requester_name, what="name")
+    except pki.InvalidName as exc:
+        raise InvalidRequest(str(exc), field="requester_name") from None
     try:
+        info = pki.check_csr(csr, allow_ed25519=prof.allow_ed25519)
+        subject = profiles.issued_subject(prof, info.csr.subject, requester_email=requester_email)
         sans = profiles.requested_sans(
             prof,
             csr_sans=info.sans,
-            subject_cn=pki.common_name(info.csr.subject),
+            subject_cn=subject.get("CN"),
             extra_hostnames=extra_hostnames,
             requester_email=requester_email,
         )
-    except (profiles.ProfileError, pki.InvalidName) as exc:
-        field = "extra_hostnames" if extra_hostnames else "csr"
-        raise InvalidRequest(str(exc), field=field) from None
-    return CertificateRequest(
+    except pki.CSRError as exc:
+        raise InvalidRequest(str(exc), field="csr") from None
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field=exc.field or "csr") from None
+    _refuse_duplicate(prof, info.public_key_sha256)
+    dropped = [
+        *subject.dropped,
+        *profiles.dropped_sans(prof, info.sans, requester_email=requester_email),
+    ]
+    req = CertificateRequest(
         profile=prof.name,
         csr_pem=info.pem,
-        subject=info.subject,
+        subject=subject.text,
         key_type=info.key_type,
         key_size=info.key_size,
         public_key_sha256=info.public_key_sha256,
@@ -115,6 +148,7 @@ def _build_request(
         submitter_ip=ip,
         channel=channel,
     )
+    return req, dropped
 
 
 @transaction.atomic

@@ -6,6 +6,7 @@ from requests_app import services
 from requests_app.management._util import (
     add_request_arguments,
     positive_int,
+    printable,
     read_input,
     service_errors,
 )
@@ -35,7 +36,8 @@ class Command(BaseCommand):
                 validity_days=validity_days,
             )
         self.stdout.write(
-            f"Issued {cert.subject} ({', '.join(cert.sans) or 'no SANs'}) as request "
+            f"Issued {printable(cert.subject)} ({printable(', '.join(cert.sans)) or 'no SANs'}) "
+            "as request "
             f"{cert.request.display_id}, valid until {cert.not_after:%Y-%m-%d}"
         )
         self.stdout.write(cert.serial)

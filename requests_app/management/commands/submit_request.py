@@ -3,7 +3,12 @@
 from django.core.management.base import BaseCommand
 
 from requests_app import services
-from requests_app.management._util import add_request_arguments, read_input, service_errors
+from requests_app.management._util import (
+    add_request_arguments,
+    printable,
+    read_input,
+    service_errors,
+)
 
 
 class Command(BaseCommand):
@@ -22,7 +27,8 @@ class Command(BaseCommand):
                 requester_name=name,
                 extra_hostnames=san,
             )
-        self.stdout.write(f"Submitted a {req.profile} request for {req.subject or '(no subject)'}")
+        subject = printable(req.subject) if req.subject else "(no subject)"
+        self.stdout.write(f"Submitted a {req.profile} request for {subject}")
         if req.requested_sans:
-            self.stdout.write(f"Names: {', '.join(req.requested_sans)}")
+            self.stdout.write(f"Names: {printable(', '.join(req.requested_sans))}")
         self.stdout.write(req.display_id)
