@@ -325,17 +325,17 @@ def check_csr(data: bytes | str, *, allow_ed25519: bool = False) -> CSRInfo:
         subject = csr.subject.rfc4514_string()
     except ValueError:
         raise CSRError("The CSR's subject cannot be read.") from None
-    sans: list[str] = []
+    names: list[x509.GeneralName] = []
     try:
-        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        _check_dns_names(list(ext.value))
-        sans = [san_to_text(name) for name in ext.value]
+        names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         pass
     except x509.DuplicateExtension as exc:  # not a ValueError
         raise CSRError(f"The CSR has the extension {exc.oid.dotted_string} twice.") from None
     except (ValueError, x509.UnsupportedGeneralNameType):
         raise CSRError("The CSR's extensions cannot be read.") from None
+    _check_dns_names(names)
+    sans = [san_to_text(name) for name in names]
     algorithm, size = key_description(key)
     return CSRInfo(
         csr=csr,

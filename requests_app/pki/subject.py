@@ -218,7 +218,8 @@ def check_values(
         if short in seen and short not in REPEATABLE:
             raise InvalidName(f"the subject{where} has more than one {reading} ({short})")
         seen.add(short)
-        value = check_text(raw, what=what, limit=limit)
+        # A country is checked by its own rule, which says more than a length would.
+        value = check_text(raw, what=what, limit=128 if short == "C" else limit)
         if short == "C":
             value = value.upper()
             if not _COUNTRY.match(value):
