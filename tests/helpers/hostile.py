@@ -9,6 +9,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from requests_app import pki
@@ -21,11 +22,21 @@ def raw_csr(
     dns: list[str] = (),
     key=None,
     extension_bytes: int = 0,
+    utf8_only: bool = False,
 ) -> str:
     """A PEM CSR with the attributes and dNSNames exactly as given (no length, IDNA or
-    ASCII checks), signed with SHA-256."""
+    ASCII checks), signed with SHA-256; utf8_only writes every attribute as UTF8String
+    (a country too), so that any text can be encoded."""
     key = key or ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(oid, value, _validate=False) for oid, value in attributes])
+    kind = _ASN1Type.UTF8String if utf8_only else None
+    name = x509.Name(
+        [
+            x509.NameAttribute(oid, value, kind, _validate=False)
+            if kind
+            else x509.NameAttribute(oid, value, _validate=False)
+            for oid, value in attributes
+        ]
+    )
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if dns:
         names = [x509.DNSName._init_without_validation(value) for value in dns]
