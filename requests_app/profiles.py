@@ -224,6 +224,16 @@ def dropped_sans(profile: Profile, csr_sans: list[str], *, requester_email: str)
     return [s for s in csr_sans if s.lower() != mine]
 
 
+def dropped_from(
+    profile: Profile, subject: x509.Name, csr_sans: list[str], *, requester_email: str
+) -> list[str]:
+    """Everything of a CSR that a certificate under this profile will not carry: subject
+    attributes ("OU=Sales") and subjectAltName entries ("DNS:x"); ProfileError when the
+    subject would be refused."""
+    checked = issued_subject(profile, subject, requester_email=requester_email)
+    return [*checked.dropped, *dropped_sans(profile, csr_sans, requester_email=requester_email)]
+
+
 def requested_sans(
     profile: Profile,
     *,

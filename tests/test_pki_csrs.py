@@ -266,7 +266,7 @@ def test_check_csr_refuses_other_kinds_of_keys():
     """An Ed448 key is refused, named as people name it (never a Python class name)."""
     key = ed448.Ed448PrivateKey.generate()
     csr = x509.CertificateSigningRequestBuilder().subject_name(pki.parse_dn("CN=x")).sign(key, None)
-    with pytest.raises(pki.CSRError, match="^Ed448 keys are not accepted; use RSA"):
+    with pytest.raises(pki.CSRError, match=r"^Ed448 keys are not accepted; use RSA"):
         pki.check_csr(csr.public_bytes(serialization.Encoding.PEM))
 
 

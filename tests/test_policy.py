@@ -638,3 +638,17 @@ def test_the_agent_page_shows_hidden_characters_escaped(ca, agent, client):
 def test_escape_text_shows_what_it_hides():
     """escape_text writes controls, format characters and backslashes visibly."""
     assert pki.escape_text("a\x00b\nc\u202ed\\e\U000e0001") == "a\\x00b\\nc\\u202ed\\\\e\\U000e0001"
+
+
+def test_the_admin_shows_what_the_profile_drops(ca, agent, client):
+    """The admin's request page lists what the profile leaves out of the certificate."""
+    csr = hostile.raw_csr(
+        [(NameOID.COMMON_NAME, "www.example.test"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "Ops")]
+    )
+    req = services.submit_request(profile="server", csr=csr, requester_email=REQUESTER)
+    agent.is_superuser = True
+    agent.save()
+    client.force_login(agent)
+    page = client.get(reverse("admin:requests_app_certificaterequest_change", args=[req.pk]))
+    assert page.status_code == 200
+    assert "OU=Ops" in html.unescape(page.content.decode())

@@ -198,9 +198,7 @@ def check_csr_key(key: PublicKey, *, allow_ed25519: bool = False) -> None:
                 "Make a new key, e.g. openssl req -new -newkey rsa:3072 ..."
             )
         if key.key_size > RSA_MAX_BITS:
-            raise CSRError(
-                f"RSA key is {key.key_size} bits; at most {RSA_MAX_BITS} are accepted."
-            )
+            raise CSRError(f"RSA key is {key.key_size} bits; at most {RSA_MAX_BITS} are accepted.")
         exponent = key.public_numbers().e
         if exponent != 65537:
             raise CSRError(f"RSA public exponent is {exponent}; only 65537 is accepted.")

@@ -130,10 +130,9 @@ def _build_request(
     except profiles.ProfileError as exc:
         raise InvalidRequest(str(exc), field=exc.field or "csr") from None
     _refuse_duplicate(prof, info.public_key_sha256)
-    dropped = [
-        *subject.dropped,
-        *profiles.dropped_sans(prof, info.sans, requester_email=requester_email),
-    ]
+    dropped = profiles.dropped_from(
+        prof, info.csr.subject, info.sans, requester_email=requester_email
+    )
     req = CertificateRequest(
         profile=prof.name,
         csr_pem=info.pem,

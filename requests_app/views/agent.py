@@ -127,16 +127,11 @@ def _csr_details(req: CertificateRequest) -> dict:
     details["dropped"] = []
     if profile is not None:
         try:
-            checked = profiles.issued_subject(
-                profile, subject, requester_email=req.requester_email
+            details["dropped"] = profiles.dropped_from(
+                profile, subject, csr_sans, requester_email=req.requester_email
             )
         except profiles.ProfileError as exc:
             details["subject_problem"] = str(exc)
-        else:
-            details["dropped"] = [
-                *checked.dropped,
-                *profiles.dropped_sans(profile, csr_sans, requester_email=req.requester_email),
-            ]
     return details
 
 
