@@ -190,7 +190,7 @@ DEFECTS = {
 BAD_NAMES = {
     "xn--0.example.test": "not a valid IDNA A-label",
     "xn--ls8h.example.test": "not a valid IDNA A-label",
-    "xn--bcher-kvaa.example.test": "IDNA",
+    "host.example.t": "two characters or more",
     "ab--x.example.test": "third and fourth places",
     "*.*.example.test": "wildcard",
     "a*.example.test": "wildcard",
@@ -232,7 +232,9 @@ def defect_case(draw) -> dict:
         index = draw(st.sampled_from(choices))
         oid, _ = attributes[index]
         size = draw(st.integers(bounds[oid] + 1, bounds[oid] + 300))
-        attributes[index] = (oid, draw(st.text(LETTERS, min_size=size, max_size=size)))
+        # ASCII letters: NFC leaves their length alone (Hangul jamo, say, would compose).
+        ascii_letters = st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        attributes[index] = (oid, draw(st.text(ascii_letters, min_size=size, max_size=size)))
         says = f"at most {bounds[oid]} are allowed"
     elif kind == "country":
         attributes[:] = [a for a in attributes if a[0] != NameOID.COUNTRY_NAME]

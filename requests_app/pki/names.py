@@ -104,9 +104,10 @@ def normalize_hostname(value: str, *, allow_single_label: bool = False) -> str:
         )
     if out[-1].isdigit():
         raise InvalidName(f"{value!r} is not a valid hostname (the last label is numeric)")
-    if not out[-1][-1].isalpha():
+    if len(out[-1]) < 2 or not out[-1][-1].isalpha():
         raise InvalidName(
-            f"{value!r} is not a valid hostname (the last label must end with a letter)"
+            f"{value!r} is not a valid hostname (the last label must have two characters "
+            "or more and end with a letter)"
         )
     result = ("*." if wildcard else "") + ".".join(out)
     if len(result) > 253:
