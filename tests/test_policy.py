@@ -373,6 +373,7 @@ def test_the_requesters_own_emailaddress_is_moved_not_refused(ca):
         ([(NameOID.COUNTRY_NAME, "D1")], "two-letter country code"),
         ([(NameOID.ORGANIZATION_NAME, "x" * 65)], "at most 64 are allowed"),
         ([(NameOID.LOCALITY_NAME, "x" * 129)], "at most 128 are allowed"),
+        ([(NameOID.COMMON_NAME, "名" * 22)], "66 bytes in UTF-8; at most 64 fit"),
         (
             [(NameOID.COMMON_NAME, "a.example.test"), (NameOID.COMMON_NAME, "b.example.test")],
             "more than one common name",

@@ -96,12 +96,18 @@ LETTERS = st.characters(categories=("L", "N"))
 VISIBLE = st.characters(categories=("L", "M", "N", "P", "S", "Zs"))
 
 
-def visible_text(max_size: int) -> st.SearchStrategy[str]:
+def _fits(text: str, max_size: int, *, cn: bool) -> bool:
+    checked = unicodedata.normalize("NFC", text).strip()
+    # A CN also fits in 64 bytes of UTF-8 (the builder's bound).
+    return 1 <= len(checked) <= max_size and (not cn or len(checked.encode()) <= 64)
+
+
+def visible_text(max_size: int, *, cn: bool = False) -> st.SearchStrategy[str]:
     """Text a profile accepts: visible characters, NFC and stripped within the bound."""
     return (
         st.tuples(LETTERS, st.text(VISIBLE, max_size=max_size - 1))
         .map("".join)
-        .filter(lambda t: 1 <= len(unicodedata.normalize("NFC", t).strip()) <= max_size)
+        .filter(lambda t: _fits(t, max_size, cn=cn))
     )
 
 
@@ -134,7 +140,9 @@ def valid_case(draw) -> dict:
                 st.tuples(
                     st.text(LETTERS, min_size=1, max_size=20),
                     st.text(LETTERS, min_size=1, max_size=20),
-                ).map(" ".join),
+                )
+                .map(" ".join)
+                .filter(lambda t: _fits(t, 64, cn=True)),
             )
         )
         if " " in cn and not dns:
@@ -152,7 +160,7 @@ def valid_case(draw) -> dict:
         if draw(st.booleans()):
             extra = [f"{draw(st.sampled_from(U_LABELS))}.{draw(TLD)}"]
     else:
-        attributes.append((NameOID.COMMON_NAME, draw(visible_text(64))))
+        attributes.append((NameOID.COMMON_NAME, draw(visible_text(64, cn=True))))
         for oid in (NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME):
             if draw(st.booleans()):
                 attributes.append((oid, draw(visible_text(64))))
@@ -293,7 +301,7 @@ def wild_case(draw) -> dict:
 
 KNOWN_CAUSES = re.compile(
     r"control character|invisible formatting|separator|private-use|unassigned|lone surrogate"
-    r"|characters long|two-letter country|more than one|is empty|not yours|hostname"
+    r"|characters long|bytes in UTF-8|two-letter country|more than one|is empty|not yours|hostname"
     r"|IDNA|single-label|wildcard|label|non-ASCII|at least one hostname"
 )
 

@@ -227,6 +227,12 @@ def check_values(
                     f"the {what} must be a two-letter country code such as DE or US, "
                     f"not {escape_text(value)!r}"
                 )
+        if short == "CN" and len(value.encode("utf-8")) > limit:
+            # cryptography (and so the certificate builder) bounds a CN by its UTF-8 bytes.
+            raise InvalidName(
+                f"the {what} takes {len(value.encode('utf-8'))} bytes in UTF-8; at most "
+                f"{limit} fit in a common name (fewer characters outside ASCII)"
+            )
         if short == "CN" and hostname_cn:
             try:
                 value = _hostname_cn(value, allow_single_label=allow_single_label)

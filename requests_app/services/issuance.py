@@ -76,7 +76,7 @@ def sign(
     try:
         # Rebuilt from the checked attributes, never copied from the requester's DER.
         subject = profiles.issued_subject(prof, subject, requester_email=req.requester_email).name
-    except profiles.ProfileError as exc:
+    except ValueError as exc:  # ProfileError, or a value the builder will not encode
         raise InvalidRequest(f"cannot issue: {exc}", field="csr") from None
     try:
         builder = pki.certificate_builder(
