@@ -320,6 +320,8 @@ class CertificateRequest(models.Model):
                 fields=["profile", "status", "-submitted_at"], name="request_profile_newest"
             ),
             models.Index(Lower("requester_email"), name="request_email_lower"),
+            # One waiting request per key and profile: the duplicate check at submission.
+            models.Index(fields=["public_key_sha256", "profile"], name="request_key_profile"),
         ]
 
     def __str__(self) -> str:

@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import pki, signals
+from .. import pki, profiles, signals
 from ..models import CertificateRequest
 from .agent_certificates import AGENT_PROFILE
 from .audit_log import audit
@@ -154,6 +154,11 @@ def _submit_with_server_key(
         )
     if any(ch in name for ch in "\r\n"):
         raise InvalidRequest("the name must be on one line", field="requester_name")
+    try:
+        # The name becomes the CN: checked like a CSR's before a key is made for it.
+        name = profiles.typed_common_name(profiles.get_profile(profile), name)
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field=exc.field or "profile") from None
     key = pki.generate_private_key(settings.SERVER_KEY_TYPE)
     req = submit_request(
         profile=profile,
