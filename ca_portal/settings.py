@@ -92,6 +92,16 @@ CA_KEY_PASSPHRASE = env.str("CA_KEY_PASSPHRASE", default=_DEV_CA_KEY_PASSPHRASE)
 CA_KEY_BACKENDS = {
     "default": {"BACKEND": "requests_app.keys.files.EncryptedFileBackend", "OPTIONS": {}},
 }
+# Key files are encrypted with PBKDF2-HMAC-SHA256 of this many rounds (OWASP: 600,000 at
+# least); existing files are rewrapped by `manage.py rewrap_keys`. Read once per process.
+CA_KEY_KDF_ROUNDS = env.int("CA_KEY_KDF_ROUNDS", default=600_000)
+
+# The audit log's signed checkpoints (HMAC-SHA256): the key (default: derived from
+# SECRET_KEY; set it to keep checkpoints verifiable across a SECRET_KEY rotation), and how
+# often one is written: every so many rows, or after so many seconds, whichever comes first.
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="")
+AUDIT_CHECKPOINT_ROWS = env.int("AUDIT_CHECKPOINT_ROWS", default=1000)
+AUDIT_CHECKPOINT_SECONDS = env.int("AUDIT_CHECKPOINT_SECONDS", default=3600)
 
 RETRIEVAL_LINK_MAX_AGE_DAYS = env.int("RETRIEVAL_LINK_MAX_AGE_DAYS", default=30)
 # Revocation: each CRL names its successor this many hours ahead (its nextUpdate).

@@ -29,7 +29,7 @@ from ..pki import HOLD as CERTIFICATE_HOLD
 from ..pki import REASONS as REVOCATION_REASONS
 from ..pki import REMOVE_FROM_CRL
 from .agents import AGENTS_GROUP, agents_group, create_agent
-from .audit_log import audit
+from .audit_log import audit, verify_audit, write_audit_checkpoint
 from .authorities import create_ca, import_ca
 from .bulk import BulkResult, approve_all_pending
 from .crls import current_crl, publish_crl
@@ -104,4 +104,6 @@ __all__ = [
     "submit_renewal",
     "submit_request",
     "submit_request_with_server_key",
+    "verify_audit",
+    "write_audit_checkpoint",
 ]
