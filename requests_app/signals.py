@@ -40,3 +40,7 @@ ocsp_responder_created = Signal()
 
 #: A CA signed and stored a new CRL. provides args: crl
 crl_published = Signal()
+
+#: The CA and OCSP keys at rest were re-encrypted (rewrap_keys). provides args: rewrapped
+#: (how many key files changed), actor
+keys_rewrapped = Signal()

@@ -67,6 +67,7 @@ from .keys import (
     sign,
     signature_hash,
 )
+from .keywrap import MIN_KDF_ROUNDS, KeyEncryption, encrypt_key_strongly, key_encryption
 from .names import (
     GeneralName,
     common_name,
@@ -112,6 +113,7 @@ __all__ = [
     "MAX_COMMON_NAME",
     "MAX_CSR_BYTES",
     "MAX_OCSP_REQUEST_BYTES",
+    "MIN_KDF_ROUNDS",
     "MIN_PASSPHRASE_LENGTH",
     "PKCS12_FORMATS",
     "REASONS",
@@ -125,6 +127,7 @@ __all__ = [
     "CertificateSummary",
     "GeneralName",
     "InvalidName",
+    "KeyEncryption",
     "OCSPRequestError",
     "OCSPResponseStatus",
     "PKIError",
@@ -152,6 +155,7 @@ __all__ = [
     "decode_ocsp_get",
     "describe_certificate",
     "describe_csr_key",
+    "encrypt_key_strongly",
     "encrypt_private_key",
     "fingerprint",
     "generate_private_key",
@@ -159,6 +163,7 @@ __all__ = [
     "issuer_hashes",
     "issuer_order",
     "key_description",
+    "key_encryption",
     "key_type_of",
     "key_usage_for",
     "load_certificates",

@@ -30,7 +30,7 @@ from ..pki import REASONS as REVOCATION_REASONS
 from ..pki import REMOVE_FROM_CRL
 from .agents import AGENTS_GROUP, agents_group, create_agent
 from .audit_log import audit, verify_audit, write_audit_checkpoint
-from .authorities import create_ca, import_ca
+from .authorities import create_ca, import_ca, rewrap_keys
 from .bulk import BulkResult, approve_all_pending
 from .crls import current_crl, publish_crl
 from .decisions import approve_request, cancel_request, reject_request
@@ -98,6 +98,7 @@ __all__ = [
     "reject_request",
     "release_hold",
     "revoke_certificate",
+    "rewrap_keys",
     "server_key_state",
     "status_counts",
     "submit_enrollment",
