@@ -4,6 +4,7 @@ of any edit, deletion, insertion or reordering made behind the portal's back (ra
 from __future__ import annotations
 
 import importlib
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -20,8 +21,9 @@ TABLE = AuditEvent._meta.db_table
 
 
 def sql(statement: str, *params) -> None:
+    """Run raw SQL on the audit table ({t} in statement), behind the ORM's back."""
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        cursor.execute(statement.replace("{t}", TABLE), params)
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def test_an_honest_log_verifies(history, capsys):
     assert [row.seq for row in history] == list(range(1, len(history) + 1))
     assert [row.pk for row in history] == sorted(row.pk for row in history)
     assert history[0].prev_hash == auditchain.GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(history, history[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(history))
     call_command("verify_audit")
     assert f"audit log intact: {len(history)} rows" in capsys.readouterr().out
 
@@ -60,7 +62,7 @@ def test_an_honest_log_verifies(history, capsys):
 def test_an_edited_row_is_named(history):
     """An UPDATE of one row's details is found at that row."""
     victim = history[4]
-    sql(f"UPDATE {TABLE} SET details = %s WHERE id = %s", '{"reason": "forged"}', victim.pk)
+    sql("UPDATE {t} SET details = %s WHERE id = %s", '{"reason": "forged"}', victim.pk)
     message = verify_fails()
     assert f"first bad: audit row id={victim.pk} (seq {victim.seq}" in message
     assert "edited" in message
@@ -70,7 +72,7 @@ def test_an_edited_row_is_named(history):
 def test_an_edited_actor_or_time_is_named(history):
     """Changing who acted or when is an edit too."""
     victim = history[3]
-    sql(f"UPDATE {TABLE} SET actor_label = %s WHERE id = %s", "someone-else", victim.pk)
+    sql("UPDATE {t} SET actor_label = %s WHERE id = %s", "someone-else", victim.pk)
     assert f"first bad: audit row id={victim.pk} " in verify_fails()
 
 
@@ -78,7 +80,7 @@ def test_an_edited_actor_or_time_is_named(history):
 def test_a_deleted_row_is_named_by_its_successor(history):
     """A DELETE in the middle leaves a gap, named at the row after it."""
     victim, successor = history[5], history[6]
-    sql(f"DELETE FROM {TABLE} WHERE id = %s", victim.pk)
+    sql("DELETE FROM {t} WHERE id = %s", victim.pk)
     message = verify_fails()
     assert f"first bad: audit row id={successor.pk} (seq {successor.seq}" in message
     assert f"seq {victim.seq}) are missing" in message
@@ -87,7 +89,7 @@ def test_a_deleted_row_is_named_by_its_successor(history):
 @pytest.mark.django_db
 def test_deleting_the_last_rows_is_found_by_the_head(history):
     """Cutting rows off the end is found by the signed head."""
-    sql(f"DELETE FROM {TABLE} WHERE seq > %s", history[-3].seq)
+    sql("DELETE FROM {t} WHERE seq > %s", history[-3].seq)
     message = verify_fails()
     assert "the chain head" in message
     assert f"chain ends at seq {history[-3].seq}" in message
@@ -97,7 +99,7 @@ def test_deleting_the_last_rows_is_found_by_the_head(history):
 def test_cutting_the_tail_and_moving_the_head_needs_the_key(history):
     """An attacker who also moves the head to the new last row cannot sign it."""
     last = history[-3]
-    sql(f"DELETE FROM {TABLE} WHERE seq > %s", last.seq)
+    sql("DELETE FROM {t} WHERE seq > %s", last.seq)
     AuditChainHead.objects.filter(pk=1).update(seq=last.seq, hash=last.hash)
     assert "its signature does not match" in verify_fails()
 
@@ -106,7 +108,7 @@ def test_cutting_the_tail_and_moving_the_head_needs_the_key(history):
 def test_an_inserted_unchained_row_is_named(history):
     """A row INSERTed without a place in the chain is named."""
     sql(
-        f"INSERT INTO {TABLE} (time, actor_label, action, details, prev_hash, hash) "
+        "INSERT INTO {t} (time, actor_label, action, details, prev_hash, hash) "
         "VALUES (%s, %s, %s, %s, '', '')",
         history[2].time,
         "agent1",
@@ -121,10 +123,10 @@ def test_an_inserted_unchained_row_is_named(history):
 def test_an_inserted_row_with_a_forged_place_is_named(history):
     """A row INSERTed between two others (the rest renumbered) does not link or hash."""
     at = history[6].seq
-    sql(f"UPDATE {TABLE} SET seq = seq + 1000 WHERE seq >= %s", at)
-    sql(f"UPDATE {TABLE} SET seq = seq - 999 WHERE seq >= %s", at + 1000)
+    sql("UPDATE {t} SET seq = seq + 1000 WHERE seq >= %s", at)
+    sql("UPDATE {t} SET seq = seq - 999 WHERE seq >= %s", at + 1000)
     sql(
-        f"INSERT INTO {TABLE} (time, actor_label, action, details, seq, prev_hash, hash) "
+        "INSERT INTO {t} (time, actor_label, action, details, seq, prev_hash, hash) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s)",
         history[5].time,
         "agent1",
@@ -142,8 +144,8 @@ def test_an_inserted_row_with_a_forged_place_is_named(history):
 def test_swapped_times_are_named(history):
     """Swapping two rows' times (to reorder the log as shown) breaks both hashes."""
     a, b = history[3], history[7]
-    sql(f"UPDATE {TABLE} SET time = %s WHERE id = %s", b.time, a.pk)
-    sql(f"UPDATE {TABLE} SET time = %s WHERE id = %s", a.time, b.pk)
+    sql("UPDATE {t} SET time = %s WHERE id = %s", b.time, a.pk)
+    sql("UPDATE {t} SET time = %s WHERE id = %s", a.time, b.pk)
     assert f"first bad: audit row id={a.pk} (seq {a.seq}" in verify_fails()
 
 
@@ -151,9 +153,9 @@ def test_swapped_times_are_named(history):
 def test_swapped_ids_are_named(history):
     """Swapping two rows' ids puts the ids against the chain's order."""
     a, b = history[3], history[4]
-    sql(f"UPDATE {TABLE} SET id = %s WHERE id = %s", -1, a.pk)
-    sql(f"UPDATE {TABLE} SET id = %s WHERE id = %s", a.pk, b.pk)
-    sql(f"UPDATE {TABLE} SET id = %s WHERE id = %s", b.pk, -1)
+    sql("UPDATE {t} SET id = %s WHERE id = %s", -1, a.pk)
+    sql("UPDATE {t} SET id = %s WHERE id = %s", a.pk, b.pk)
+    sql("UPDATE {t} SET id = %s WHERE id = %s", b.pk, -1)
     message = verify_fails()
     assert f"first bad: audit row id={b.pk} (seq {a.seq}" in message
     assert "reordered" in message
@@ -166,11 +168,11 @@ def test_a_rewritten_chain_is_caught_by_the_signed_checkpoint(history, settings)
     services.write_audit_checkpoint()
     assert AuditCheckpoint.objects.exists()
     victim = AuditEvent.objects.get(seq=2)
-    sql(f"UPDATE {TABLE} SET actor_label = %s WHERE id = %s", "nobody", victim.pk)
+    sql("UPDATE {t} SET actor_label = %s WHERE id = %s", "nobody", victim.pk)
     previous = auditchain.GENESIS
     for row in AuditEvent.objects.order_by("seq"):
         digest = auditchain.row_digest(row, seq=row.seq, prev_hash=previous)
-        sql(f"UPDATE {TABLE} SET prev_hash = %s, hash = %s WHERE id = %s", previous, digest, row.pk)
+        sql("UPDATE {t} SET prev_hash = %s, hash = %s WHERE id = %s", previous, digest, row.pk)
         previous = digest
     # Without the key the head's signature cannot be redone; say the attacker had it there.
     last = AuditEvent.objects.order_by("-seq").first()
@@ -226,7 +228,7 @@ def test_the_audit_model_refuses_updates_and_deletes(history):
 @pytest.mark.django_db
 def test_the_migration_chains_rows_written_before_it(history):
     """Rows from before the chain are hashed in id order by the data migration."""
-    sql(f"UPDATE {TABLE} SET seq = NULL, prev_hash = '', hash = ''")
+    sql("UPDATE {t} SET seq = NULL, prev_hash = '', hash = ''")
     AuditChainHead.objects.all().delete()
     AuditCheckpoint.objects.all().delete()
     migration = importlib.import_module("requests_app.migrations.0006_audit_chain")

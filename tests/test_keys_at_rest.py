@@ -40,7 +40,9 @@ def write_old_format(path, key, passphrase):
 
 
 def approve_one(agent, cn="k.example.test"):
-    req = services.submit_request(profile="server", csr=make_csr(cn=cn), requester_email="o@example.test")
+    req = services.submit_request(
+        profile="server", csr=make_csr(cn=cn), requester_email="o@example.test"
+    )
     return services.approve_request(req.public_id, agent=agent)
 
 
@@ -75,7 +77,7 @@ def test_an_ocsp_responder_key_file_is_strong_too(ca):
 
 
 def test_an_old_key_file_still_opens_and_rewrap_upgrades_it_once(ca, agent, capsys, settings):
-    """A 2,048-round file signs; rewrap_keys makes it 600,000 rounds; a second run changes nothing."""
+    """A 2,048-round file signs; rewrap_keys makes it 600,000 rounds; a second run does not."""
     path = key_path(ca)
     key = read_ca_key(ca)
     path.unlink()
