@@ -28,7 +28,7 @@ the modules are where each behaviour lives:
 from ..pki import HOLD as CERTIFICATE_HOLD
 from ..pki import REASONS as REVOCATION_REASONS
 from ..pki import REMOVE_FROM_CRL
-from .agents import AGENTS_GROUP, agents_group, create_agent
+from .agents import AGENTS_GROUP, agents_group, create_agent, record_agent_access_change
 from .audit_log import audit, verify_audit, write_audit_checkpoint
 from .authorities import create_ca, import_ca, rewrap_keys
 from .bulk import BulkResult, approve_all_pending
@@ -95,6 +95,7 @@ __all__ = [
     "issue_certificate",
     "offers_server_key",
     "publish_crl",
+    "record_agent_access_change",
     "reject_request",
     "release_hold",
     "revoke_certificate",
