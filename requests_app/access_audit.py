@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.db.models.signals import m2m_changed, pre_delete, pre_save
+from django.db.models.signals import m2m_changed, post_save, pre_delete, pre_save
 
 from . import services
 from .actor import current_actor
@@ -148,11 +148,19 @@ def group_deleted(sender, instance, **kwargs):
 
 
 def superuser_changed(sender, instance, update_fields=None, **kwargs):
-    if instance.pk is None or (update_fields is not None and "is_superuser" not in update_fields):
+    if update_fields is not None and "is_superuser" not in update_fields:
+        return
+    if instance.pk is None or instance._state.adding:
+        instance._access_new_superuser = bool(instance.is_superuser)  # post_save reports it
         return
     before = sender.objects.filter(pk=instance.pk).values_list("is_superuser", flat=True).first()
     if before is not None and bool(before) != bool(instance.is_superuser):
         _report([instance], granted=bool(instance.is_superuser), via="superuser status")
+
+
+def superuser_created(sender, instance, created, **kwargs):
+    if created and instance.__dict__.pop("_access_new_superuser", False):
+        _report([instance], granted=True, via="superuser status (a new superuser)")
 
 
 def connect() -> None:
@@ -171,3 +179,4 @@ def connect() -> None:
     )
     pre_delete.connect(group_deleted, sender=Group, dispatch_uid="access.group_deleted")
     pre_save.connect(superuser_changed, sender=user_model, dispatch_uid="access.superuser")
+    post_save.connect(superuser_created, sender=user_model, dispatch_uid="access.new_superuser")

@@ -161,6 +161,12 @@ def test_superuser_status_is_agent_access(django_user_model):
     assert access_rows().last().action == "agent_access_revoked"
     user.save(update_fields=["last_login"])  # no change, no row
     assert access_rows().count() == 2
+    django_user_model.objects.create_superuser("root3", "r3@example.test", "x")
+    assert access_rows().last().details == {
+        "username": "root3",
+        "user_id": django_user_model.objects.get(username="root3").pk,
+        "via": "superuser status (a new superuser)",
+    }
 
 
 def test_create_agent_names_its_actor(agent, django_user_model):
