@@ -23,8 +23,9 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 logger = logging.getLogger(__name__)
 
@@ -99,19 +100,71 @@ def _normalise_details(event) -> None:
     event.details = json.loads(json.dumps(event.details or {}, cls=field.encoder))
 
 
-def _locked_head(using: str):
-    from .models import AuditChainHead
+@dataclass
+class _Head:
+    seq: int
+    hash: str
+    checkpoint_seq: int
+    checkpoint_at: dt.datetime | None
 
-    head = AuditChainHead.objects.using(using).select_for_update().filter(pk=HEAD_ID).first()
-    if head is None:
-        # A fresh (or flushed) database: the first writer makes the head; a racing one
-        # inserts nothing and then waits for the lock like everyone else.
-        AuditChainHead.objects.using(using).bulk_create(
-            [AuditChainHead(pk=HEAD_ID, seq=0, hash=GENESIS, mac=head_mac(0, GENESIS))],
-            ignore_conflicts=True,
+
+def _table(model_name: str) -> str:
+    from . import models
+
+    return getattr(models, model_name)._meta.db_table
+
+
+def _locked_head(using: str) -> _Head:
+    """Read the chain head, locking it until commit. Raw SQL: this runs in every audited
+    transaction, and the ORM's statement building costs more than the statement."""
+    connection = connections[using]
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    table = connection.ops.quote_name(_table("AuditChainHead"))
+    query = f"SELECT seq, hash, checkpoint_seq, checkpoint_at FROM {table} WHERE id = %s{lock}"  # noqa: S608 - our table
+    with connection.cursor() as cursor:
+        cursor.execute(query, [HEAD_ID])
+        row = cursor.fetchone()
+        if row is None:
+            # A fresh (or flushed) database: the first writer makes the head; a racing
+            # one inserts nothing and then waits for the lock like everyone else.
+            from .models import AuditChainHead
+
+            AuditChainHead.objects.using(using).bulk_create(
+                [AuditChainHead(pk=HEAD_ID, seq=0, hash=GENESIS, mac=head_mac(0, GENESIS))],
+                ignore_conflicts=True,
+            )
+            cursor.execute(query, [HEAD_ID])
+            row = cursor.fetchone()
+    seq, hash_, checkpoint_seq, checkpoint_at = row
+    if isinstance(checkpoint_at, str):
+        checkpoint_at = parse_datetime(checkpoint_at)
+    if isinstance(checkpoint_at, dt.datetime) and timezone.is_naive(checkpoint_at):
+        checkpoint_at = timezone.make_aware(checkpoint_at, dt.UTC)
+    return _Head(seq, hash_, checkpoint_seq, checkpoint_at)
+
+
+def _save_head(head: _Head, *, using: str, checkpoint: bool) -> None:
+    connection = connections[using]
+    table = connection.ops.quote_name(_table("AuditChainHead"))
+    columns, values = (
+        ["seq = %s", "hash = %s", "mac = %s"],
+        [
+            head.seq,
+            head.hash,
+            head_mac(head.seq, head.hash),
+        ],
+    )
+    if checkpoint:
+        columns += ["checkpoint_seq = %s", "checkpoint_at = %s"]
+        values += [
+            head.checkpoint_seq,
+            connection.ops.adapt_datetimefield_value(head.checkpoint_at),
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {', '.join(columns)} WHERE id = %s",  # noqa: S608 - our table
+            [*values, HEAD_ID],
         )
-        head = AuditChainHead.objects.using(using).select_for_update().get(pk=HEAD_ID)
-    return head
 
 
 def chain(events: list, *, using: str) -> None:
@@ -132,12 +185,11 @@ def chain(events: list, *, using: str) -> None:
         event.seq = seq
         event.prev_hash = previous
         event.hash = previous = row_digest(event, seq=seq, prev_hash=previous)
-    head.seq, head.hash, head.mac = seq, previous, head_mac(seq, previous)
-    fields = ["seq", "hash", "mac"]
-    if _checkpoint_due(head, now):
+    head.seq, head.hash = seq, previous
+    checkpoint = _checkpoint_due(head, now)
+    if checkpoint:
         _write_checkpoint(head, now, using=using)
-        fields += ["checkpoint_seq", "checkpoint_at"]
-    head.save(using=using, update_fields=fields)
+    _save_head(head, using=using, checkpoint=checkpoint)
 
 
 def _checkpoint_due(head, now: dt.datetime) -> bool:
@@ -173,7 +225,7 @@ def checkpoint_now(*, using: str = "default"):
         if existing is not None:
             return existing
     checkpoint = _write_checkpoint(head, timezone.now(), using=using)
-    head.save(using=using, update_fields=["checkpoint_seq", "checkpoint_at"])
+    _save_head(head, using=using, checkpoint=True)
     return checkpoint
 
 
