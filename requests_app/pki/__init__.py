@@ -71,6 +71,7 @@ from .keys import (
     sign,
     signature_hash,
 )
+from .keywrap import MIN_KDF_ROUNDS, KeyEncryption, encrypt_key_strongly, key_encryption
 from .linting import LINTERS, Finding, lint, lint_builder, lint_certificate, same_tbs
 from .names import (
     GeneralName,
@@ -129,6 +130,7 @@ __all__ = [
     "MAX_COMMON_NAME",
     "MAX_CSR_BYTES",
     "MAX_OCSP_REQUEST_BYTES",
+    "MIN_KDF_ROUNDS",
     "MIN_PASSPHRASE_LENGTH",
     "PKCS12_FORMATS",
     "REASONS",
@@ -144,6 +146,7 @@ __all__ = [
     "Finding",
     "GeneralName",
     "InvalidName",
+    "KeyEncryption",
     "OCSPRequestError",
     "OCSPResponseStatus",
     "PKIError",
@@ -177,6 +180,7 @@ __all__ = [
     "decode_ocsp_get",
     "describe_certificate",
     "describe_csr_key",
+    "encrypt_key_strongly",
     "encrypt_private_key",
     "escape_text",
     "fingerprint",
@@ -185,6 +189,7 @@ __all__ = [
     "issuer_hashes",
     "issuer_order",
     "key_description",
+    "key_encryption",
     "key_name",
     "key_type_of",
     "key_usage_for",
