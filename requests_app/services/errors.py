@@ -55,3 +55,8 @@ class WrongPassphrase(InvalidRequest):
 
 class KeyNotAvailable(ServiceError):
     """No private key is stored for this request (never was, or erased); nothing was written."""
+
+
+class RecordBusy(ServiceError):
+    """Another transaction holds the request or certificate longer than
+    DATABASE_LOCK_TIMEOUT_SECONDS; nothing was written, and trying again later may work."""
