@@ -7,6 +7,11 @@ PYTHON ?= $(shell command -v python$$(cat .python-version) 2>/dev/null || comman
 
 .PHONY: run test lint bench clean
 
+# `make run` is development: DEBUG=True unless the environment or .env says otherwise (a .env
+# written before DEBUG defaulted to False has no DEBUG line, and still works).
+RUN_DEBUG := $(or $(DEBUG),$(shell sed -n 's/^DEBUG=//p' .env 2>/dev/null | tail -n 1),True)
+
+run: export DEBUG = $(RUN_DEBUG)
 run: $(VENV)/.run-stamp .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py dev_setup
@@ -45,12 +50,14 @@ $(VENV)/.dev-stamp: requirements.txt requirements-dev.txt $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.run-stamp
 
-# Development secrets, generated once and kept out of git.
+# Development settings and secrets, generated once and kept out of git. DEBUG=True: the
+# portal's default is production (DEBUG off, https only).
 .env:
 	@umask 077; $(PYTHON) -c 'import secrets; \
+	  print("DEBUG=True"); \
 	  print("SECRET_KEY=" + secrets.token_urlsafe(50)); \
 	  print("CA_KEY_PASSPHRASE=" + secrets.token_urlsafe(32))' > .env
-	@echo "Wrote .env with a generated SECRET_KEY and CA_KEY_PASSPHRASE (keep it private)."
+	@echo "Wrote .env with DEBUG=True and a generated SECRET_KEY and CA_KEY_PASSPHRASE (keep it private)."
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
