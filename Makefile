@@ -29,6 +29,9 @@ test: $(VENV)/.dev-stamp
 bench: $(VENV)/.dev-stamp
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+# Django's checks of a development configuration (no secrets here); production's, with
+# check --deploy, run in tests/test_production.py.
+lint: export DEBUG = True
 lint: $(VENV)/.dev-stamp
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
