@@ -7,6 +7,11 @@ PYTHON ?= $(shell command -v python$$(cat .python-version) 2>/dev/null || comman
 
 .PHONY: run test lint bench clean
 
+# `make run` is development: DEBUG=True unless the environment or .env says otherwise (a .env
+# written before DEBUG defaulted to False has no DEBUG line, and still works).
+RUN_DEBUG := $(or $(DEBUG),$(shell sed -n 's/^DEBUG=//p' .env 2>/dev/null | tail -n 1),True)
+
+run: export DEBUG = $(RUN_DEBUG)
 run: $(VENV)/.run-stamp .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py dev_setup
@@ -25,6 +30,9 @@ test: $(VENV)/.dev-stamp
 bench: $(VENV)/.dev-stamp
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+# Django's checks of a development configuration (no secrets here); production's, with
+# check --deploy, run in tests/test_production.py.
+lint: export DEBUG = True
 lint: $(VENV)/.dev-stamp
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
@@ -46,14 +54,16 @@ $(VENV)/.dev-stamp: requirements.txt requirements-dev.txt $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.run-stamp
 
-# Development secrets, generated once and kept out of git.
+# Development settings and secrets, generated once and kept out of git. DEBUG=True: the
+# portal's default is production (DEBUG off, https only).
 .env:
 	@umask 077; $(PYTHON) -c 'import secrets; \
+	  print("DEBUG=True"); \
 	  print("SECRET_KEY=" + secrets.token_urlsafe(50)); \
 	  print("CA_KEY_PASSPHRASE=" + secrets.token_urlsafe(32)); \
 	  print("# Development only: agents skip the second factor (needs DEBUG)."); \
 	  print("AGENT_REQUIRE_MFA=False")' > .env
-	@echo "Wrote .env with a generated SECRET_KEY and CA_KEY_PASSPHRASE (keep it private)."
+	@echo "Wrote .env with DEBUG=True, AGENT_REQUIRE_MFA=False and a generated SECRET_KEY and CA_KEY_PASSPHRASE (keep it private)."
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

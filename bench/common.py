@@ -61,9 +61,10 @@ def setup_django(database_url: str, **extra_env: str) -> None:
             "TASKS_BACKEND": "immediate",
             "EMAIL_URL": "dummy://",
             "CA_KEY_DIR": key_dir,
-            "CA_KEY_PASSPHRASE": "bench-passphrase",
+            "CA_KEY_PASSPHRASE": "bench-passphrase-not-secret",
             "DELIVERY_NOTIFICATIONS": "False",
             "DEBUG": "False",
+            "SECURE_SSL_REDIRECT": "False",  # gunicorn serves plain http on loopback here
             "SECRET_KEY": "bench-" + "k" * 50,
             "ALLOWED_HOSTS": "testserver,127.0.0.1",
             **extra_env,

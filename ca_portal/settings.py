@@ -1,7 +1,9 @@
 """Settings for ca-portal, read from the environment (and a `.env` file if present).
 
-Every variable has a development default where that is safe. With DEBUG=False the
-process refuses to start without SECRET_KEY and CA_KEY_PASSPHRASE.
+Production is the default: DEBUG is off unless DEBUG=True (`make run` writes it into the
+development .env), and then the process refuses to start without SECRET_KEY and
+CA_KEY_PASSPHRASE, cookies are secure and plain http is redirected to https. Every other
+variable has a default that is safe in production or only matters in development.
 """
 
 import ipaddress
@@ -56,10 +58,14 @@ env = PortalEnv()
 # ENV_FILE names another file (tests point it at one that does not exist).
 environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=True)
+# Off unless asked for: a forgotten DEBUG must never show debug pages (settings, URL lists,
+# tracebacks with local variables) to the public.
+DEBUG = env.bool("DEBUG", default=False)
 
 _DEV_SECRET_KEY = "django-insecure-development-only-never-use-in-production"  # noqa: S105
 _DEV_CA_KEY_PASSPHRASE = "development-only-ca-passphrase"  # noqa: S105
+#: CA passphrases printed in this repository; requests_app.checks refuses them in production.
+KNOWN_DEVELOPMENT_PASSPHRASES = [_DEV_CA_KEY_PASSPHRASE]
 
 if not DEBUG:
     _missing = [name for name in ("SECRET_KEY", "CA_KEY_PASSPHRASE") if not env.str(name, "")]
@@ -110,6 +116,30 @@ CERTIFICATE_LOGIN_RATE_LIMIT = env.str("CERTIFICATE_LOGIN_RATE_LIMIT", default="
 if not re.fullmatch(r"\d+/[1-9]\d*", CERTIFICATE_LOGIN_RATE_LIMIT, re.ASCII):
     raise ImproperlyConfigured("CERTIFICATE_LOGIN_RATE_LIMIT must look like 30/300 (count/seconds)")
 
+# --- HTTPS ---------------------------------------------------------------------------
+# With DEBUG off the portal is served over https only. Behind a proxy that terminates TLS,
+# the proxy says so in X-Forwarded-Proto: believed only from TRUSTED_PROXIES
+# (httputil.TrustedProxyHeadersMiddleware drops the header from anyone else).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Not redirected: relying parties fetch CRLs, OCSP answers and the CA certificate over plain
+# http (RFC 5280: https for revocation status would be circular), and a load balancer asks
+# /healthz of the node itself.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^ocsp(/|$)", r"^ca/\d+/(crl\.crl|crl\.pem|ca\.cer)$"]
+# Browsers remember to use https only (HSTS) for this many seconds; 0 sends no header.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Ask to be preloaded into browsers' HSTS lists: a decision for the domain's owner.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# An agent's login lasts a working day (seconds), not Django's two weeks.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+# /healthz tells anonymous callers only ok or failing; with this bearer token
+# (Authorization: Bearer <token>), or to staff, it names the failing check.
+HEALTHZ_TOKEN = env.str("HEALTHZ_TOKEN", default="")
+
 # The CA: key files live here (mode 0600), encrypted under CA_KEY_PASSPHRASE.
 CA_KEY_DIR = Path(env.str("CA_KEY_DIR", default=str(BASE_DIR / "var" / "ca")))
 CA_KEY_PASSPHRASE = env.str("CA_KEY_PASSPHRASE", default=_DEV_CA_KEY_PASSPHRASE)
@@ -143,17 +173,23 @@ CRL_NEXT_UPDATE_HOURS = env.int("CRL_NEXT_UPDATE_HOURS", default=24)
 SERVER_KEY_PROFILES = env.list("SERVER_KEY_PROFILES", default=["user"])
 SERVER_KEY_TYPE = env.str("SERVER_KEY_TYPE", default="rsa2048")
 SERVER_KEY_RETENTION_DAYS = env.int("SERVER_KEY_RETENTION_DAYS", default=14)
+# Rate limits, passphrase lockouts and shared pages live in this cache. Several processes
+# (gunicorn -w N, several machines) must share one, e.g. redis://127.0.0.1:6379/0; the
+# default, each process's own memory, is for a single process.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 # Enrollments (web form and Dogtag profileSubmit) per client address: "count/seconds".
-# Counted in Django's cache: configure a shared cache (CACHES) when running several processes.
 ENROLL_RATE_LIMIT = env.str("ENROLL_RATE_LIMIT", default="60/3600")
 if not re.fullmatch(r"\d+/[1-9]\d*", ENROLL_RATE_LIMIT, re.ASCII):  # as throttle.parse_rate
     raise ImproperlyConfigured("ENROLL_RATE_LIMIT must look like 60/3600 (count/seconds)")
 # Server-side key enrollments per client address per hour (each one generates a key).
 SERVER_KEY_ENROLL_RATE_LIMIT = env.int("SERVER_KEY_ENROLL_RATE_LIMIT", default=10)
-# Wrong passphrases for a key, per certificate and client address: this many are free,
-# then each one locks the form twice as long as the one before, up to the maximum.
-# The counters live in the cache: give several processes a shared CACHES backend.
+# Wrong passphrases for a server-made key, counted per certificate (from every address):
+# this many are free, then each one locks the form twice as long as the one before, up to
+# the maximum. Only someone with the request ID (or the mailed link) reaches the passphrase.
 KEY_DOWNLOAD_FREE_ATTEMPTS = env.int("KEY_DOWNLOAD_FREE_ATTEMPTS", default=5)
+# The same per client address, over every certificate (wrong request IDs count too); more
+# are free, as many people may share one address.
+KEY_DOWNLOAD_ADDRESS_FREE_ATTEMPTS = env.int("KEY_DOWNLOAD_ADDRESS_FREE_ATTEMPTS", default=20)
 KEY_DOWNLOAD_LOCKOUT_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_SECONDS", default=30)
 KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS", default=3600)
 
@@ -225,6 +261,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "requests_app.httputil.TrustedProxyHeadersMiddleware",  # before anything reads is_secure()
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -321,6 +358,9 @@ DATABASES = {
 # to set up, more than most pages. Health checks drop connections the server closed.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL: how long an approval, revocation or key download waits for a row another
+# transaction holds before it fails with a clear message (0: wait for ever).
+DATABASE_LOCK_TIMEOUT_SECONDS = env.float("DATABASE_LOCK_TIMEOUT_SECONDS", default=10)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; IMMEDIATE takes the write
     # lock at BEGIN so two writers queue instead of failing mid-transaction. secure_delete
@@ -355,9 +395,6 @@ STATIC_URL = "static/"
 # Created at start-up with the SQLite directory (ca_portal.apps), not when settings are read.
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
 
-SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 

@@ -4,6 +4,11 @@ import os
 import tempfile
 
 os.environ.setdefault("TASKS_BACKEND", "immediate")
+# Not the developer's .env (make run writes DEBUG=True there): tests see what CI sees.
+os.environ.setdefault("ENV_FILE", "/nonexistent/.env")
+# The settings are production's (DEBUG off), which refuse to load without these secrets.
+os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "not-secret-" * 5)
+os.environ.setdefault("CA_KEY_PASSPHRASE", "test-passphrase-not-secret")
 
 from .settings import *  # noqa: F403
 
@@ -12,6 +17,9 @@ CA_KEY_PASSPHRASE = "test-passphrase-not-secret"  # noqa: S105
 SITE_URL = "http://testserver"
 # A dotted host: pkilint (run before every issuance) refuses URLs on "testserver".
 REVOCATION_BASE_URL = os.environ.get("REVOCATION_BASE_URL", "http://ca.example.test")
+# The test client and live servers speak plain http; tests/test_production.py checks the
+# redirect with the production value.
+SECURE_SSL_REDIRECT = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

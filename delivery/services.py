@@ -14,7 +14,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator, validate_email
+from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -22,6 +22,7 @@ from django.utils import timezone
 from requests_app import profiles
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.services import ServiceError, audit
+from requests_app.validators import validate_recipient_email
 
 from .backends import DeliveryError, DeliveryHeld, get_backend
 from .models import Delivery, DeliveryEvent
@@ -85,7 +86,8 @@ def clean_recipient(recipient: str, *, url: bool = False) -> str:
     if any(ch in recipient for ch in "\r\n\0,;"):
         raise DeliveryRefused(f"{recipient!r} is not a single valid recipient", field="to")
     try:
-        (URLValidator(schemes=["http", "https"]) if url else validate_email)(recipient)
+        # An address: the same validator as the enrollment forms, so none they take is refused.
+        (URLValidator(schemes=["http", "https"]) if url else validate_recipient_email)(recipient)
     except ValidationError:
         what = "URL" if url else "email address"
         raise DeliveryRefused(f"{recipient!r} is not a valid {what}", field="to") from None

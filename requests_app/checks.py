@@ -67,3 +67,62 @@ def check_revocation_base_url(app_configs=None, **kwargs):
                 ]
             return [checks.Warning(message, hint=hint, id="ca.W001")]
     return []
+
+
+#: Shorter CA passphrases are refused in production: the key file is only as strong as it.
+MIN_CA_PASSPHRASE_LENGTH = 20
+_GENERATE = "make one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _ca_passphrases() -> list[tuple[str, str]]:
+    """(where it is set, value) of every CA key passphrase in the settings."""
+    found = [("CA_KEY_PASSPHRASE", settings.CA_KEY_PASSPHRASE)]
+    for alias, entry in (getattr(settings, "CA_KEY_BACKENDS", None) or {}).items():
+        options = entry.get("OPTIONS") if isinstance(entry, dict) else None
+        if isinstance(options, dict) and isinstance(options.get("passphrase"), str):
+            found.append((f"CA_KEY_BACKENDS[{alias!r}] OPTIONS passphrase", options["passphrase"]))
+    return found
+
+
+@checks.register(checks.Tags.security)
+def check_ca_passphrase(app_configs=None, **kwargs):
+    """With DEBUG off, a CA passphrase printed in this repository or too short is an error."""
+    if settings.DEBUG:
+        return []
+    known = set(getattr(settings, "KNOWN_DEVELOPMENT_PASSPHRASES", ()))
+    errors = []
+    for where, passphrase in _ca_passphrases():
+        if passphrase in known:
+            errors.append(
+                checks.Error(
+                    f"{where} is the development value printed in ca-portal's source",
+                    hint=_GENERATE,
+                    id="ca.E020",
+                )
+            )
+        elif len(passphrase) < MIN_CA_PASSPHRASE_LENGTH:
+            errors.append(
+                checks.Error(
+                    f"{where} has {len(passphrase)} characters; production needs at least "
+                    f"{MIN_CA_PASSPHRASE_LENGTH}",
+                    hint=_GENERATE,
+                    id="ca.E021",
+                )
+            )
+    return errors
+
+
+@checks.register(checks.Tags.caches, deploy=True)
+def check_shared_cache(app_configs=None, **kwargs):
+    """Rate limits and lockouts need a cache every process shares."""
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    if backend.endswith(("locmem.LocMemCache", "dummy.DummyCache")):
+        return [
+            checks.Warning(
+                "the cache is each process's own memory, so rate limits and passphrase "
+                "lockouts are counted per process and forgotten on restart",
+                hint="set CACHE_URL=redis://host:6379/0 (a cache every process shares)",
+                id="ca.W020",
+            )
+        ]
+    return []

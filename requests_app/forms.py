@@ -9,8 +9,15 @@ from django.contrib.auth.password_validation import CommonPasswordValidator
 from django.template.defaultfilters import filesizeformat
 
 from . import pki
-from .models import CertificateRequest, is_public_id, is_serial
+from .models import (
+    CertificateRequest,
+    format_public_id,
+    is_public_id,
+    is_serial,
+    normalize_public_id,
+)
 from .profiles import Profile, all_profiles, get_profile
+from .validators import validate_recipient_email
 
 MAX_CSR_BYTES = pki.MAX_CSR_BYTES
 _SEPARATORS = re.compile(r"[\s,]+")
@@ -58,6 +65,7 @@ class EnrollmentForm(forms.Form):
     requester_email = forms.EmailField(
         label="Your email address",
         max_length=254,
+        validators=[validate_recipient_email],  # what delivery will accept, no more
         help_text="Where we tell you about the request.",
     )
     note = forms.CharField(
@@ -125,6 +133,7 @@ class ServerKeyEnrollmentForm(forms.Form):
     requester_email = forms.EmailField(
         label="Your email address",
         max_length=254,
+        validators=[validate_recipient_email],  # what delivery will accept, no more
         help_text="The certificate names this address, and we mail you the link to it.",
     )
     passphrase = forms.CharField(
@@ -171,8 +180,18 @@ class ServerKeyEnrollmentForm(forms.Form):
 
 
 class Pkcs12Form(forms.Form):
-    """The passphrase that opens a server-made key, and the PKCS#12 flavour to pack it in."""
+    """The request ID and passphrase that open a server-made key, and the PKCS#12 flavour to
+    pack it in. The serial number is public; the request ID is known only to the requester
+    (their page and their mail), so nobody else reaches the passphrase check."""
 
+    request_id = forms.CharField(
+        label="Your request ID",
+        max_length=64,
+        widget=forms.TextInput(
+            attrs={"placeholder": "ABCD-EFGH-JKMN-PQRS-TVWX", "size": 30, "autocomplete": "off"}
+        ),
+        help_text="Given when you submitted the request; it is also in the mail with your link.",
+    )
     passphrase = forms.CharField(
         label="Your passphrase",
         strip=False,
@@ -196,11 +215,21 @@ class Pkcs12Form(forms.Form):
         widget=forms.RadioSelect,
     )
 
-    def __init__(self, *args, user_agent: str = "", **kwargs):
+    def __init__(self, *args, user_agent: str = "", request_id: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         # Apple's Keychain has refused the AES format with a misleading "wrong password".
         if any(apple in user_agent for apple in ("Macintosh", "iPhone", "iPad")):
             self.fields["pkcs12_format"].initial = "compatible"
+        if is_public_id(request_id):  # from the request page's or the mailed link's URL
+            self.fields["request_id"].initial = format_public_id(normalize_public_id(request_id))
+
+    def clean_request_id(self):
+        value = self.cleaned_data["request_id"]
+        if not is_public_id(value):
+            raise forms.ValidationError(
+                "A request ID has 20 letters and digits, like ABCD-EFGH-JKMN-PQRS-TVWX."
+            )
+        return normalize_public_id(value)
 
 
 class EmailConfirmationForm(forms.Form):

@@ -138,3 +138,17 @@ def download(encoded) -> HttpResponse:
     response = HttpResponse(encoded.data, content_type=encoded.content_type)
     response["Content-Disposition"] = content_disposition_header(True, encoded.filename)
     return response
+
+
+class TrustedProxyHeadersMiddleware:
+    """Drops X-Forwarded-Proto unless a TRUSTED_PROXIES peer sent it: Django believes
+    SECURE_PROXY_SSL_HEADER from anyone, and a client talking plain http to the portal must
+    not pass for https (secure cookies, no redirect)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "HTTP_X_FORWARDED_PROTO" in request.META and not from_trusted_proxy(request):
+            del request.META["HTTP_X_FORWARDED_PROTO"]
+        return self.get_response(request)

@@ -4,6 +4,12 @@ Two shapes, each written once: a fixed window ("at most count uses per seconds")
 enrollments, email confirmation codes and mail per recipient, and a growing lockout for
 wrong passphrases. Scopes are strings such as
 "enroll:<ip>"; they are hashed into cache keys, so any text is safe to use.
+
+Every counter is one atomic step of the cache (`add`, then `incr`), so processes that share
+the cache (CACHE_URL=redis://..., as production must) and concurrent requests together get
+exactly the configured budget. A lockout is a check and a count around a slow step (the
+passphrase's KDF): `one_at_a_time(scope)` holds a short lock in the cache while they run,
+so that concurrent guesses in one scope are judged one after another.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.cache import cache
@@ -19,19 +28,34 @@ from django.core.cache import cache
 #: The time source; tests replace it to move time forward without sleeping.
 clock = time.time
 
+#: A lock of one_at_a_time() expires after this many seconds even if its process died.
+LOCK_SECONDS = 30
+#: How long one_at_a_time() waits for a scope that another request holds, and how often it looks.
+LOCK_WAIT_SECONDS = 10.0
+_LOCK_POLL_SECONDS = 0.02
+
+
+class Busy(Exception):
+    """Another request held the scope for longer than LOCK_WAIT_SECONDS."""
+
 
 def _key(kind: str, scope: str) -> str:
     return f"ca-portal:{kind}:{hashlib.sha256(scope.encode()).hexdigest()}"
 
 
 def _increment(key: str, timeout: int) -> int:
-    """Add one to a counter (atomic on backends with an atomic incr) and return it."""
-    cache.add(key, 0, timeout=timeout)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=timeout)
-        return 1
+    """Add one to a counter that expires timeout seconds after it was made; return it."""
+    while True:
+        cache.add(key, 0, timeout=timeout)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr: make it again
+            continue
+        if count == 1:
+            # Redis's INCR makes a key without expiry when it vanished just after the
+            # backend's existence check; a first count always gets its timeout.
+            cache.touch(key, timeout)
+        return count
 
 
 # --- a fixed window (enrollments) ------------------------------------------------------
@@ -132,19 +156,45 @@ def next_mail_day() -> float:
 # --- failures with a growing lockout (wrong passphrases) ----------------------------
 
 
+@contextmanager
+def one_at_a_time(scope: str) -> Iterator[None]:
+    """Run the block while no other request (thread, process, machine sharing the cache) runs
+    a block for scope: a lock taken with cache.add. Waits up to LOCK_WAIT_SECONDS for it,
+    then raises Busy. Nest scopes always in the same order (address, then certificate)."""
+    key, token = _key("one-at-a-time", scope), secrets.token_hex(16)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while not cache.add(key, token, timeout=LOCK_SECONDS):
+        if time.monotonic() >= deadline:
+            raise Busy(scope)
+        time.sleep(_LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        if cache.get(key) == token:  # not a lock that expired and another request took
+            cache.delete(key)
+
+
 def lockout_remaining(scope: str) -> int:
     """Seconds until scope may try again; 0 when it may try now."""
     until = cache.get(_key("locked-until", scope))
     return max(0, math.ceil(until - clock())) if until else 0
 
 
-def record_failure(scope: str) -> int:
-    """Count one failure; return the lockout in seconds it earns (0 while attempts are free)."""
+def record_failure(scope: str, *, free: int | None = None) -> int:
+    """Count one failure; return the lockout in seconds it earns (0 while attempts are free).
+
+    `free` failures (KEY_DOWNLOAD_FREE_ATTEMPTS unless given) earn nothing; each one after
+    them locks scope twice as long as the one before. Call it under one_at_a_time(scope)
+    together with the lockout_remaining() check, so concurrent failures cannot slip past."""
+    free = settings.KEY_DOWNLOAD_FREE_ATTEMPTS if free is None else free
     longest = settings.KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS
     # Failures are forgotten a day after the last one, so a person who mistypes now and
     # then never reaches the long lockouts.
-    failures = _increment(_key("failures", scope), timeout=max(longest, 86400))
-    beyond = failures - settings.KEY_DOWNLOAD_FREE_ATTEMPTS
+    forget_after = max(longest, 86400)
+    key = _key("failures", scope)
+    failures = _increment(key, timeout=forget_after)
+    cache.touch(key, forget_after)
+    beyond = failures - free
     if beyond <= 0:
         return 0
     lockout = min(settings.KEY_DOWNLOAD_LOCKOUT_SECONDS * 2 ** (beyond - 1), longest)

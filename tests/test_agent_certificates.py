@@ -182,7 +182,7 @@ def test_server_made_key_for_an_agent(ca, agent, bob, client, settings):
     cert = services.approve_request(req, agent=bob)
     p12 = client.post(
         reverse("certificate_pkcs12", args=[cert.serial]),
-        {"passphrase": passphrase, "pkcs12_format": "modern"},
+        {"request_id": req.public_id, "passphrase": passphrase, "pkcs12_format": "modern"},
     )
     assert p12["Content-Type"] == "application/x-pkcs12"
     assert AgentCertificate.objects.get(certificate=cert).user == agent

@@ -5,6 +5,13 @@ import pytest
 from requests_app import extensions
 
 
+@pytest.fixture(autouse=True)
+def _details(settings, client):
+    """The details (which check failed) are for the token's holder."""
+    settings.HEALTHZ_TOKEN = "token-for-tests"
+    client.defaults["HTTP_AUTHORIZATION"] = "Bearer token-for-tests"
+
+
 @pytest.fixture
 def registered():
     saved = dict(extensions._health_checks)

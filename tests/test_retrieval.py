@@ -50,9 +50,13 @@ def key_cert(ca, agent, settings):
     return services.approve_request(confirmed(req), agent=agent)
 
 
-def _p12(client, cert, passphrase=PASSPHRASE, fmt="modern", **extra):
+def _p12(client, cert, passphrase=PASSPHRASE, fmt="modern", request_id=None, **extra):
     url = reverse("certificate_pkcs12", args=[cert.serial])
-    return client.post(url, {"passphrase": passphrase, "pkcs12_format": fmt}, **extra)
+    if request_id is None:  # the requester's own, as the request page and the mail give it
+        req = CertificateRequest.objects.filter(certificate=cert).first() if cert.pk else None
+        request_id = req.display_id if req else "ABCD-EFGH-JKMN-PQRS-TVWX"
+    fields = {"request_id": request_id, "passphrase": passphrase, "pkcs12_format": fmt}
+    return client.post(url, fields, **extra)
 
 
 def _key_stored(cert) -> bool:
@@ -144,13 +148,27 @@ def test_import_unknown_serial_is_404(client, db):
 
 
 def test_retrieval_link_leads_to_the_key_form(client, key_cert):
-    """The mailed link opens the certificate page, which asks for the passphrase."""
+    """The mailed link opens the certificate page, whose key form has the request ID filled in
+    and asks for the passphrase."""
     token = links.retrieval_token(key_cert)
     response = client.get(reverse("retrieve", args=[token]), follow=True)
     html = response.content.decode()
-    assert response.redirect_chain[-1][0] == reverse("certificate_detail", args=[key_cert.serial])
+    page = reverse("certificate_detail", args=[key_cert.serial])
+    assert response.redirect_chain[-1][0] == f"{page}?request={key_cert.request.public_id}#key"
     assert 'name="passphrase"' in html
+    assert f'value="{key_cert.request.display_id}"' in html
     assert reverse("certificate_pkcs12", args=[key_cert.serial]) in html
+
+
+def test_the_serial_alone_opens_no_key(client, key_cert):
+    """Without the request ID the right passphrase gets no key, and is never tried."""
+    response = _p12(client, key_cert, request_id="ABCD-EFGH-JKMN-PQRS-TVWX")
+    assert response.status_code == 400
+    assert "That is not the request ID of this certificate" in response.content.decode()
+    assert _key_stored(key_cert)
+    html = client.get(reverse("certificate_detail", args=[key_cert.serial])).content.decode()
+    assert f'value="{key_cert.request.display_id}"' not in html
+    assert _p12(client, key_cert).status_code == 200  # with it, and typed any way, it works
 
 
 def test_tampered_link_reveals_nothing(client, key_cert):
@@ -328,8 +346,9 @@ def test_repeated_wrong_passphrases_lock_the_form(client, key_cert, settings, mo
     assert "Too many wrong passphrases" in locked.content.decode()
     assert _key_stored(key_cert)
 
+    # The lockout is the certificate's, from every address (only request ID holders reach it).
     elsewhere = Client(REMOTE_ADDR="192.0.2.44")
-    assert _p12(elsewhere, key_cert, passphrase="wrong one " * 2).status_code == 400
+    assert _p12(elsewhere, key_cert, passphrase="wrong one " * 2).status_code == 429
 
     now[0] += 31
     assert _p12(client, key_cert).status_code == 200
@@ -458,7 +477,8 @@ def test_passphrase_hidden_from_error_reports(rf, key_cert, monkeypatch):
         raise RuntimeError("packing failed")
 
     monkeypatch.setattr(pki, "to_pkcs12", explode)
-    request = rf.post("/", {"passphrase": PASSPHRASE, "pkcs12_format": "modern"})
+    fields = {"request_id": key_cert.request.public_id, "passphrase": PASSPHRASE}
+    request = rf.post("/", {**fields, "pkcs12_format": "modern"})
     with pytest.raises(RuntimeError) as caught:
         ee.certificate_pkcs12(request, key_cert.serial)
     report = ExceptionReporter(request, caught.type, caught.value, caught.tb).get_traceback_text()

@@ -64,10 +64,14 @@ def test_production_starts_with_its_secrets(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_development_needs_nothing(tmp_path):
-    """With no environment at all the development defaults pass Django's checks."""
-    result = _django_check(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+def test_development_needs_nothing_but_debug(tmp_path):
+    """With DEBUG=True (what make run writes into .env) the development defaults pass
+    Django's checks; without it, production's rules apply."""
+    result = _django_check(DEBUG="True", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     assert result.returncode == 0, result.stderr
+    result = _django_check(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert result.returncode != 0
+    assert "SECRET_KEY and CA_KEY_PASSPHRASE must be set" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -276,7 +280,7 @@ def test_revocation_base_url_defaults_to_site_url_over_http(site_url, expected, 
 def test_a_malformed_enroll_rate_limit_stops_start_up(rate, tmp_path):
     """ENROLL_RATE_LIMIT that the rate limiter could not use is refused when settings load."""
     result = _django_check(
-        ENROLL_RATE_LIMIT=rate, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}"
+        DEBUG="True", ENROLL_RATE_LIMIT=rate, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}"
     )
     assert result.returncode != 0
     assert "ENROLL_RATE_LIMIT must look like 60/3600" in result.stderr
@@ -292,6 +296,8 @@ def test_a_malformed_enroll_rate_limit_stops_start_up(rate, tmp_path):
 )
 def test_mailbox_settings_that_could_never_work_stop_start_up(env_vars, message, tmp_path):
     """Confirmation and mail-limit settings that would block every personal request are refused."""
-    result = _django_check(**env_vars, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    result = _django_check(
+        DEBUG="True", **env_vars, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    )
     assert result.returncode != 0
     assert message in result.stderr

@@ -121,8 +121,9 @@ def test_p12_from_the_pages_is_a_tls_client_identity(client, ca, agent, tmp_path
     cert = services.approve_request(confirmed(CertificateRequest.objects.get()), agent=agent)
     response = client.post(
         reverse("certificate_pkcs12", args=[cert.serial]),
-        {"passphrase": PASSPHRASE, "pkcs12_format": "modern"},
+        {"request_id": cert.request.public_id, "passphrase": PASSPHRASE, "pkcs12_format": "modern"},
     )
+    assert response.status_code == 200
     p12 = tmp_path / "ada.p12"
     p12.write_bytes(response.content)
 

@@ -6,11 +6,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 
 from .. import signals
 from ..actor import acting_as
+from ..validators import validate_recipient_email
 from .audit_log import audit
 from .errors import InvalidRequest
 
@@ -50,7 +50,7 @@ def create_agent(username: str, *, email: str, password: str | None, actor: User
     if model.objects.filter(username=username).exists():
         raise InvalidRequest(f"a user named {username!r} already exists", field="username")
     try:
-        validate_email(email)
+        validate_recipient_email(email)  # mail goes there: delivery's check
     except ValidationError:
         raise InvalidRequest(f"{email!r} is not a valid email address", field="email") from None
     user = model(username=username, email=email, is_staff=True)

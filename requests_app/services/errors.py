@@ -79,3 +79,8 @@ class CertificateRefused(ServiceError):
     def __init__(self, message: str, *, reason: str):
         super().__init__(message)
         self.reason = reason
+
+
+class RecordBusy(ServiceError):
+    """Another transaction holds the request or certificate longer than
+    DATABASE_LOCK_TIMEOUT_SECONDS; nothing was written, and trying again later may work."""

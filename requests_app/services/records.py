@@ -3,10 +3,17 @@ status counters that let list pages show totals without counting the whole table
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import OperationalError, connection
 from django.db.models import Case, F, Value, When
 
 from ..models import Certificate, CertificateRequest, StatusCount
-from .errors import CertificateNotFound, InvalidTransition, RequestNotFound
+from .errors import CertificateNotFound, InvalidTransition, RecordBusy, RequestNotFound
+
+#: PostgreSQL's lock_not_available: a lock wait ran past lock_timeout.
+_LOCK_NOT_AVAILABLE = "55P03"
 
 Status = CertificateRequest.Status
 
@@ -32,15 +39,39 @@ def status_counts() -> dict[str, int]:
     return counts
 
 
+@contextmanager
+def _lock_wait_limited(what: str):
+    """Wait at most DATABASE_LOCK_TIMEOUT_SECONDS for a row lock (PostgreSQL), then refuse
+    with RecordBusy instead of hanging. SET LOCAL: the limit ends with this transaction, and
+    it also holds for the locks the rest of the transaction takes (CA row, counters)."""
+    timeout = settings.DATABASE_LOCK_TIMEOUT_SECONDS
+    if connection.vendor == "postgresql" and timeout:
+        with connection.cursor() as cursor:
+            milliseconds = f"{max(1, int(timeout * 1000))}ms"
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [milliseconds])
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        raise RecordBusy(
+            f"{what} is being changed by someone else right now (another agent, or a task "
+            "holding it); nothing was changed. Try again in a moment."
+        ) from None
+
+
 def lock_request(request_id: str | CertificateRequest) -> CertificateRequest:
     """Lock the request row and read it again, so that concurrent actions serialize."""
     rows = CertificateRequest.objects.select_for_update()
     if isinstance(request_id, CertificateRequest):
         rows = rows.filter(pk=request_id.pk)
+        shown = request_id.display_id
     else:
         rows = rows.with_public_id(str(request_id))
+        shown = str(request_id)
     try:
-        return rows.get()  # get(), not first(): the hot path of every approval, no ORDER BY
+        with _lock_wait_limited(f"Request {shown}"):
+            return rows.get()  # get(), not first(): the hot path of every approval, no ORDER BY
     except CertificateRequest.DoesNotExist:
         raise RequestNotFound(f"no request has the ID {request_id}") from None
 
@@ -50,10 +81,12 @@ def lock_certificate(serial: str | Certificate) -> Certificate:
     A serial names a certificate as Certificate.objects.by_serial says (the newest)."""
     # of=self: lock the certificate only; the CA row is the CRL generator's lock.
     rows = Certificate.objects.select_for_update(of=("self",)).select_related("ca")
-    if isinstance(serial, Certificate):
-        cert, shown = rows.filter(pk=serial.pk).first(), serial.serial
-    else:
-        cert, shown = rows.by_serial(serial), serial
+    shown = serial.serial if isinstance(serial, Certificate) else serial
+    with _lock_wait_limited(f"Certificate {shown}"):
+        if isinstance(serial, Certificate):
+            cert = rows.filter(pk=serial.pk).first()
+        else:
+            cert = rows.by_serial(serial)
     if cert is None:
         raise CertificateNotFound(f"no certificate has the serial number {shown}", field="serial")
     return cert

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 
 from .. import pki, profiles, signals
 from ..models import Certificate, CertificateRequest
+from ..validators import validate_recipient_email
 from .audit_log import audit
 from .errors import InvalidRequest
 from .records import move_count
@@ -95,7 +95,7 @@ def submit_renewal(
     original = cert.issued_request
     email = original.requester_email if original else (requester_email or "").strip()
     try:
-        validate_email(email)
+        validate_recipient_email(email)  # mail goes there: delivery's check
     except ValidationError:
         raise InvalidRequest(
             f"{email!r} is not a valid email address", field="requester_email"

@@ -22,6 +22,7 @@ from .errors import (
     InvalidRequest,
     InvalidTransition,
     KeyNotAvailable,
+    RequestNotFound,
     ServiceError,
     WrongPassphrase,
 )
@@ -258,25 +259,83 @@ def download_server_key(
     """The PKCS#12 (key, certificate, chain) under the passphrase; the stored key is then
     erased, so this works once.
 
-    The transaction is _take_server_key's: a key found expired is erased and that erasure
-    committed before the refusal is raised here, outside it."""
+    The slow part (scrypt, then the PKCS#12's own KDF) runs before any row lock, on the key
+    as read without one, so that a flood of guesses never holds the row (or, on SQLite, the
+    database's write lock) that approvals need. _take_server_key then locks the row and hands
+    the key over only if the sealed key is still the one that was opened. Its transaction is
+    its own: a key found expired is erased and that erasure committed before the refusal is
+    raised here, outside it."""
     if pkcs12_format not in PKCS12_FORMATS:
         raise InvalidRequest(f"unknown PKCS#12 format {pkcs12_format!r}", field="pkcs12_format")
+    req = _find_request(request_id)
+    sealed = req.encrypted_private_key
+    if sealed and _ready(req):
+        packed = _open_and_pack(req, sealed, passphrase, pkcs12_format, ip)
+    else:
+        packed = None  # refused (or an expired key erased) under the lock, with the reason
     outcome = _take_server_key(
-        request_id, passphrase=passphrase, pkcs12_format=pkcs12_format, ip=ip, actor=actor
+        req, sealed=sealed, packed=packed, pkcs12_format=pkcs12_format, ip=ip, actor=actor
     )
     if isinstance(outcome, ServiceError):
         raise outcome  # only after the erasure of an expired key has been committed
     return outcome
 
 
+def _find_request(request_id: str | CertificateRequest) -> CertificateRequest:
+    rows = CertificateRequest.objects.select_related("certificate__ca")
+    if isinstance(request_id, CertificateRequest):
+        found = rows.filter(pk=request_id.pk).first()
+    else:
+        found = rows.with_public_id(str(request_id)).first()
+    if found is None:
+        raise RequestNotFound(f"no request has the ID {request_id}")
+    return found
+
+
+def _ready(req: CertificateRequest) -> bool:
+    """Issued and within its deadline: worth opening the key."""
+    if req.status != Status.COMPLETE or req.certificate is None:
+        return False
+    state = server_key_state(req)
+    return state is not None and state.erased_because != "expired"
+
+
 @sensitive_variables()
+def _open_and_pack(
+    req: CertificateRequest, sealed: str, passphrase: str, pkcs12_format: str, ip: str | None
+) -> bytes:
+    """The .p12 of the sealed key, or WrongPassphrase; no lock is held while this runs."""
+    try:
+        key = pki.unseal(sealed, passphrase)
+    except pki.WrongPassphrase:
+        logger.info("wrong passphrase for the key of request %s from %s", req.display_id, ip)
+        raise WrongPassphrase(
+            "That passphrase does not open your key. Type the passphrase you chose when you "
+            "submitted the request (capitals count).",
+            field="passphrase",
+        ) from None
+    except pki.PKIError as exc:
+        raise KeyNotAvailable(f"the stored key cannot be read: {exc}") from None
+    cert = req.certificate
+    if not pki.same_public_key(key, cert.x509.public_key()):
+        raise KeyNotAvailable("the stored key does not belong to this certificate")
+    chain = [cert.ca.certificate, *cert.ca.chain]
+    name = pki.common_name(cert.x509.subject) or cert.serial
+    return pki.to_pkcs12(key, cert.x509, chain, passphrase, name=name, fmt=pkcs12_format)
+
+
 @transaction.atomic
 def _take_server_key(
-    request_id, *, passphrase: str, pkcs12_format: str, ip: str | None, actor: User | None
+    found: CertificateRequest,
+    *,
+    sealed: str,
+    packed: bytes | None,
+    pkcs12_format: str,
+    ip: str | None,
+    actor: User | None,
 ) -> bytes | ServiceError:
     # Locked, so that two downloads at once cannot both get the key.
-    req = lock_request(request_id)
+    req = lock_request(found)
     if not req.encrypted_private_key:
         raise _not_available(req)
     if req.status != Status.COMPLETE or req.certificate is None:
@@ -288,21 +347,10 @@ def _take_server_key(
     if state is not None and state.erased_because == "expired":
         _erase_server_key(req, reason="expired", actor=None, ip=ip)
         return _not_available(req)
-    try:
-        key = pki.unseal(req.encrypted_private_key, passphrase)
-    except pki.WrongPassphrase:
-        logger.info("wrong passphrase for the key of request %s from %s", req.display_id, ip)
-        raise WrongPassphrase(
-            "That passphrase does not open your key. Type the passphrase you chose when you "
-            "submitted the request (capitals count).",
-            field="passphrase",
-        ) from None
+    if packed is None or req.encrypted_private_key != sealed:
+        # Changed while it was being opened (only a concurrent download or erasure can).
+        raise _not_available(req)
     cert = req.certificate
-    if not pki.same_public_key(key, cert.x509.public_key()):
-        raise KeyNotAvailable("the stored key does not belong to this certificate")
-    chain = [cert.ca.certificate, *cert.ca.chain]
-    name = pki.common_name(cert.x509.subject) or cert.serial
-    data = pki.to_pkcs12(key, cert.x509, chain, passphrase, name=name, fmt=pkcs12_format)
     audit(
         "private_key_downloaded",
         actor=actor,
@@ -317,7 +365,7 @@ def _take_server_key(
         sender=CertificateRequest, request=req, event="downloaded", actor=actor
     )
     _erase_server_key(req, reason="downloaded", actor=actor, ip=ip)
-    return data
+    return packed
 
 
 def erase_expired_server_keys(*, now: dt.datetime | None = None) -> int:

@@ -6,12 +6,12 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
 from .. import pki, profiles, signals, throttle
 from ..models import Certificate, CertificateRequest
+from ..validators import validate_recipient_email
 from .agent_certificates import AGENT_PROFILE, is_active_agent
 from .audit_log import audit
 from .decisions import approve_request
@@ -142,9 +142,7 @@ def _build_request(
         raise InvalidRequest(str(exc), field="profile") from None
     requester_email = (requester_email or "").strip()
     try:
-        if any(ch in requester_email for ch in "\r\n"):
-            raise ValidationError("newline")
-        validate_email(requester_email)
+        validate_recipient_email(requester_email)  # the forms' and delivery's check
     except ValidationError:
         raise InvalidRequest(
             f"{requester_email!r} is not a valid email address", field="requester_email"

@@ -209,16 +209,11 @@ def approve(request: HttpRequest, public_id: str) -> HttpResponse:
                 note=form.cleaned_data["note"],
                 ip=client_ip(request),
             )
-        except (
-            services.InvalidTransition,
-            services.RequestNotFound,
-            services.CAUnavailable,
-            services.NotAllowed,
-        ) as exc:
-            return _refused(request, req, exc)
         except services.InvalidRequest as exc:
             # approve_request's refusals concern the validity or the SANs the agent chose.
             form.add_error(None, exc.message)
+        except services.ServiceError as exc:  # decided already, no CA, held by someone else
+            return _refused(request, req, exc)
         else:
             messages.success(
                 request, f"Request {req.display_id} approved: certificate {cert.serial} issued."
@@ -237,10 +232,10 @@ def reject(request: HttpRequest, public_id: str) -> HttpResponse:
             services.reject_request(
                 req, agent=request.user, reason=form.cleaned_data["reason"], ip=client_ip(request)
             )
-        except (services.InvalidTransition, services.RequestNotFound) as exc:
-            return _refused(request, req, exc)
         except services.InvalidRequest as exc:
             form.add_error("reason", exc.message)
+        except services.ServiceError as exc:
+            return _refused(request, req, exc)
         else:
             messages.success(request, f"Request {req.display_id} rejected.")
             return redirect(req.get_agent_url())

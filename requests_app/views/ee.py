@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -33,6 +34,7 @@ from ..httputil import capped_uploads, client_ip, download
 from ..models import (
     Certificate,
     CertificateAuthority,
+    CertificateRequest,
     NoCAError,
     is_serial,
     normalize_public_id,
@@ -94,13 +96,18 @@ def enroll(request: HttpRequest, profile: str) -> HttpResponse:
                 extra_hostnames=data.get("extra_hostnames", []),
                 ip=client_ip(request),
             )
-        except services.InvalidRequest as exc:
+        except services.ServiceError as exc:  # every refusal is the requester's page, not a 500
             field = form.csr_field if exc.field == "csr" else exc.field
             form.add_error(field if field in form.fields else None, exc.message)
-        else:
-            messages.success(request, _submitted_message(req))
-            return redirect(req)
+            return render(request, "ee/enroll.html", {**page, "form": form}, status=_status(exc))
+        messages.success(request, _submitted_message(req))
+        return redirect(req)
     return render(request, "ee/enroll.html", {**page, "form": form}, status=400)
+
+
+def _status(exc: services.ServiceError) -> int:
+    """400 for the requester's input; 503 when the portal cannot take it now (no CA...)."""
+    return 400 if isinstance(exc, services.InvalidRequest) else 503
 
 
 def _submitted_message(req, *, server_key: bool = False) -> str:
@@ -161,11 +168,13 @@ def enroll_server_key(request: HttpRequest, profile: str) -> HttpResponse:
                 note=data["note"],
                 ip=ip,
             )
-        except services.InvalidRequest as exc:
+        except services.ServiceError as exc:  # every refusal is the requester's page, not a 500
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        else:
-            messages.success(request, _submitted_message(req, server_key=True))
-            return redirect(req)
+            return render(
+                request, "ee/enroll_server_key.html", {**page, "form": form}, status=_status(exc)
+            )
+        messages.success(request, _submitted_message(req, server_key=True))
+        return redirect(req)
     return render(request, "ee/enroll_server_key.html", {**page, "form": form}, status=400)
 
 
@@ -233,7 +242,10 @@ def _render_certificate(
     req = cert.issued_request
     server_key = services.server_key_state(req) if req else None
     if server_key and server_key.stored and pkcs12_form is None:
-        pkcs12_form = Pkcs12Form(user_agent=request.headers.get("User-Agent", ""))
+        pkcs12_form = Pkcs12Form(
+            user_agent=request.headers.get("User-Agent", ""),
+            request_id=request.GET.get("request", ""),
+        )
     try:
         profile = profiles.get_profile(cert.profile)
     except profiles.ProfileError:
@@ -360,7 +372,8 @@ def _shared_file_etag(request: HttpRequest, serial: str, fmt: str = "der") -> st
 @sensitive_post_parameters("passphrase")
 @require_POST
 def certificate_pkcs12(request: HttpRequest, serial: str) -> HttpResponse:
-    """The server-made key with its certificate and chain as a .p12, once, for the passphrase."""
+    """The server-made key with its certificate and chain as a .p12, once, for the request ID
+    and the passphrase."""
     cert = find_certificate(serial)
     if cert is None:
         return _certificate_not_found(request)
@@ -370,34 +383,88 @@ def certificate_pkcs12(request: HttpRequest, serial: str) -> HttpResponse:
     form = Pkcs12Form(request.POST)
     if not form.is_valid():
         return _render_certificate(request, cert, pkcs12_form=form, status=400)
-    # Per certificate and address: one guesser cannot lock out the owner elsewhere.
-    scope = f"key-download:{cert.fingerprint_sha256}:{client_ip(request)}"
-    wait = throttle.lockout_remaining(scope)
-    if wait:
-        form.add_error(None, _try_again_in(wait))
-        response = _render_certificate(request, cert, pkcs12_form=form, status=429)
-        response["Retry-After"] = str(wait)
-        return response
+    by_address = f"key-download:address:{client_ip(request)}"
     try:
-        data = services.download_server_key(
-            req,
-            passphrase=form.cleaned_data["passphrase"],
-            pkcs12_format=form.cleaned_data["pkcs12_format"],
-            ip=client_ip(request),
-        )
-    except services.WrongPassphrase as exc:
-        lockout = throttle.record_failure(scope)
-        form.add_error("passphrase", exc.message)
-        if lockout:
-            form.add_error(None, _try_again_in(lockout))
-        return _render_certificate(request, cert, pkcs12_form=form, status=400)
-    except (services.KeyNotAvailable, services.InvalidTransition) as exc:
-        messages.error(request, exc.message)
+        with throttle.one_at_a_time(by_address):
+            judged = _judge_key_download(request, form, cert, by_address)
+    except throttle.Busy:  # another guess from this address or for this key took too long
+        judged = _Judged(wait=1)
+    if judged.gone:
+        messages.error(request, judged.gone)
         return redirect("certificate_detail", cert.serial)
-    throttle.clear_failures(scope)
-    response = download(Encoded(data, "application/x-pkcs12", f"{cert.serial}.p12"))
+    if judged.wait:
+        form.add_error(None, _try_again_in(judged.wait))
+        response = _render_certificate(request, cert, pkcs12_form=form, status=429)
+        response["Retry-After"] = str(judged.wait)
+        return response
+    if judged.data is None:
+        if judged.lockout:
+            form.add_error(None, _try_again_in(judged.lockout))
+        return _render_certificate(request, cert, pkcs12_form=form, status=400)
+    response = download(Encoded(judged.data, "application/x-pkcs12", f"{cert.serial}.p12"))
     response["Cache-Control"] = "no-store"  # the key must not linger in a shared cache
     return response
+
+
+class _Judged(NamedTuple):
+    """What became of one attempt to download a key."""
+
+    data: bytes | None = None  # the .p12
+    wait: int = 0  # locked: seconds until the next attempt
+    lockout: int = 0  # refused: the lockout this failure earned
+    gone: str = ""  # no key to download (erased, expired, not issued): why
+
+
+@sensitive_variables()
+def _judge_key_download(
+    request: HttpRequest, form: Pkcs12Form, cert: Certificate, by_address: str
+) -> _Judged:
+    """Check the lockouts, the request ID and the passphrase, counting each failure.
+
+    Two scopes: the client address over every certificate (wrong request IDs count there),
+    and the certificate from every address, which only someone with the request ID reaches.
+    So many addresses get no more guesses than one, and a person who knows only the public
+    serial number can neither guess nor lock the owner out. The caller holds the address
+    scope, this holds the certificate's: each judges one guess at a time, so concurrent
+    requests and several processes get no more than the budget either."""
+    address_free = settings.KEY_DOWNLOAD_ADDRESS_FREE_ATTEMPTS
+    if wait := throttle.lockout_remaining(by_address):
+        return _Judged(wait=wait)
+    req = cert.issued_request
+    if not _names_request(form.cleaned_data["request_id"], req):
+        form.add_error(
+            "request_id",
+            "That is not the request ID of this certificate. Type the ID you were given when "
+            "you submitted the request (it is in the mail with your link, too).",
+        )
+        return _Judged(lockout=throttle.record_failure(by_address, free=address_free))
+    by_certificate = f"key-download:certificate:{cert.fingerprint_sha256}"
+    with throttle.one_at_a_time(by_certificate):
+        if wait := throttle.lockout_remaining(by_certificate):
+            return _Judged(wait=wait)
+        try:
+            data = services.download_server_key(
+                req,
+                passphrase=form.cleaned_data["passphrase"],
+                pkcs12_format=form.cleaned_data["pkcs12_format"],
+                ip=client_ip(request),
+            )
+        except services.WrongPassphrase as exc:
+            form.add_error("passphrase", exc.message)
+            lockouts = (
+                throttle.record_failure(by_certificate),
+                throttle.record_failure(by_address, free=address_free),
+            )
+            return _Judged(lockout=max(lockouts))
+        except services.ServiceError as exc:  # erased, expired, not issued, held elsewhere
+            return _Judged(gone=exc.message)
+        throttle.clear_failures(by_certificate)
+        return _Judged(data=data)
+
+
+def _names_request(typed: str, req: CertificateRequest) -> bool:
+    """Whether the typed (normalized) request ID is this request's, in constant time."""
+    return hmac.compare_digest(typed.encode(), req.public_id.encode())
 
 
 def _try_again_in(seconds: int) -> str:

@@ -73,7 +73,8 @@ DB_WORKER = [
 
 def portal_env(settings, **extra: str) -> dict[str, str]:
     """The environment of a portal process that uses this (transactional) test's PostgreSQL
-    database, its CA key files and the durable task queue."""
+    database, its CA key files and the durable task queue: production settings (DEBUG off),
+    except that it serves plain http on loopback, so no https redirect or secure cookies."""
     db = connection.settings_dict
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     return env | {
@@ -83,5 +84,9 @@ def portal_env(settings, **extra: str) -> dict[str, str]:
         "TASKS_BACKEND": "database",
         "CA_KEY_DIR": str(settings.CA_KEY_DIR),
         "CA_KEY_PASSPHRASE": settings.CA_KEY_PASSPHRASE,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "SECURE_SSL_REDIRECT": "False",
+        "SESSION_COOKIE_SECURE": "False",
+        "CSRF_COOKIE_SECURE": "False",
         **extra,
     }
