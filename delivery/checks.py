@@ -43,8 +43,9 @@ def check_tracking_webhook_secret(app_configs=None, **kwargs):
     if esp_mailers() and not webhook_secret():
         return [
             checks.Error(
-                f"MAILERS {', '.join(esp_mailers())} send through an ESP (django-anymail) but "
-                "ANYMAIL_WEBHOOK_SECRET is not set, so its tracking webhooks are not mounted",
+                f"MAILERS[{', '.join(map(repr, esp_mailers()))}] sends through an ESP "
+                "(django-anymail) but ANYMAIL_WEBHOOK_SECRET is not set, so its tracking "
+                "webhooks are not mounted",
                 hint="Set ANYMAIL_WEBHOOK_SECRET=user:password (random) and give the same "
                 "credentials to the ESP's webhook URL.",
                 id="delivery.E004",

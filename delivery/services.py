@@ -421,7 +421,7 @@ def revive_failed_deliveries(*, actor=None) -> list[Delivery]:
     row per delivery. Their tasks are enqueued on commit."""
     now = timezone.now()
     revived = list(
-        Delivery.objects.select_for_update()
+        Delivery.objects.select_for_update(of=("self",))
         .filter(status=Status.FAILED)
         .exclude(recipient="")
         .select_related("request", "certificate")
