@@ -19,6 +19,7 @@ import socket
 import time
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.db import close_old_connections
 from django.db.utils import OperationalError
 from django.utils import timezone
@@ -112,15 +113,16 @@ class ResilientWorker(Worker):
         return True
 
     def run_task(self, db_task_result: DBTaskResult) -> None:
-        """Run the task and record its result; the record is retried through a locked or
-        dropped database (while it fails, the row stays RUNNING, and would be recovered)."""
+        """Run the task and record its result, as db_worker does, except that the record is
+        retried through a locked or dropped database (while it fails the row stays RUNNING,
+        and retry_deliveries would recover it)."""
         self.running_task = True
         try:
-            task = db_task_result.task
-            task_result = db_task_result.task_result
-            backend_type = task.get_backend()
-            task_started.send(sender=backend_type, task_result=task_result)
             try:
+                task = db_task_result.task
+                task_result = db_task_result.task_result
+                backend_type = task.get_backend()
+                task_started.send(sender=backend_type, task_result=task_result)
                 if task.takes_context:
                     return_value = task.call(
                         TaskContext(task_result=task_result),
@@ -129,12 +131,18 @@ class ResilientWorker(Worker):
                     )
                 else:
                     return_value = task.call(*task_result.args, **task_result.kwargs)
-            except BaseException as exc:  # as db_worker: a failed task is recorded, not raised
-                logger.warning("Task id=%s failed: %s", db_task_result.id, exc, exc_info=exc)
-                self.record(db_task_result, lambda error=exc: db_task_result.set_failed(error))
-            else:
+                # Inside the try, as in db_worker: a result that cannot be stored fails the task.
                 self.record(db_task_result, lambda: db_task_result.set_successful(return_value))
-            task_finished.send(sender=backend_type, task_result=db_task_result.task_result)
+                task_finished.send(sender=backend_type, task_result=db_task_result.task_result)
+            except BaseException as exc:  # as db_worker: a failed task is recorded, not raised
+                self.record(db_task_result, lambda error=exc: db_task_result.set_failed(error))
+                try:
+                    sender = type(db_task_result.task.get_backend())
+                    finished = db_task_result.task_result
+                except (ImportError, SuspiciousOperation):
+                    logger.exception("Task id=%s failed unexpectedly", db_task_result.id)
+                else:
+                    task_finished.send(sender=sender, task_result=finished)
         finally:
             self.running_task = False
             self._run_tasks += 1
