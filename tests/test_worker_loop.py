@@ -29,6 +29,11 @@ def _worker() -> ResilientWorker:
     )
 
 
+# The worker's loop closes connections left in a transaction (close_old_connections), as it
+# must in production: so each test commits for real instead of running in a rolled-back one.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
 @pytest.fixture
 def queued(pending_request):
     test_backend.outbox.clear()
