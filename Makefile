@@ -14,7 +14,8 @@ run: $(VENV)/.run-stamp .env
 	@# The worker is started again whenever it exits; the sweeper runs every minute.
 	@trap 'kill 0' INT TERM EXIT; \
 	  while :; do $(PY) manage.py run_worker; echo "worker exited ($$?); restarting it"; sleep 2; done & \
-	  while sleep 60; do $(PY) manage.py retry_deliveries >/dev/null; done & \
+	  while sleep 60; do $(PY) manage.py retry_deliveries >/dev/null; \
+	    $(PY) manage.py expire_unconfirmed_requests >/dev/null; done & \
 	  $(PY) manage.py runserver 127.0.0.1:8000
 
 test: $(VENV)/.dev-stamp
@@ -50,7 +51,9 @@ $(VENV)/.dev-stamp: requirements.txt requirements-dev.txt $(VENV)/bin/python
 .env:
 	@umask 077; $(PYTHON) -c 'import secrets; \
 	  print("SECRET_KEY=" + secrets.token_urlsafe(50)); \
-	  print("CA_KEY_PASSPHRASE=" + secrets.token_urlsafe(32))' > .env
+	  print("CA_KEY_PASSPHRASE=" + secrets.token_urlsafe(32)); \
+	  print("# Development only: agents skip the second factor (needs DEBUG)."); \
+	  print("AGENT_REQUIRE_MFA=False")' > .env
 	@echo "Wrote .env with a generated SECRET_KEY and CA_KEY_PASSPHRASE (keep it private)."
 
 clean:

@@ -2,6 +2,7 @@
 
 (a) one transaction per request (services.approve_request), (b) the bulk path
 (services.approve_all_pending), (raw) load + verify the CSR, build, sign, with nothing else.
+Pre-issuance linting is off here (bench/lint.py measures it).
 Prints one JSON line.
 """
 
@@ -21,7 +22,9 @@ def main() -> None:
     parser.add_argument("--ca", choices=["rsa2048", "p256"], default="p256")
     parser.add_argument("-n", type=int, default=2000)
     args = parser.parse_args()
-    setup_django(fresh_database(args.db, f"issuance_{args.ca}"))
+    # Without pre-issuance linting, so that the ratios measure the portal's own overhead;
+    # bench/lint.py measures what linting costs.
+    setup_django(fresh_database(args.db, f"issuance_{args.ca}"), PREISSUANCE_LINT="False")
 
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization

@@ -96,6 +96,8 @@ def main() -> None:
             "channel": "web",
             "encrypted_private_key": "",
             "key_erased_at": None,
+            "email_confirmed_at": submitted if PROFILES[i % 3] != "server" else None,
+            "email_confirmed_by": "the requester (mailed link)" if i % 3 else "",
         }
         return [values[f.name] for f in req_fields]
 

@@ -6,6 +6,7 @@ process refuses to start without SECRET_KEY and CA_KEY_PASSPHRASE.
 
 import ipaddress
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -72,6 +73,23 @@ SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
+
+
+def _http_origin(url: str) -> str:
+    """SITE_URL's host over plain http: its port kept for http, dropped for https (a TLS port
+    does not answer plain http)."""
+    parts = urlparse(url)
+    if parts.scheme == "http":
+        return f"http://{parts.netloc}"
+    host = parts.hostname or ""
+    return f"http://[{host}]" if ":" in host else f"http://{host}"  # IPv6 keeps its brackets
+
+
+# The base of the revocation URLs that issued certificates name (authorityInfoAccess: OCSP
+# and caIssuers; the CRL distribution point). Plain http: clients fetch them before they can
+# trust any TLS, and RFC 5280 4.2.2.1, RFC 6960 and the Baseline Requirements want http (NSS
+# never fetches an https one). A system check refuses https. Default: SITE_URL over http.
+REVOCATION_BASE_URL = env.str("REVOCATION_BASE_URL", default=_http_origin(SITE_URL)).rstrip("/")
 # The reverse proxies in front of the portal (addresses or CIDRs, e.g. 127.0.0.1,10.0.0.0/8).
 # Only a connection from one of them may tell the client's address (X-Forwarded-For) or pass
 # a client certificate; from anyone else those headers are ignored.
@@ -83,6 +101,14 @@ for _proxy in TRUSTED_PROXIES:
         raise ImproperlyConfigured(
             f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network"
         ) from None
+# Agents log in with a client certificate (agent profile, linked to their account) that the
+# TLS terminator passes in this header, URL-escaped PEM (nginx: $ssl_client_escaped_cert);
+# believed only from TRUSTED_PROXIES. Certificate login attempts per client address, as
+# "count/seconds"; each attempt, refused or not, writes an audit row.
+CLIENT_CERT_HEADER = env.str("CLIENT_CERT_HEADER", default="X-SSL-Client-Cert")
+CERTIFICATE_LOGIN_RATE_LIMIT = env.str("CERTIFICATE_LOGIN_RATE_LIMIT", default="30/300")
+if not re.fullmatch(r"\d+/[1-9]\d*", CERTIFICATE_LOGIN_RATE_LIMIT, re.ASCII):
+    raise ImproperlyConfigured("CERTIFICATE_LOGIN_RATE_LIMIT must look like 30/300 (count/seconds)")
 
 # The CA: key files live here (mode 0600), encrypted under CA_KEY_PASSPHRASE.
 CA_KEY_DIR = Path(env.str("CA_KEY_DIR", default=str(BASE_DIR / "var" / "ca")))
@@ -94,6 +120,10 @@ CA_KEY_BACKENDS = {
 }
 
 RETRIEVAL_LINK_MAX_AGE_DAYS = env.int("RETRIEVAL_LINK_MAX_AGE_DAYS", default=30)
+# Pre-issuance linting: before the CA key signs, the certificate is built, signed by a
+# throwaway key and linted with pkilint (RFC 5280; the CA/B Forum linter for profiles with
+# baseline_requirements); a finding at ERROR refuses the issuance. False turns it off.
+PREISSUANCE_LINT = env.bool("PREISSUANCE_LINT", default=True)
 # Revocation: each CRL names its successor this many hours ahead (its nextUpdate).
 CRL_NEXT_UPDATE_HOURS = env.int("CRL_NEXT_UPDATE_HOURS", default=24)
 
@@ -117,6 +147,40 @@ KEY_DOWNLOAD_FREE_ATTEMPTS = env.int("KEY_DOWNLOAD_FREE_ATTEMPTS", default=5)
 KEY_DOWNLOAD_LOCKOUT_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_SECONDS", default=30)
 KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS = env.int("KEY_DOWNLOAD_LOCKOUT_MAX_SECONDS", default=3600)
 
+# Agents prove more than a password (NCSSRs): a passkey, a one-time code or a recovery code
+# after the password, or an agent certificate. Off only for DEBUG development, and then every
+# agent page says so.
+AGENT_REQUIRE_MFA = env.bool("AGENT_REQUIRE_MFA", default=True)
+if not AGENT_REQUIRE_MFA and not DEBUG:
+    raise ImproperlyConfigured(
+        "AGENT_REQUIRE_MFA=False is allowed only with DEBUG=True (development): agents must "
+        "pass a second factor in production."
+    )
+# Failed agent logins (passwords and second-factor codes, counted together by django-axes)
+# per username and per client address before that username or address is locked out, and
+# for how long. The counters live in the database, so every process shares them.
+AGENT_LOGIN_FAILURE_LIMIT = env.int("AGENT_LOGIN_FAILURE_LIMIT", default=5)
+AGENT_LOGIN_LOCKOUT_MINUTES = env.int("AGENT_LOGIN_LOCKOUT_MINUTES", default=30)
+# How long the enrolment link that `manage.py create_agent` prints stays valid (single use).
+AGENT_ENROLMENT_LINK_HOURS = env.int("AGENT_ENROLMENT_LINK_HOURS", default=72)
+# Proof of the mailbox (profiles with confirm_email): days a requester has to open the
+# mailed link or type the code; after that expire_unconfirmed_requests cancels the request.
+EMAIL_CONFIRMATION_DAYS = env.int("EMAIL_CONFIRMATION_DAYS", default=7)
+# Wrong confirmation codes allowed per request, and per client address: "count/seconds".
+EMAIL_CONFIRMATION_RATE_LIMIT = env.str("EMAIL_CONFIRMATION_RATE_LIMIT", default="10/3600")
+if not re.fullmatch(r"\d+/[1-9]\d*", EMAIL_CONFIRMATION_RATE_LIMIT, re.ASCII):
+    raise ImproperlyConfigured("EMAIL_CONFIRMATION_RATE_LIMIT must look like 10/3600")
+# Mail the portal sends to one address a day (UTC), so nobody floods a stranger's mailbox
+# through the enrollment form: enrollments naming an address that is over it are refused,
+# and mail over it is held until the next day (never dropped). Mail to the agents and mail
+# an agent sends by hand are not counted. Counted in the cache (share it between processes).
+MAIL_PER_RECIPIENT_PER_DAY = env.int("MAIL_PER_RECIPIENT_PER_DAY", default=10)
+if EMAIL_CONFIRMATION_DAYS < 1 or MAIL_PER_RECIPIENT_PER_DAY < 1:
+    raise ImproperlyConfigured(
+        "EMAIL_CONFIRMATION_DAYS and MAIL_PER_RECIPIENT_PER_DAY must be at least 1 "
+        "(otherwise no personal request could ever be confirmed)"
+    )
+
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ca-portal@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 AGENT_NOTIFY_EMAIL = env.list("AGENT_NOTIFY_EMAIL", default=[])
@@ -132,7 +196,7 @@ DOGTAG_PROFILE_IDS = env.json("DOGTAG_PROFILE_IDS", default={})
 DOGTAG_REQUESTER_EMAIL = env.str("DOGTAG_REQUESTER_EMAIL", default=DEFAULT_FROM_EMAIL)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "requests_app.apps.AgentAdminConfig",  # django.contrib.admin behind the second factor
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -141,6 +205,11 @@ INSTALLED_APPS = [
     "ca_portal.apps.PortalConfig",
     "django_tasks_db",
     "anymail",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
+    "axes",
     "requests_app",
     "delivery",
 ]
@@ -152,10 +221,54 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes counts failed logins before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = AGENT_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=AGENT_LOGIN_LOCKOUT_MINUTES)
+# A username is locked after too many failures from anywhere (a flood from many addresses
+# gains nothing), and so is an address that tries many usernames.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "requests_app.httputil.client_ip"  # believes TRUSTED_PROXIES only
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Counters are cleared when the second factor passes (requests_app.login_throttle), not after
+# the password alone, so that passwords cannot buy more code guesses.
+AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False
+
+# TOTP devices (django-otp): the name authenticator apps show.
+OTP_TOTP_ISSUER = "ca-portal"
+# Passkeys (django-otp-webauthn). The relying party ID is the portal's host name (WebAuthn
+# refuses IP addresses, so a loopback SITE_URL means "localhost"), and the origins browsers
+# may use, by default SITE_URL's.
+_site = urlparse(SITE_URL)
+_site_host = _site.hostname or "localhost"
+try:
+    ipaddress.ip_address(_site_host)
+    _site_host, _site_netloc = "localhost", _site.netloc.replace(_site.hostname or "", "localhost")
+except ValueError:
+    _site_netloc = _site.netloc
+OTP_WEBAUTHN_RP_ID = env.str("WEBAUTHN_RP_ID", default=_site_host)
+OTP_WEBAUTHN_RP_NAME = "ca-portal Certificate Manager"
+_site_origin = f"{_site.scheme}://{_site_netloc}"
+_secure_origin = _site.scheme == "https" or _site_host == "localhost"
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list(
+    "WEBAUTHN_ORIGINS", default=[_site_origin] if _secure_origin else []
+)
+# Browsers offer passkeys only on https (or http://localhost): on a plain-http SITE_URL there
+# is no origin to allow, agents use TOTP, and django-otp-webauthn's check need not say so.
+SILENCED_SYSTEM_CHECKS = [] if OTP_WEBAUTHN_ALLOWED_ORIGINS else ["otp_webauthn.E030"]
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False  # a passkey is the second factor, never the only
 
 # Every script, style and font is served by the portal itself (no inline code, no CDN), so
 # the policy can be strict; the admin of Django 6 needs nothing more.
@@ -181,6 +294,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "requests_app.context_processors.agent_security",
             ],
         },
     },
@@ -318,5 +432,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Failed logins are in the audit log; axes' own lines repeat them at WARNING.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }

@@ -10,6 +10,8 @@ from .settings import *  # noqa: F403
 CA_KEY_DIR = Path(tempfile.mkdtemp(prefix="ca-portal-test-keys-"))  # noqa: F405
 CA_KEY_PASSPHRASE = "test-passphrase-not-secret"  # noqa: S105
 SITE_URL = "http://testserver"
+# A dotted host: pkilint (run before every issuance) refuses URLs on "testserver".
+REVOCATION_BASE_URL = os.environ.get("REVOCATION_BASE_URL", "http://ca.example.test")
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -24,3 +26,4 @@ DELIVERY_BACKENDS = {
 }
 # Tests submit many requests from one address; the rate-limit tests lower this themselves.
 ENROLL_RATE_LIMIT = "1000000/3600"
+MAIL_PER_RECIPIENT_PER_DAY = 1000000

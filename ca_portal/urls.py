@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from delivery.tracking import tracking_urlpatterns
+from requests_app.views.agent_certificates import certificate_login
 from requests_app.views.health import healthz
 
 urlpatterns = [
@@ -11,8 +11,8 @@ urlpatterns = [
     path("", include("requests_app.dogtag.urls")),  # Dogtag's end-entity servlets (certmonger)
     path("agent/deliveries/", include("delivery.urls")),
     path("agent/", include("requests_app.agent_urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/certificate/", certificate_login, name="certificate_login"),
+    path("accounts/", include("requests_app.account_urls")),  # login, second factor, devices
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # Tracking webhooks of django-anymail: only with an ESP and ANYMAIL_WEBHOOK_SECRET.

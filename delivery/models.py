@@ -31,6 +31,7 @@ class Delivery(models.Model):
         REQUEST_REJECTED = "request_rejected", "request rejected (to the requester)"
         REQUEST_CANCELED = "request_canceled", "request canceled (to the requester)"
         CERTIFICATE_REVOKED = "certificate_revoked", "certificate revoked (to the holder)"
+        EMAIL_CONFIRMATION = "email_confirmation", "email confirmation code (to the requester)"
 
     # What URLs, headers and pages show: random, so that nobody can walk the outbox by
     # counting (the integer primary key stays internal).

@@ -138,6 +138,19 @@ def notify_submitted(sender, *, request, actor, **kwargs):
     _notify(request, Kind.REQUEST_WAITING, services.agent_addresses())
 
 
+@receiver(signals.email_confirmation_requested, dispatch_uid="delivery.email_confirmation")
+@_never_raises
+def mail_confirmation_code(sender, *, request, actor, **kwargs):
+    """The code that proves the mailbox. Sent whatever DELIVERY_NOTIFICATIONS says: without
+    it the request never reaches an agent. The code is made when the mail is built."""
+    _queue(
+        request=request,
+        kind=Kind.EMAIL_CONFIRMATION,
+        backend=services.NOTIFY_BACKEND,
+        recipient=request.requester_email,
+    )
+
+
 @receiver(signals.request_rejected, dispatch_uid="delivery.request_rejected")
 @_never_raises
 def notify_rejected(sender, *, request, reason, actor, **kwargs):

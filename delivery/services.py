@@ -23,7 +23,7 @@ from requests_app import profiles
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.services import ServiceError, audit
 
-from .backends import DeliveryError, get_backend
+from .backends import DeliveryError, DeliveryHeld, get_backend
 from .models import Delivery, DeliveryEvent, WorkerHeartbeat
 from .resilience import retry_database
 
@@ -308,6 +308,8 @@ def deliver(delivery_id: int) -> str:
     delivery = Delivery.objects.select_related("request", "certificate__ca").get(pk=delivery_id)
     try:
         result = get_backend(delivery.backend).send(delivery)
+    except DeliveryHeld as exc:
+        return _record_hold(delivery, exc)
     except DeliveryError as exc:
         return _record_failure(
             delivery, exc.message, permanent=exc.permanent, claimed_at=claimed_at
@@ -325,6 +327,31 @@ def deliver(delivery_id: int) -> str:
         seconds=_lease_left(claimed_at),
     )
     return Status.SENT
+
+
+def _record_hold(delivery: Delivery, held: DeliveryHeld) -> str:
+    """Back to pending until held.until, with the claim's attempt given back: a held
+    delivery has not failed, and waits as long as it must without running out of tries."""
+    with transaction.atomic():
+        Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
+            status=Status.PENDING,
+            attempts=F("attempts") - 1,
+            last_error=held.message[:2000],
+            next_attempt_at=held.until,
+            lease_until=None,
+            updated=timezone.now(),
+        )
+        audit(
+            "delivery_held",
+            actor=None,
+            request=delivery.request,
+            certificate=delivery.certificate,
+            delivery=delivery.pk,
+            reason=held.message[:500],
+            until=held.until.isoformat(),
+        )
+    enqueue(delivery.pk, run_after=held.until)
+    return Status.PENDING
 
 
 def _lease_left(claimed_at: dt.datetime) -> float:

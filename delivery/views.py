@@ -21,8 +21,8 @@ def _back(request, fallback: str):
     return redirect(fallback)
 
 
-@require_POST
 @agent_required
+@require_POST
 def send(request, serial: str):
     """Email the certificate, or a retrieval link, to the requester or another address."""
     cert = find_certificate(serial)
@@ -50,8 +50,8 @@ def send(request, serial: str):
     return _back(request, fallback)
 
 
-@require_POST
 @agent_required
+@require_POST
 def retry(request, public_id: str):
     """Put a failed or bounced delivery back in the queue."""
     delivery = get_object_or_404(Delivery.objects.select_related("request"), public_id=public_id)

@@ -10,12 +10,15 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import extensions, paging, pki, profiles, services
 from .downloads import CERTIFICATE_FORMATS
 from .httputil import client_ip
 from .models import (
     APPROVE_PERMISSION,
+    AgentCertificate,
     AuditEvent,
     Certificate,
     CertificateAuthority,
@@ -108,6 +111,22 @@ class ProfileFilter(admin.SimpleListFilter):
         return queryset.filter(profile=self.value()) if self.value() else queryset
 
 
+class StatusFilter(admin.SimpleListFilter):
+    """By status; without one, the queue leaves out requests whose requester has not yet
+    confirmed the address (they are not the agents' business until then)."""
+
+    title = "status"
+    parameter_name = "status__exact"  # the name paging.counted_rows knows
+
+    def lookups(self, request, model_admin):
+        return CertificateRequest.Status.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(status=self.value())
+        return queryset.exclude(status__in=CertificateRequest.NOT_IN_QUEUE)
+
+
 class RejectForm(forms.Form):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
@@ -143,10 +162,11 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         "profile",
         "subject",
         "requester_email",
+        "email_confirmed",
         "submitted_at",
     ]
     list_display_links = ["request_id"]
-    list_filter = ["status", ProfileFilter]
+    list_filter = [StatusFilter, ProfileFilter]
     search_fields = ["subject", "requester_email"]
     search_help_text = (
         "A request ID or certificate serial (any case, with or without separators), "
@@ -161,7 +181,17 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         (None, {"fields": ["request_id", "status", "profile", "submitted_at", "updated_at"]}),
         (
             "Requester",
-            {"fields": ["requester_name", "requester_email", "requester_note", "submitter_ip"]},
+            {
+                "fields": [
+                    "requester_name",
+                    "requester_email",
+                    "email_confirmed_at",
+                    "email_confirmed_by",
+                    "requester_note",
+                    "submitter_ip",
+                    "agent_for",
+                ]
+            },
         ),
         (
             "Certificate signing request",
@@ -182,6 +212,12 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
     @admin.display(description="request ID", ordering="public_id")
     def request_id(self, obj: CertificateRequest) -> str:
         return obj.display_id
+
+    @admin.display(description="email confirmed", ordering="email_confirmed_at")
+    def email_confirmed(self, obj: CertificateRequest) -> str:
+        if obj.email_confirmed_at is None:
+            return "-"
+        return f"{obj.email_confirmed_at:%Y-%m-%d %H:%M} by {obj.email_confirmed_by}"
 
     @admin.display(description="key")
     def key_description(self, obj: CertificateRequest) -> str:
@@ -411,6 +447,18 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
         )
 
 
+@admin.register(AgentCertificate)
+class AgentCertificateAdmin(ReadOnlyAdmin):
+    """Which certificate logs which agent in; linked on approval or by
+    `manage.py link_agent_certificate`, unlinked on the agent's own page or by that command."""
+
+    list_display = ["certificate", "user", "linked_at", "linked_by"]
+    list_select_related = ["certificate", "user", "linked_by"]
+    search_fields = ["user__username", "certificate__serial"]
+    ordering = ["-linked_at"]
+    fieldsets = [(None, {"fields": ["user", "certificate", "linked_at", "linked_by"]})]
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["time", "actor_label", "action", "request", "certificate", "ip"]
@@ -467,3 +515,10 @@ class CertificateAuthorityAdmin(ReadOnlyAdmin):
     @admin.display(description="SHA-256 fingerprint")
     def fingerprint_sha256(self, obj: CertificateAuthority) -> str:
         return obj.fingerprint_sha256
+
+
+# Second-factor devices change only through their owner's security page and the audited
+# break-glass command (reset_agent_mfa), never by someone else in the admin.
+for _device_model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_device_model):
+        admin.site.unregister(_device_model)

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from .revocation import views as revocation
-from .views import agent
+from .views import agent, agent_certificates
 
 app_name = "agent"
 
@@ -18,4 +18,17 @@ urlpatterns = [
     path("certificates/<str:serial>/", revocation.certificate, name="certificate"),
     path("certificates/<str:serial>/revoke/", revocation.revoke, name="revoke"),
     path("certificates/<str:serial>/release/", revocation.release_hold, name="release_hold"),
+    # The agent's own login certificates.
+    path("me/certificates/", agent_certificates.my_certificates, name="my_certificates"),
+    path("me/certificates/csr/", agent_certificates.request_with_csr, name="request_with_csr"),
+    path(
+        "me/certificates/server-key/",
+        agent_certificates.request_with_server_key,
+        name="request_with_server_key",
+    ),
+    path(
+        "me/certificates/<str:serial>/unlink/",
+        agent_certificates.unlink,
+        name="unlink_certificate",
+    ),
 ]

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class RequestsAppConfig(AppConfig):
@@ -6,5 +7,15 @@ class RequestsAppConfig(AppConfig):
     verbose_name = "Certificate Manager"
 
     def ready(self):
-        from . import checks  # noqa: F401 - registers the system checks
+        from . import (
+            checks,  # noqa: F401 - registers the system checks
+            login_throttle,  # noqa: F401 - audits logins, failures and lockouts
+        )
         from .keys import checks as key_checks  # noqa: F401 - registers CA_KEY_BACKENDS' check
+
+
+class AgentAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with requests_app.admin_site.AgentAdminSite as admin.site."""
+
+    default = False  # named in INSTALLED_APPS; "requests_app" still means RequestsAppConfig
+    default_site = "requests_app.admin_site.AgentAdminSite"

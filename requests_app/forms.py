@@ -10,7 +10,7 @@ from django.template.defaultfilters import filesizeformat
 
 from . import pki
 from .models import CertificateRequest, is_public_id, is_serial
-from .profiles import Profile, all_profiles
+from .profiles import Profile, all_profiles, get_profile
 
 MAX_CSR_BYTES = pki.MAX_CSR_BYTES
 _SEPARATORS = re.compile(r"[\s,]+")
@@ -203,6 +203,29 @@ class Pkcs12Form(forms.Form):
             self.fields["pkcs12_format"].initial = "compatible"
 
 
+class EmailConfirmationForm(forms.Form):
+    """The code mailed to the requester, typed (or filled in from the mailed link)."""
+
+    code = forms.CharField(
+        label="Code from the message",
+        max_length=64,
+        widget=forms.TextInput(
+            attrs={
+                "placeholder": "XXXX-XXXX-XXXX-XXXX",
+                "size": 24,
+                "autocomplete": "one-time-code",
+                "spellcheck": "false",
+            }
+        ),
+        help_text="Capitals or not, with or without the hyphens.",
+    )
+
+    def __init__(self, *args, from_link: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if from_link:  # the code is in the link; the page only asks to press Confirm
+            self.fields["code"].widget = forms.HiddenInput()
+
+
 class RequestLookupForm(forms.Form):
     request_id = forms.CharField(
         label="Request ID",
@@ -323,3 +346,24 @@ class CancelForm(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("auto_id", "cancel_%s")
         super().__init__(*args, **kwargs)
+
+
+# --- an agent's own agent certificate -------------------------------------------------
+
+
+class AgentCertificateCsrForm(EnrollmentForm):
+    """An agent's CSR for their own agent certificate: name and email come from the account."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, profile=get_profile("agent"), **kwargs)
+        del self.fields["requester_name"]
+        del self.fields["requester_email"]
+
+
+class AgentCertificateKeyForm(ServerKeyEnrollmentForm):
+    """An agent's own agent certificate with a key made by the portal, under a passphrase."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["requester_name"]
+        del self.fields["requester_email"]

@@ -13,9 +13,11 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from . import agent_auth
 from .models import APPROVE_PERMISSION
 
 
@@ -57,9 +59,26 @@ def client_ip(request: HttpRequest) -> str | None:
     return hops[0] if hops else peer
 
 
+def lacks_second_factor(request: HttpRequest) -> bool:
+    """Whether this logged-in session still owes the second factor (AGENT_REQUIRE_MFA on,
+    and neither a code, a passkey, a recovery code nor an agent certificate recorded)."""
+    return settings.AGENT_REQUIRE_MFA and not agent_auth.is_verified(request)
+
+
+def second_factor_refusal(request: HttpRequest):
+    """What an agent surface answers a session that owes the second factor: a GET goes to
+    the second-factor page (which sends an agent without a device to enrol one); anything
+    else is refused, so that a POST changes nothing."""
+    if request.method in ("GET", "HEAD"):
+        return redirect_to_login(request.get_full_path(), reverse("agent_verify"))
+    raise PermissionDenied("Pass the second factor (a code or a passkey) first.")
+
+
 def agent_required(view):
     """Agents only: anonymous GETs go to the login page; everyone else without the
-    permission (and anonymous POSTs, whose form data a login redirect would lose) gets 403."""
+    permission (and anonymous POSTs, whose form data a login redirect would lose) gets 403;
+    an agent's session that has not passed the second factor goes to the second-factor page
+    (GET) or gets 403 (anything else)."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
@@ -67,6 +86,8 @@ def agent_required(view):
             return redirect_to_login(request.get_full_path())
         if not request.user.has_perm(APPROVE_PERMISSION):
             raise PermissionDenied("Only Certificate Manager agents may use this page.")
+        if lacks_second_factor(request):
+            return second_factor_refusal(request)
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -1,7 +1,9 @@
-"""The Certificate Manager's tables: CAs, certificates, requests and the audit log."""
+"""The Certificate Manager's tables: CAs, certificates, requests, agent certificates and the
+audit log."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from functools import cached_property
@@ -138,15 +140,15 @@ class CertificateAuthority(models.Model):
 
     def ca_issuers_url(self) -> str:
         """Where issued certificates say their issuer's certificate can be downloaded (DER)."""
-        return f"{settings.SITE_URL}/ca/{self.pk}/ca.cer"
+        return f"{settings.REVOCATION_BASE_URL}/ca/{self.pk}/ca.cer"
 
     def crl_url(self) -> str:
         """The CRL distribution point named in issued certificates."""
-        return f"{settings.SITE_URL}/ca/{self.pk}/crl.crl"
+        return f"{settings.REVOCATION_BASE_URL}/ca/{self.pk}/crl.crl"
 
     def ocsp_url(self) -> str:
         """The OCSP responder named in issued certificates (one for every CA)."""
-        return f"{settings.SITE_URL}/ocsp"
+        return f"{settings.REVOCATION_BASE_URL}/ocsp"
 
 
 class CertificateQuerySet(models.QuerySet):
@@ -249,10 +251,16 @@ class CertificateRequest(models.Model):
     """A request in the queue, from submission to its decision."""
 
     class Status(models.TextChoices):
+        #: Proof of the mailbox: the requester has not yet opened the code mailed to the
+        #: address (profiles with confirm_email); agents do not see it until then.
+        AWAITING_EMAIL = "awaiting_email", "Awaiting email confirmation"
         PENDING = "pending"
         COMPLETE = "complete"
         REJECTED = "rejected"
         CANCELED = "canceled"
+
+    #: Statuses the agent queue leaves out unless an agent asks for them by name.
+    NOT_IN_QUEUE = (Status.AWAITING_EMAIL,)
 
     public_id = models.CharField(max_length=PUBLIC_ID_LENGTH, unique=True, default=new_public_id)
     profile = models.CharField(max_length=32)
@@ -287,6 +295,19 @@ class CertificateRequest(models.Model):
     #: passphrase (PKCS#8); erased after the first download or after a number of days.
     encrypted_private_key = models.TextField(blank=True)
     key_erased_at = models.DateTimeField(null=True, blank=True)
+    #: An agent's request for their own login certificate (agent profile): approved only by
+    #: another agent, and the certificate is linked to this user on approval.
+    agent_for = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="agent_certificate_requests",
+    )
+    #: Proof of the mailbox: when requester_email was shown to be the requester's, and how
+    #: ("mailed link", "mailed code", or the administrator who vouched for it).
+    email_confirmed_at = models.DateTimeField(null=True, blank=True)
+    email_confirmed_by = models.CharField(max_length=150, blank=True)
 
     objects = RequestQuerySet.as_manager()
 
@@ -313,6 +334,58 @@ class CertificateRequest(models.Model):
 
     def get_agent_url(self) -> str:
         return reverse("agent:request_detail", args=[self.public_id])
+
+    @property
+    def status_text(self) -> str:
+        """The status as words in a sentence ("awaiting email confirmation")."""
+        return self.get_status_display().lower()
+
+    @property
+    def awaits_email(self) -> bool:
+        return self.status == self.Status.AWAITING_EMAIL
+
+    def confirm_email_deadline(self) -> dt.datetime:
+        """Until when the requester may confirm the address (EMAIL_CONFIRMATION_DAYS)."""
+        return self.submitted_at + dt.timedelta(days=settings.EMAIL_CONFIRMATION_DAYS)
+
+
+class EmailConfirmation(models.Model):
+    """A code mailed to the requester to prove the mailbox. Only its hash is kept: the code
+    itself exists in the mail alone, so a reader of the database cannot confirm anything."""
+
+    request = models.ForeignKey(
+        CertificateRequest, on_delete=models.CASCADE, related_name="email_confirmations"
+    )
+    #: SHA-256 of "<request public_id>:<code>", hex.
+    code_hash = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"confirmation code for {self.request}"
+
+
+class AgentCertificate(models.Model):
+    """A certificate an agent logs in with (Dogtag's agent certificates): one user per
+    certificate. Linked on approval of the agent's own request, or by an administrator."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_certificates"
+    )
+    certificate = models.OneToOneField(
+        Certificate, on_delete=models.CASCADE, related_name="agent_link"
+    )
+    linked_at = models.DateTimeField(auto_now_add=True)
+    linked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "agent certificate"
+
+    def __str__(self) -> str:
+        return f"{self.certificate.serial} -> {self.user}"
 
 
 class CertificateRevocationList(models.Model):

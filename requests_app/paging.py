@@ -13,6 +13,7 @@ from functools import cached_property
 from django.core.paginator import Page, Paginator
 
 from . import services
+from .models import CertificateRequest
 
 #: Keeps OFFSET within the database's integer range whatever page number is typed.
 MAX_PAGE = 100_000
@@ -23,8 +24,9 @@ def counted_rows(
 ) -> int | None:
     """The size of a list from the status counters, or None when a filter besides status applies."""
     filters = set(params) - set(ignored)
-    if not filters:
-        return sum(services.status_counts().values())
+    if not filters:  # the whole queue, which leaves out what is not yet the agents' business
+        hidden = CertificateRequest.NOT_IN_QUEUE
+        return sum(n for status, n in services.status_counts().items() if status not in hidden)
     if filters == {status_param}:
         return services.status_counts().get(params[status_param])
     return None

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from dataclasses import dataclass
 from functools import cache
 
+from cryptography import x509
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -44,11 +46,59 @@ class Profile:
     dogtag_ids: tuple[str, ...] = ()
     #: Issue at once, without an agent (never for renewals).
     auto_approve: bool = False
+    #: Proof of the mailbox: a request waits until its requester confirms the address with
+    #: the code mailed to it, and only then reaches the agents (the certificate names it).
+    confirm_email: bool = False
     enabled: bool = True
+    #: Follow the CA/Browser Forum's Baseline Requirements: the TLS BRs for a serverAuth
+    #: profile (domain-validated), the S/MIME BRs for an emailProtection profile
+    #: (mailbox-validated). Their rules shape the certificate (subject, key usage, SKI,
+    #: certificatePolicies) and the CA/B linter runs before issuance. Off by default: a
+    #: private CA issues internal names (host.corp) that the public rules forbid.
+    baseline_requirements: bool = False
+    #: certificatePolicies OIDs (dotted). With baseline_requirements, the CA/B Forum's reserved
+    #: OID of the profile's kind comes first unless one is listed (pki.CABF_POLICY_OIDS).
+    policy_oids: tuple[str, ...] = ()
+    #: The S/MIME generation under baseline_requirements: "multipurpose" (clientAuth allowed
+    #: beside emailProtection) or "strict" (emailProtection only).
+    smime_generation: str = "multipurpose"
 
     @property
     def takes_hostnames(self) -> bool:
         return self.san_policy == "hostnames"
+
+    @property
+    def cabf_kind(self) -> str | None:
+        """Which Baseline Requirements could apply: "serverauth", "smime", or none."""
+        if "serverAuth" in self.extended_key_usages:
+            return "serverauth"
+        if "emailProtection" in self.extended_key_usages:
+            return "smime"
+        return None
+
+    @property
+    def linters(self) -> tuple[str, ...]:
+        """The pkilint linters its certificates must pass (pki.LINTERS): RFC 5280 always,
+        and the CA/B Forum linter of its kind under the Baseline Requirements."""
+        if not self.baseline_requirements:
+            return ("rfc5280",)
+        if self.cabf_kind == "serverauth":
+            return ("rfc5280", "cabf-serverauth")
+        return ("rfc5280", f"cabf-smime-mailbox-{self.smime_generation}")
+
+    @property
+    def certificate_policies(self) -> tuple[str, ...]:
+        """The certificatePolicies OIDs its certificates carry (none: no extension)."""
+        if not self.baseline_requirements:
+            return self.policy_oids
+        reserved = set(pki.CABF_POLICY_OIDS.values())
+        if any(oid in reserved for oid in self.policy_oids):
+            return self.policy_oids
+        if self.cabf_kind == "serverauth":
+            own = pki.CABF_POLICY_OIDS["serverauth-dv"]
+        else:
+            own = pki.CABF_POLICY_OIDS[f"smime-mailbox-{self.smime_generation}"]
+        return (own, *self.policy_oids)
 
 
 DEFAULT_PROFILES = {
@@ -79,6 +129,7 @@ DEFAULT_PROFILES = {
         san_policy="requester_email",
         auto_delivery=("email_link",),
         dogtag_ids=("caUserCert", "caECUserCert"),
+        confirm_email=True,
     ),
     "agent": Profile(
         name="agent",
@@ -90,11 +141,16 @@ DEFAULT_PROFILES = {
         san_policy="optional_email",
         key_encipherment=False,
         auto_delivery=("email_link",),
+        # The login certificate names the address, and agents would take it for the
+        # colleague's own: the address is proved like a user certificate's.
+        confirm_email=True,
     ),
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(Profile)}
 SAN_POLICIES = ("hostnames", "requester_email", "optional_email")
+SMIME_GENERATIONS = ("multipurpose", "strict")
+_DOTTED_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+", re.ASCII)
 
 
 @cache
@@ -134,6 +190,42 @@ def _check_profile(profile: Profile) -> None:
         raise ProfileError(
             f"{where}: san_policy {profile.san_policy!r} is not one of {', '.join(SAN_POLICIES)}"
         )
+    for oid in profile.policy_oids:
+        if not _DOTTED_OID.fullmatch(oid):
+            raise ProfileError(f"{where}: policy OID {oid!r} is not a dotted OID such as 1.2.3.4")
+    if profile.smime_generation not in SMIME_GENERATIONS:
+        raise ProfileError(
+            f"{where}: smime_generation {profile.smime_generation!r} is not one of "
+            f"{', '.join(SMIME_GENERATIONS)}"
+        )
+    if profile.baseline_requirements:
+        _check_baseline_profile(profile, where)
+
+
+def _check_baseline_profile(profile: Profile, where: str) -> None:
+    """Refuse baseline_requirements on a profile that the Baseline Requirements cannot cover."""
+    ekus = set(profile.extended_key_usages)
+    if profile.cabf_kind is None:
+        raise ProfileError(
+            f"{where}: baseline_requirements needs serverAuth (TLS) or emailProtection "
+            "(S/MIME); the CA/B Forum has no Baseline Requirements for these certificates"
+        )
+    if {"serverAuth", "emailProtection"} <= ekus:
+        raise ProfileError(
+            f"{where}: under the Baseline Requirements one certificate is either for TLS "
+            "servers (serverAuth) or for S/MIME (emailProtection), not both"
+        )
+    if profile.cabf_kind == "smime":
+        if profile.san_policy != "requester_email":
+            raise ProfileError(
+                f"{where}: a mailbox-validated S/MIME profile names the requester's email "
+                "(san_policy 'requester_email')"
+            )
+        if profile.smime_generation == "strict" and ekus != {"emailProtection"}:
+            raise ProfileError(
+                f"{where}: the strict S/MIME generation allows only emailProtection, "
+                f"not {', '.join(sorted(ekus - {'emailProtection'}))}"
+            )
 
 
 @receiver(setting_changed)
@@ -236,3 +328,26 @@ def check_sans(profile: Profile, sans: list[str], *, requester_email: str) -> li
         if profile.san_policy == "requester_email" and not names:
             raise ProfileError("a user certificate must name the requester's email address")
     return names
+
+
+def certificate_options(
+    profile: Profile, *, public_key: pki.PublicKey, subject: x509.Name, sans: list[pki.GeneralName]
+) -> dict:
+    """What the profile puts in a certificate, as keyword arguments of
+    pki.certificate_builder: its subject, key usage, SKI, policies and EKUs."""
+    options = {
+        "subject": subject,
+        "extended_key_usages": list(profile.extended_key_usages),
+        "key_encipherment": profile.key_encipherment,
+        "policy_oids": profile.certificate_policies,
+    }
+    if not profile.baseline_requirements:
+        return options
+    kind = profile.cabf_kind
+    emails = [n.value for n in sans if pki.san_kind(n) == "email"]
+    options["subject"] = pki.baseline_subject(kind=kind, email=emails[0] if emails else None)
+    options["key_usage"] = pki.baseline_key_usage(public_key, kind=kind)
+    # TLS BR 7.1.2.7.6: no subjectKeyIdentifier in subscriber certificates (NOT RECOMMENDED);
+    # the S/MIME BRs follow RFC 5280 (SHOULD be present).
+    options["subject_key_identifier"] = kind != "serverauth"
+    return options

@@ -7,8 +7,18 @@ its own rows atomically with it; receivers defer side effects (mail, HTTP, tasks
 
 from django.dispatch import Signal
 
-#: A requester submitted a request. provides args: request, actor
+#: A request entered the agent queue (pending): when submitted, or, for a profile with
+#: confirm_email, when its requester confirmed the address. provides args: request, actor
 request_submitted = Signal()
+
+#: A request waits for its requester to prove the mailbox: mail them a confirmation code
+#: (made with services.issue_email_confirmation_code when the mail is built; only its hash
+#: is stored). provides args: request, actor
+email_confirmation_requested = Signal()
+
+#: A request whose address was never confirmed expired (canceled by the system); nobody
+#: is mailed, as the address was never shown to be the requester's. provides args: request
+request_expired = Signal()
 
 #: An agent (or an admin command) approved a request and a certificate was issued.
 #: provides args: certificate, request, actor
@@ -30,6 +40,10 @@ ca_installed = Signal()
 #: An agent account was created. provides args: user, actor
 agent_created = Signal()
 
+#: A user's second-factor devices changed: "enrolled", "removed", "recovery_codes" (new
+#: codes) or "reset" (break-glass, every device removed). provides args: user, event, actor
+agent_second_factor_changed = Signal()
+
 #: A key the portal made for a requester was stored ("generated"), handed over as a
 #: PKCS#12 ("downloaded") or erased ("erased"). provides args: request, event, actor
 server_key_changed = Signal()
@@ -40,3 +54,7 @@ ocsp_responder_created = Signal()
 
 #: A CA signed and stored a new CRL. provides args: crl
 crl_published = Signal()
+
+#: A certificate was linked to an agent account, so it logs that agent in ("linked"), or the
+#: link was removed ("unlinked"). provides args: link, event, actor
+agent_certificate_changed = Signal()

@@ -1,7 +1,8 @@
 """Slowing down guessing and flooding: counters in Django's cache, nothing in the database.
 
 Two shapes, each written once: a fixed window ("at most count uses per seconds") for
-enrollments, and a growing lockout for wrong passphrases. Scopes are strings such as
+enrollments, email confirmation codes and mail per recipient, and a growing lockout for
+wrong passphrases. Scopes are strings such as
 "enroll:<ip>"; they are hashed into cache keys, so any text is safe to use.
 """
 
@@ -51,6 +52,13 @@ def within_rate(scope: str, rate: str) -> bool:
     return _increment(_key(f"rate-{bucket}", scope), timeout=window) <= limit
 
 
+def over_rate(scope: str, rate: str) -> bool:
+    """True when scope has used up rate in the current window (nothing is counted)."""
+    limit, window = parse_rate(rate)
+    bucket = int(clock() // window)
+    return (cache.get(_key(f"rate-{bucket}", scope)) or 0) >= limit
+
+
 def enrollment_allowed(ip: str | None) -> bool:
     """Count one enrollment from ip (web form or Dogtag profileSubmit) against ENROLL_RATE_LIMIT."""
     return within_rate(f"enroll:{ip}", settings.ENROLL_RATE_LIMIT)
@@ -59,6 +67,66 @@ def enrollment_allowed(ip: str | None) -> bool:
 def server_key_enrollment_allowed(ip: str | None) -> bool:
     """Count one enrollment with a server-made key from ip: SERVER_KEY_ENROLL_RATE_LIMIT an hour."""
     return within_rate(f"server-key-enroll:{ip}", f"{settings.SERVER_KEY_ENROLL_RATE_LIMIT}/3600")
+
+
+def certificate_login_allowed(ip: str | None) -> bool:
+    """Count one certificate login attempt from ip against CERTIFICATE_LOGIN_RATE_LIMIT (each
+    one writes an audit row, so a flood must not fill the log)."""
+    return within_rate(f"certificate-login:{ip}", settings.CERTIFICATE_LOGIN_RATE_LIMIT)
+
+
+# --- wrong email confirmation codes ----------------------------------------------------
+
+
+def confirmation_guesses_left(public_id: str, ip: str | None) -> bool:
+    """False once the request, or the client address, has used up its wrong codes
+    (EMAIL_CONFIRMATION_RATE_LIMIT each)."""
+    rate = settings.EMAIL_CONFIRMATION_RATE_LIMIT
+    return not (over_rate(f"confirm:{public_id}", rate) or over_rate(f"confirm-ip:{ip}", rate))
+
+
+def record_wrong_confirmation(public_id: str, ip: str | None) -> None:
+    """Count one wrong code against the request and against the client address."""
+    rate = settings.EMAIL_CONFIRMATION_RATE_LIMIT
+    within_rate(f"confirm:{public_id}", rate)
+    within_rate(f"confirm-ip:{ip}", rate)
+
+
+# --- mail per recipient and day ----------------------------------------------------------
+#
+# Anybody can type a stranger's address into the enrollment form. Two counters per address
+# and UTC day, each against MAIL_PER_RECIPIENT_PER_DAY: mail sent to it (counted when it is
+# sent, so a queue of waiting deliveries cannot slip past), and enrollments naming it
+# (counted at once, so a burst faster than the delivery worker cannot either).
+
+DAY = 86400
+
+
+def _mail_scope(address: str) -> str:
+    return f"mail-to:{address.strip().lower()}"
+
+
+def _mail_rate() -> str:
+    return f"{settings.MAIL_PER_RECIPIENT_PER_DAY}/{DAY}"
+
+
+def enrollment_mail_allowed(address: str) -> bool:
+    """Count one enrollment naming address; False when that address had its day's mail,
+    or this many enrollments named it today."""
+    if over_rate(_mail_scope(address), _mail_rate()):
+        return False
+    return within_rate(f"enroll-{_mail_scope(address)}", _mail_rate())
+
+
+def take_mail_allowance(address: str) -> bool:
+    """Count one mail to address; False (and nothing sent, the caller holds it) when the
+    address had its day's mail already."""
+    return within_rate(_mail_scope(address), _mail_rate())
+
+
+def next_mail_day() -> float:
+    """When the per-recipient counters start again (the next UTC midnight), epoch seconds."""
+    return (int(clock() // DAY) + 1) * DAY
 
 
 # --- failures with a growing lockout (wrong passphrases) ----------------------------

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import ee, links
+from .views import ee, links, mailbox
 
 urlpatterns = [
     path("", ee.home, name="home"),
@@ -10,6 +10,12 @@ urlpatterns = [
     path("enroll/<str:profile>/server-key/", ee.enroll_server_key, name="enroll_server_key"),
     path("requests/", ee.request_lookup, name="request_lookup"),
     path("requests/<str:public_id>/", ee.request_status, name="request_status"),
+    path("requests/<str:public_id>/confirm/", mailbox.confirm_email, name="confirm_email"),
+    path(
+        "requests/<str:public_id>/confirm/<str:code>/",
+        mailbox.confirm_email,
+        name="confirm_email_link",
+    ),
     path("certificates/", ee.certificate_lookup, name="certificate_lookup"),
     path("certificates/<str:serial>/", ee.certificate_detail, name="certificate_detail"),
     path(

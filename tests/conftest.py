@@ -10,6 +10,7 @@ import pytest
 
 from requests_app import keys, services
 from tests.helpers.csrs import make_csr
+from tests.helpers.mfa import login_verified
 from tests.helpers.servers import SMTPServer
 
 
@@ -51,6 +52,18 @@ def agent(db, django_user_model):
     )
     user.groups.add(services.agents_group())
     return user
+
+
+@pytest.fixture
+def agent_client(client, agent):
+    """The test client logged in as `agent`, past the second factor."""
+    return login_verified(client, agent)
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    """pytest-django's admin_client, past the second factor."""
+    return login_verified(client, admin_user)
 
 
 @pytest.fixture

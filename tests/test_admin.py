@@ -13,6 +13,7 @@ from django.urls import reverse
 from requests_app import services
 from requests_app.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
 from tests.helpers.csrs import make_csr
+from tests.helpers.mfa import login_verified
 
 CHANGELIST = "admin:requests_app_certificaterequest_changelist"
 Status = CertificateRequest.Status
@@ -23,7 +24,7 @@ def agent_client(client, agent):
     """A client logged in as an agent who is staff, as create_agent makes them."""
     agent.is_staff = True
     agent.save(update_fields=["is_staff"])
-    client.force_login(agent)
+    login_verified(client, agent)
     return client
 
 
@@ -37,7 +38,7 @@ def viewer_client(client, django_user_model):
         Permission.objects.get(codename="view_certificaterequest"),
         Permission.objects.get(codename="view_auditevent"),
     )
-    client.force_login(user)
+    login_verified(client, user)
     return client
 
 

@@ -14,6 +14,8 @@ from django.core.cache import cache
 
 from requests_app import links, services
 from tests.helpers.csrs import make_csr, openssl_csr
+from tests.helpers.mailbox import confirmed
+from tests.helpers.mfa import add_totp_device, next_totp_code
 from tests.helpers.tls import client_context, handshake, p12_to_pem_files, server_context
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,12 +87,36 @@ class Watched:
         self.page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
 
 
+def _totp_device_of(username: str):
+    """The agent's authenticator app (one is added if they have none): agents pass a second
+    factor after the password."""
+    from django.contrib.auth import get_user_model
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None or not services.needs_second_factor(user):
+        return None
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first() or add_totp_device(user)
+
+
+def _pass_second_factor(user: Watched, device) -> None:
+    """On the second-factor page, type the code the agent's app shows."""
+    page = user.page
+    page.wait_for_load_state()
+    if device is not None and "/accounts/verify/" in page.url:
+        page.fill("#id_code", next_totp_code(device))
+        page.click("main form[action='/accounts/verify/'] button[type=submit]")
+        page.wait_for_load_state()
+
+
 def _login(user: Watched, site: str, username: str, password: str, *, next_url: str) -> None:
+    device = _totp_device_of(username)
     page = user.page
     page.goto(f"{site}/accounts/login/?next={next_url}")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("main button[type=submit]")
+    _pass_second_factor(user, device)
 
 
 def _mailed_link(smtp_server, to: str, site: str) -> str:
@@ -107,6 +133,20 @@ def _mailed_link(smtp_server, to: str, site: str) -> str:
     raise AssertionError(f"no retrieval link mailed to {to}: {smtp_server.messages}")
 
 
+def _mailed_confirmation(smtp_server, to: str, site: str) -> str:
+    """The email confirmation link in the newest message to this address."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for message in reversed(smtp_server.messages):
+            if to in message["To"]:
+                text = message.get_body(preferencelist=("plain",)).get_content()
+                found = re.search(rf"{re.escape(site)}/requests/\S+/confirm/\S+/", text)
+                if found:
+                    return found.group(0)
+        time.sleep(0.05)  # the mailer runs in the live server's thread
+    raise AssertionError(f"no confirmation link mailed to {to}: {smtp_server.messages}")
+
+
 def _verify(ca_pem: Path, chain: Path, *, hostname: str) -> None:
     result = subprocess.run(
         ["openssl", "verify", "-CAfile", ca_pem, "-verify_hostname", hostname, chain],
@@ -121,7 +161,7 @@ def test_flow_1_server_certificate_with_manual_delivery(
 ):
     """A requester enrolls an openssl CSR; an agent finds, approves and mails the link; the
     requester downloads the full chain, which openssl verifies and a TLS server uses."""
-    csr = openssl_csr(tmp_path, subject="/CN=localhost", sans="DNS:localhost")
+    csr = openssl_csr(tmp_path, subject="/CN=tls.example.test", sans="DNS:tls.example.test")
     requester = Watched(browser)
     page = requester.page
     page.goto(f"{site}/")
@@ -166,9 +206,9 @@ def test_flow_1_server_certificate_with_manual_delivery(
     ca_pem = tmp_path / "ca.pem"
     download.value.save_as(ca_pem)
 
-    _verify(ca_pem, fullchain, hostname="localhost")
+    _verify(ca_pem, fullchain, hostname="tls.example.test")
     server = server_context(fullchain, tmp_path / "req.key")
-    assert handshake(server, client_context(ca_pem), "localhost").ok
+    assert handshake(server, client_context(ca_pem), "tls.example.test").ok
     assert requester.violations == clerk.violations == []
 
 
@@ -187,14 +227,25 @@ def test_flow_2_user_certificate_with_server_key(browser, site, ca, agent, smtp_
     requester.shot("10-enroll-server-key")
     page.click("text=Make my key and submit the request")
     request_id = page.inner_text(".request-id").strip()
+    assert "We sent a message to ada@example.test" in page.inner_text(".messages")
 
     clerk = Watched(browser)
     changelist = "/admin/requests_app/certificaterequest/"
+    device = _totp_device_of(agent.username)
     clerk.page.goto(f"{site}/admin/login/?next={changelist}")
     clerk.page.fill("#id_username", agent.username)
     clerk.page.fill("#id_password", AGENT_PASSWORD)
     clerk.page.click("input[type=submit], button[type=submit]")
+    _pass_second_factor(clerk, device)
+    clerk.page.wait_for_selector("#changelist")
+    assert request_id not in clerk.page.inner_text("#changelist")  # not until confirmed
+
+    page.goto(_mailed_confirmation(smtp_server, "ada@example.test", site))
+    page.click("form.confirm-form button")
+    assert "your email address is confirmed" in page.inner_text(".messages")
+    clerk.page.reload()
     clerk.page.wait_for_selector("#result_list")
+    assert "by the requester (mailed link)" in clerk.page.inner_text("#result_list")
     clerk.page.check("input[name=_selected_action]")
     clerk.page.select_option("select[name=action]", "approve_selected")
     clerk.page.click("#changelist-form button[name=index]")
@@ -245,7 +296,7 @@ def test_flow_2_user_certificate_with_server_key(browser, site, ca, agent, smtp_
                 "-out",
                 tmp_path / "s.csr",
                 "-subj",
-                "/CN=localhost",
+                "/CN=tls.example.test",
             ),
         ],
         check=True,
@@ -258,9 +309,56 @@ def test_flow_2_user_certificate_with_server_key(browser, site, ca, agent, smtp_
     fullchain.write_text(server_cert.pem + ca.certificate_pem)
     server = server_context(fullchain, server_key, client_ca=ca_pem)
     cert_file, key_file = p12_to_pem_files(p12.read_bytes(), PASSPHRASE, tmp_path)
-    outcome = handshake(server, client_context(ca_pem, cert=cert_file, key=key_file), "localhost")
+    outcome = handshake(
+        server, client_context(ca_pem, cert=cert_file, key=key_file), "tls.example.test"
+    )
     assert outcome.ok, outcome
     assert outcome.client_cert["subjectAltName"] == (("email", "ada@example.test"),)
+    assert requester.violations == clerk.violations == []
+
+
+def test_flow_4_user_request_waits_for_the_mailed_confirmation(
+    browser, site, ca, agent, smtp_server, tmp_path
+):
+    """A personal request is invisible to the agents until its requester opens the mailed
+    link and confirms; then it is in the queue, marked confirmed."""
+    csr = openssl_csr(tmp_path, subject="/CN=Grace Hopper")
+    requester = Watched(browser)
+    page = requester.page
+    page.goto(f"{site}/enroll/user/")
+    page.fill("#id_csr", csr.read_text())
+    page.fill("#id_requester_email", "grace@example.test")
+    page.click("text=Submit request")
+    request_id = page.inner_text(".request-id").strip()
+    assert "We sent a message to grace@example.test" in page.inner_text(".messages")
+    assert "Confirm your email address" in page.inner_text("main")
+    requester.shot("18-status-awaiting-email")
+
+    clerk = Watched(browser)
+    _login(clerk, site, agent.username, AGENT_PASSWORD, next_url="/agent/")
+    clerk.page.wait_for_selector("h1:has-text('Requests')")
+    assert request_id not in clerk.page.inner_text("main")
+    clerk.page.goto(f"{site}/agent/?status=pending")
+    assert request_id not in clerk.page.inner_text("main")
+
+    link = _mailed_confirmation(smtp_server, "grace@example.test", site)
+    page.goto(link)
+    assert "Confirm your email address" in page.inner_text("h1")
+    requester.shot("19-confirm-email")
+    page.click("form.confirm-form button")
+    assert "your email address is confirmed" in page.inner_text(".messages")
+    assert "Pending" in page.inner_text(".fields")
+    requester.shot("20-status-confirmed")
+
+    page.goto(link)  # the link works once: now it only says so
+    assert "This address was confirmed on" in page.inner_text("main")
+    assert page.locator("form.confirm-form").count() == 0
+
+    clerk.page.goto(f"{site}/agent/")
+    row = clerk.page.locator("tr", has_text=request_id)
+    assert row.count() == 1
+    assert "confirmed" in row.locator(".email-confirmed").inner_text()
+    clerk.shot("21-agent-queue-confirmed")
     assert requester.violations == clerk.violations == []
 
 
@@ -305,12 +403,17 @@ def test_pages_fit_a_phone(browser, site, ca, agent):
         requester_email="ada@example.test",
         requester_name="Ada Lovelace",
     )
-    cert = services.approve_request(req, agent=agent)
+    awaiting = services.submit_request(
+        profile="user", csr=make_csr(cn="Ada"), requester_email="ada@example.test"
+    )
+    cert = services.approve_request(confirmed(req), agent=agent)
     phone = Watched(browser, width=390, height=844, is_mobile=True, has_touch=True)
     pages = {
         "phone-home": "/",
         "phone-enroll-server-key": "/enroll/user/server-key/",
         "phone-status": req.get_absolute_url(),
+        "phone-status-awaiting-email": awaiting.get_absolute_url(),
+        "phone-confirm-email": f"/requests/{awaiting.public_id}/confirm/",
         "phone-certificate": f"/certificates/{cert.serial}/",
         "phone-ca": "/ca/",
     }

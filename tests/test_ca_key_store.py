@@ -266,11 +266,14 @@ def test_an_unreadable_key_path_is_a_clear_error(ca):
 
 
 def test_default_ca_and_its_urls(db, settings):
-    """Without a CA the default is a NoCAError; with one, its URLs hang off SITE_URL."""
+    """Without a CA the default is a NoCAError; with one, its URLs hang off
+    REVOCATION_BASE_URL (http), not off SITE_URL (https)."""
     with pytest.raises(NoCAError, match=r"run manage\.py init_ca or import_ca"):
         CertificateAuthority.objects.default()
     authority = services.create_ca("CN=URL Root,C=US")
     settings.SITE_URL = "https://ca.example.com"
+    settings.REVOCATION_BASE_URL = "http://pki.example.com"
     assert CertificateAuthority.objects.default() == authority
-    assert authority.ca_issuers_url() == f"https://ca.example.com/ca/{authority.pk}/ca.cer"
-    assert authority.crl_url() == f"https://ca.example.com/ca/{authority.pk}/crl.crl"
+    assert authority.ca_issuers_url() == f"http://pki.example.com/ca/{authority.pk}/ca.cer"
+    assert authority.crl_url() == f"http://pki.example.com/ca/{authority.pk}/crl.crl"
+    assert authority.ocsp_url() == "http://pki.example.com/ocsp"

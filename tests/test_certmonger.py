@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from requests_app import pki, services
 from requests_app.models import CertificateRequest
+from tests.helpers.mfa import login_verified
 
 HELPERS = ("/usr/lib/certmonger/dogtag-submit", "/usr/libexec/certmonger/dogtag-submit")
 HELPER = next((path for path in HELPERS if os.access(path, os.X_OK)), None)
@@ -194,7 +195,7 @@ def test_enroll_approve_install_and_renew(certmonger, tmp_path, ca, agent):
     req = the_request("CN=www.example.test")
     assert (req.status, req.channel, req.profile) == ("pending", "dogtag", "server")
     agent_client = Client()
-    agent_client.force_login(agent)
+    login_verified(agent_client, agent)
     assert req.display_id in agent_client.get(reverse("agent:request_list")).content.decode()
 
     first = services.approve_request(req, agent=agent)

@@ -75,7 +75,14 @@ def test_create_agent_prompts_twice_and_refuses_a_mismatch_then_a_weak_password(
     answers = iter(["one-long-password", "another-password", "short", "short", "good-pass-1234"])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers, "good-pass-1234"))
     err = io.StringIO()
-    call_command("create_agent", "bob", email="bob@example.test", stdout=io.StringIO(), stderr=err)
+    call_command(
+        "create_agent",
+        "bob",
+        email="bob@example.test",
+        prompt_password=True,
+        stdout=io.StringIO(),
+        stderr=err,
+    )
     assert "do not match" in err.getvalue()
     assert "too short" in err.getvalue()
     assert django_user_model.objects.get(username="bob").check_password("good-pass-1234")
@@ -86,7 +93,7 @@ def test_create_agent_gives_up_after_three_mismatches(db, monkeypatch, django_us
     answers = iter(["first-password-1", "second-password-2"] * 3)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
     with pytest.raises(CommandError, match="no acceptable password after 3 attempts"):
-        run("create_agent", "carol", email="carol@example.test")
+        run("create_agent", "carol", email="carol@example.test", prompt_password=True)
     assert not django_user_model.objects.filter(username="carol").exists()
 
 

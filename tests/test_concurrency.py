@@ -35,7 +35,13 @@ def test_eight_agents_approving_at_once_issue_one_certificate(ca, agent):
     req.refresh_from_db()
     assert req.status == CertificateRequest.Status.COMPLETE
     assert req.audit_events.filter(action="request_approved").count() == 1
-    assert services.status_counts() == {"pending": 0, "complete": 1, "rejected": 0, "canceled": 0}
+    assert services.status_counts() == {
+        "awaiting_email": 0,
+        "pending": 0,
+        "complete": 1,
+        "rejected": 0,
+        "canceled": 0,
+    }
 
 
 def test_approve_and_reject_racing_leave_one_decision(ca, agent):

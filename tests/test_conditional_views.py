@@ -6,6 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from requests_app import services
+from tests.helpers.mfa import login_verified
 
 pytestmark = pytest.mark.usefixtures("empty_cache")
 
@@ -43,7 +44,7 @@ def test_shared_certificate_page_renders_once(client, cert, django_assert_num_qu
 
 def test_an_agents_certificate_page_has_no_etag(client, agent, cert):
     """A page rendered for a logged-in user is never confirmed from a shared copy."""
-    client.force_login(agent)
+    login_verified(client, agent)
     response = client.get(reverse("certificate_detail", args=[cert.serial]))
     assert response.status_code == 200
     assert not response.has_header("ETag")

@@ -9,6 +9,8 @@ from delivery.models import Delivery
 from requests_app import services
 from requests_app.models import AuditEvent
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import submit_confirmed
+from tests.helpers.mfa import login_verified
 
 Status = Delivery.Status
 
@@ -23,7 +25,7 @@ def issued_server(pending_request, agent):
 def test_issued_page_offers_manual_delivery(client, agent, issued_server):
     """The certificate-issued page has Email certificate, Email retrieval link and Copy link."""
     req, cert = issued_server
-    client.force_login(agent)
+    login_verified(client, agent)
     page = client.get(f"/agent/requests/{req.public_id}/issued/").content.decode()
     for text in (
         "Email certificate",
@@ -40,7 +42,7 @@ def test_agent_sends_a_certificate_by_hand(
 ):
     """Email certificate on the issued page mails it to the chosen address with the note."""
     req, cert = issued_server
-    client.force_login(agent)
+    login_verified(client, agent)
     issued_url = f"/agent/requests/{req.public_id}/issued/"
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -64,7 +66,7 @@ def test_agent_sends_a_certificate_by_hand(
 def test_a_bad_recipient_is_refused_on_the_page(client, agent, issued_server):
     """A recipient with a header injection is refused with a message and nothing is queued."""
     req, cert = issued_server
-    client.force_login(agent)
+    login_verified(client, agent)
     response = client.post(
         f"/agent/deliveries/send/{cert.serial}/",
         {"method": "link", "to": "a@example.test\r\nBcc: evil@example.test"},
@@ -88,7 +90,7 @@ def test_agent_retries_a_failed_delivery(
         status=Status.FAILED,
         last_error="550 mailbox unavailable",
     )
-    client.force_login(agent)
+    login_verified(client, agent)
     page = client.get(f"/agent/requests/{req.public_id}/issued/").content.decode()
     assert "550 mailbox unavailable" in page and "Retry" in page
     with django_capture_on_commit_callbacks(execute=True):
@@ -103,7 +105,7 @@ def test_delivery_actions_need_the_agent_permission(client, db, issued_server, w
     """Without the agent permission the send and retry actions are refused and change nothing."""
     req, cert = issued_server
     if who == "non_agent":
-        client.force_login(User.objects.create_user("visitor", password="x" * 12))
+        login_verified(client, User.objects.create_user("visitor", password="x" * 12))
     delivery = Delivery.objects.create(
         request=req,
         certificate=cert,
@@ -131,7 +133,7 @@ def test_bounces_are_flagged_on_the_queue(client, agent, issued_server):
         recipient=req.requester_email,
         status=Status.BOUNCED,
     )
-    client.force_login(agent)
+    login_verified(client, agent)
     page = client.get("/agent/").content.decode()
     assert "delivery-problem" in page
 
@@ -141,7 +143,7 @@ def test_admin_send_and_retry_actions(
 ):
     """The certificate admin sends to the requester; the delivery admin retries a failed one."""
     req, cert = issued_server
-    client.force_login(agent)
+    login_verified(client, agent)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             "/admin/requests_app/certificate/",
@@ -173,7 +175,7 @@ def test_admin_delivery_actions_hidden_without_permission(client, db, issued_ser
     from django.contrib.auth.models import Permission
 
     staff.user_permissions.add(Permission.objects.get(codename="view_certificate"))
-    client.force_login(staff)
+    login_verified(client, staff)
     client.post(
         "/admin/requests_app/certificate/",
         {"action": "send_certificate_selected", "_selected_action": [cert.pk]},
@@ -185,9 +187,7 @@ def test_user_certificate_gets_its_link_automatically(
     ca, agent, django_capture_on_commit_callbacks, mailoutbox
 ):
     """A user certificate is mailed as a link on approval without an agent lifting a finger."""
-    req = services.submit_request(
-        profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test"
-    )
+    req = submit_confirmed(profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test")
     with django_capture_on_commit_callbacks(execute=True):
         services.approve_request(req.public_id, agent=agent)
     assert any("/retrieve/" in m.body for m in mailoutbox if m.to == ["bo@example.test"])

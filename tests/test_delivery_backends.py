@@ -32,6 +32,7 @@ from delivery.backends.webhook import SIGNATURE_HEADER, signature
 from delivery.models import Delivery
 from requests_app import services
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import submit_confirmed
 from tests.helpers.servers import free_port
 
 Status = Delivery.Status
@@ -47,7 +48,7 @@ def _empty_test_outbox():
 @pytest.fixture
 def issued(ca, agent):
     """An approved user request and its certificate (nothing sent yet)."""
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user",
         csr=make_csr(cn="Ann Example"),
         requester_email="ann@example.test",
@@ -244,7 +245,7 @@ def test_link_mail_over_smtp_leads_to_the_certificate(
 ):
     """Approving a user request mails one link through SMTP; following it shows the certificate."""
     settings.DELIVERY_NOTIFICATIONS = False
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn="Ann Example"), requester_email="ann@example.test"
     )
     with django_capture_on_commit_callbacks(execute=True):
@@ -316,7 +317,7 @@ def test_smtp_down_then_up_delivers_each_message_exactly_once(
     down = SMTPServer(port=free_port())  # nothing listens on this port yet
     settings.MAILERS = build_mailers(down.email_url, "")
     requests = [
-        services.submit_request(
+        submit_confirmed(
             profile="user", csr=make_csr(cn=f"User {i}"), requester_email=f"u{i}@example.test"
         )
         for i in range(20)

@@ -16,6 +16,7 @@ from delivery.models import Delivery
 from requests_app import services
 from requests_app.models import AuditEvent
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import confirmed, submit_confirmed
 
 Status = Delivery.Status
 
@@ -29,7 +30,7 @@ def _empty_test_outbox():
 
 @pytest.fixture
 def user_request(ca):
-    return services.submit_request(
+    return submit_confirmed(
         profile="user", csr=make_csr(cn="Ann Example"), requester_email="ann@example.test"
     )
 
@@ -369,7 +370,7 @@ def test_link_mail_for_a_portal_made_key_explains_the_p12(
             requester_email="ann@example.test",
             passphrase="correct horse battery staple",
         )
-        services.approve_request(req.public_id, agent=agent)
+        services.approve_request(confirmed(req).public_id, agent=agent)
     link_mail = next(m for m in mailoutbox if "/retrieve/" in m.body)
     assert "The portal made your key" in link_mail.body
     assert "the private key you made with your request" not in link_mail.body

@@ -12,6 +12,7 @@ from delivery import services as delivery_services
 from delivery.models import Delivery
 from requests_app import services
 from requests_app.models import PUBLIC_ID_ALPHABET, PUBLIC_ID_LENGTH
+from tests.helpers.mfa import login_verified
 
 Status = Delivery.Status
 
@@ -46,7 +47,7 @@ def test_public_ids_are_random_not_sequential(failed_deliveries):
 def test_the_agent_page_links_retry_by_public_id(client, agent, failed_deliveries):
     """The panel's Retry forms post to /agent/deliveries/<public id>/retry/, never the key."""
     delivery = failed_deliveries[0]
-    client.force_login(agent)
+    login_verified(client, agent)
     page = client.get(delivery.request.get_agent_url()).content.decode()
     actions = re.findall(r'action="/agent/deliveries/([^/"]+)/retry/"', page)
     assert sorted(actions) == sorted(d.public_id for d in failed_deliveries)
@@ -57,7 +58,7 @@ def test_retry_by_the_sequential_key_finds_nothing(
 ):
     """POSTing the integer key is a 404 and retries nothing; the public ID retries."""
     delivery = failed_deliveries[0]
-    client.force_login(agent)
+    login_verified(client, agent)
     assert client.post(f"/agent/deliveries/{delivery.pk}/retry/").status_code == 404
     delivery.refresh_from_db()
     assert delivery.status == Status.FAILED

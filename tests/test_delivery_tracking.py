@@ -16,6 +16,7 @@ from delivery.models import Delivery, DeliveryEvent
 from requests_app import services
 from requests_app.models import AuditEvent
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import submit_confirmed
 
 Status = Delivery.Status
 AUTH = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"hook:secret-for-tests").decode()}
@@ -43,7 +44,7 @@ def esp(settings):
 
 def _issue_link(agent, i, django_capture_on_commit_callbacks) -> Delivery:
     """A user certificate approved; its retrieval-link mail sent by the configured mailer."""
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn=f"U{i}"), requester_email=f"u{i}@example.test"
     )
     with django_capture_on_commit_callbacks(execute=True):
@@ -113,7 +114,7 @@ def bounce_event(message_id, *, event_id=901542550, metadata=None):
 
 
 def _statuses():
-    return sorted(Delivery.objects.values_list("status", flat=True))
+    return sorted(Delivery.objects.filter(kind="link").values_list("status", flat=True))
 
 
 # --- without an ESP (mail over SMTP): nothing is mounted --------------------------------
@@ -122,7 +123,7 @@ def _statuses():
 def test_a_forged_bounce_finds_no_webhook_when_mail_goes_over_smtp(client, ca, agent, settings):
     """The issue's forged Postmark bounce naming a delivery in its metadata: 404, nothing moves."""
     settings.DELIVERY_NOTIFICATIONS = False
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn="Victim"), requester_email="victim@example.test"
     )
     cert = services.approve_request(req.public_id, agent=agent)
@@ -202,7 +203,7 @@ def test_metadata_naming_a_delivery_moves_nothing(client, esp, sent_pair):
 def test_an_event_for_a_pending_delivery_changes_nothing(client, esp, ca, agent, settings):
     """A 'delivered' for a delivery still pending (the forged stop of a queued mail): ignored."""
     settings.DELIVERY_NOTIFICATIONS = False
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn="Queued"), requester_email="queued@example.test"
     )
     cert = services.approve_request(req.public_id, agent=agent)  # on-commit send not run

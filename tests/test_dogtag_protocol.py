@@ -14,6 +14,7 @@ from django.urls import reverse
 from requests_app import pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from tests.helpers.csrs import make_csr
+from tests.helpers.mfa import login_verified
 
 Status = CertificateRequest.Status
 HEADER = b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>'
@@ -72,7 +73,7 @@ def test_submitted_request_is_in_the_agent_queue(client, ca, agent):
     """The agent queue lists a request that came through the protocol."""
     submit(client, cert_request=make_csr())
     req = CertificateRequest.objects.get()
-    client.force_login(agent)
+    login_verified(client, agent)
     page = client.get(reverse("agent:request_list")).content.decode()
     assert req.display_id in page
 
@@ -330,7 +331,7 @@ def test_renewals_are_marked_on_the_agent_pages(client, issued, agent):
     """The queue marks a renewal next to its ID; the details name the renewed serial."""
     renew(client, str(int(issued.serial, 16)))
     req = CertificateRequest.objects.get(renewal_of=issued)
-    client.force_login(agent)
+    login_verified(client, agent)
     listing = client.get(reverse("agent:request_list")).content.decode()
     assert re.search(re.escape(req.display_id) + r"</a> <small[^>]*>renewal</small>", listing)
     assert listing.count(">renewal</small>") == 1

@@ -19,6 +19,8 @@ from requests_app import extensions, services
 from requests_app.admin import CertificateAdmin
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from tests.conftest import make_csr
+from tests.helpers.mailbox import submit_confirmed
+from tests.helpers.mfa import login_verified
 
 ROOT = Path(__file__).resolve().parent.parent
 Status = Delivery.Status
@@ -67,7 +69,7 @@ def _only_failed_delivery(req: CertificateRequest) -> Delivery:
 
 
 def _agent_sees(client, agent, req: CertificateRequest, *texts: str) -> None:
-    client.force_login(agent)
+    login_verified(client, agent)
     page = client.get(req.get_agent_url()).content.decode()
     for text in ('id="delivery"', *texts):
         assert text in page, text
@@ -114,7 +116,7 @@ def test_a_backend_alias_gone_after_start_up_does_not_undo_the_approval(
         for alias, config in settings.DELIVERY_BACKENDS.items()
         if alias != "email_link"
     }
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn="Ann Example"), requester_email="ann@example.test"
     )
     with caplog.at_level(logging.ERROR, logger="delivery"):
@@ -307,7 +309,7 @@ def test_another_app_adds_a_panel_and_a_queue_mark(
         "silent", template="missing.html", context=lambda request, cert_request, cert: None
     )
     extensions.register_queue_mark("third", template="mark.html", mark=mark)
-    client.force_login(agent)
+    login_verified(client, agent)
     page = client.get(pending_request.get_agent_url()).content.decode()
     assert f'<section id="third">{pending_request.display_id} ' in page
     assert 'id="delivery"' not in page  # no certificate and no failed notification
@@ -327,7 +329,7 @@ def test_another_app_adds_a_certificate_admin_action(own_registries, client, age
 
     req = _submit()
     cert = services.approve_request(req.public_id, agent=agent)
-    client.force_login(agent)
+    login_verified(client, agent)
     page = client.get("/admin/requests_app/certificate/").content.decode()
     assert "Count them" in page
     client.post(

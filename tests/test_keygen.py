@@ -15,6 +15,7 @@ from django.utils import timezone
 from requests_app import pki, services, throttle
 from requests_app.models import AuditEvent, CertificateRequest
 from tests.helpers.keys import read_ca_key
+from tests.helpers.mailbox import confirmed
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -25,12 +26,14 @@ pytestmark = pytest.mark.usefixtures("empty_cache")
 @pytest.fixture
 def key_request(ca):
     """A pending personal request whose key the portal made."""
-    return services.submit_request_with_server_key(
-        profile="user",
-        passphrase=PASSPHRASE,
-        requester_email="ada@example.test",
-        requester_name="Ada Lovelace",
-        ip="192.0.2.10",
+    return confirmed(
+        services.submit_request_with_server_key(
+            profile="user",
+            passphrase=PASSPHRASE,
+            requester_email="ada@example.test",
+            requester_name="Ada Lovelace",
+            ip="192.0.2.10",
+        )
     )
 
 

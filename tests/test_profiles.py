@@ -15,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from requests_app import dogtag, pki, profiles, services
 from tests.helpers.certs import assert_lints_clean, openssl_verify, write_pem
 from tests.helpers.csrs import openssl_csr
+from tests.helpers.mailbox import submit_confirmed
 
 # pkilint (like browsers) wants URLs with a dotted host name; "testserver" is not one.
 SITE_URL = "http://ca.example.test"
@@ -224,6 +225,7 @@ def test_check_sans_for_user_and_agent():
 @pytest.fixture
 def site(settings):
     settings.SITE_URL = SITE_URL
+    settings.REVOCATION_BASE_URL = SITE_URL
     return settings
 
 
@@ -287,7 +289,7 @@ def _enroll(profile: str, directory: Path, *, key_spec: str, agent) -> tuple:
     """Submit an openssl-made CSR for profile and approve it; return (cert row, x509)."""
     spec = REQUESTS[profile]
     csr = openssl_csr(directory, subject=spec["subject"], key_spec=key_spec, sans=spec["sans"])
-    req = services.submit_request(
+    req = submit_confirmed(
         profile=profile,
         csr=csr.read_bytes(),
         requester_email=spec["email"],

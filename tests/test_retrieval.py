@@ -18,6 +18,8 @@ from requests_app import links, pki, services, throttle
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.views import ee
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import confirmed, submit_confirmed
+from tests.helpers.mfa import login_verified
 
 PASSPHRASE = "correct horse battery staple"
 CSP = (
@@ -45,7 +47,7 @@ def key_cert(ca, agent, settings):
         requester_email="ada@example.test",
         requester_name="Ada Lovelace",
     )
-    return services.approve_request(req, agent=agent)
+    return services.approve_request(confirmed(req), agent=agent)
 
 
 def _p12(client, cert, passphrase=PASSPHRASE, fmt="modern", **extra):
@@ -101,9 +103,7 @@ def test_server_certificate_install_notes(client, server_cert):
 
 def test_user_certificate_install_notes_and_import(client, ca, agent):
     """A personal certificate made from a CSR offers Import and notes for each client."""
-    req = services.submit_request(
-        profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test"
-    )
+    req = submit_confirmed(profile="user", csr=make_csr(cn="Bo"), requester_email="bo@example.test")
     cert = services.approve_request(req, agent=agent)
     html = client.get(reverse("certificate_detail", args=[cert.serial])).content.decode()
     for text in ["Firefox", "Chrome and Edge on Windows", "macOS", "Thunderbird"]:
@@ -407,7 +407,7 @@ def test_csp_header_everywhere(client, server_cert, agent):
     urls = [reverse("home"), reverse("certificate_detail", args=[server_cert.serial])]
     for url in urls:
         assert client.get(url)["Content-Security-Policy"] == CSP
-    client.force_login(agent)
+    login_verified(client, agent)
     for url in [reverse("agent:request_list"), "/admin/", "/admin/requests_app/certificate/"]:
         response = client.get(url)
         assert response.status_code == 200, url
@@ -444,7 +444,7 @@ def test_pages_have_no_inline_code_or_external_assets(client, key_cert, server_c
     ]
     for url in [*urls, "agent", *agent_urls]:
         if url == "agent":
-            client.force_login(agent)
+            login_verified(client, agent)
             continue
         html = client.get(url).content.decode()
         for pattern in _INLINE:

@@ -164,16 +164,17 @@ def test_release_of_a_valid_certificate_is_refused(issued, agent):
 
 
 def test_issued_certificates_name_the_ocsp_responder(issued, settings):
-    """The authorityInfoAccess of an issued certificate names SITE_URL/ocsp and the CRL DP."""
+    """The authorityInfoAccess of an issued certificate names REVOCATION_BASE_URL/ocsp and
+    the CRL DP."""
     aia = issued.x509.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     ocsp_urls = [
         d.access_location.value
         for d in aia
         if d.access_method == x509.AuthorityInformationAccessOID.OCSP
     ]
-    assert ocsp_urls == [f"{settings.SITE_URL}/ocsp"]
+    assert ocsp_urls == [f"{settings.REVOCATION_BASE_URL}/ocsp"]
     dp = issued.x509.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    assert dp[0].full_name[0].value == f"{settings.SITE_URL}/ca/{issued.ca_id}/crl.crl"
+    assert dp[0].full_name[0].value == f"{settings.REVOCATION_BASE_URL}/ca/{issued.ca_id}/crl.crl"
 
 
 def test_holder_is_told_of_the_revocation(

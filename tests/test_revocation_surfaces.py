@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from requests_app import services
 from requests_app.models import AuditEvent, Certificate
+from tests.helpers.mfa import login_verified
 
 Status = Certificate.Status
 CHANGELIST = "admin:requests_app_certificate_changelist"
@@ -24,7 +25,7 @@ def issued(pending_request, agent) -> Certificate:
 
 @pytest.fixture
 def agent_client(client, agent):
-    client.force_login(agent)
+    login_verified(client, agent)
     return client
 
 
@@ -58,7 +59,7 @@ def test_certificate_page_is_for_agents_only(client, issued, django_user_model):
     url = reverse("agent:certificate", args=[issued.serial])
     assert client.get(url).status_code == 302
     assert client.post(reverse("agent:revoke", args=[issued.serial])).status_code == 403
-    client.force_login(django_user_model.objects.create_user("nobody", password="x"))
+    login_verified(client, django_user_model.objects.create_user("nobody", password="x"))
     assert client.get(url).status_code == 403
     assert client.post(reverse("agent:revoke", args=[issued.serial])).status_code == 403
 
@@ -162,7 +163,7 @@ def test_revoke_checks_csrf(issued, agent):
     from django.test import Client
 
     strict = Client(enforce_csrf_checks=True)
-    strict.force_login(agent)
+    login_verified(strict, agent)
     response = strict.post(reverse("agent:revoke", args=[issued.serial]), {"reason": "superseded"})
     assert response.status_code == 403
     issued.refresh_from_db()
@@ -216,7 +217,7 @@ def test_admin_actions_need_the_approve_permission(client, issued, django_user_m
 
     viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_certificate"))
-    client.force_login(viewer)
+    login_verified(client, viewer)
     page = client.get(reverse(CHANGELIST)).content.decode()
     assert "revoke_selected" not in page
     client.post(

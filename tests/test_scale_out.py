@@ -1,7 +1,8 @@
 """Scaled out for real: two gunicorn processes and two db_workers on one PostgreSQL database.
 
-200 requests are submitted over HTTP, every one is approved twice at once (once through
-each web process), and the automatic link mail must reach each requester exactly once.
+200 personal requests are submitted over HTTP and confirmed through the mailed links, every
+one is approved twice at once (once through each web process), and the automatic link mail
+must reach each requester exactly once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from django.db import connection
 
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from tests.helpers.csrs import make_csr
+from tests.helpers.mfa import add_totp_device, next_totp_code
 from tests.helpers.servers import DB_WORKER, SMTPServer, free_port, portal_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +70,13 @@ class Browser:
             return exc.code, exc.headers.get("Location", "")
 
 
+def _confirmation_link(message) -> str:
+    found = re.search(
+        r"http://\S+/requests/\S+/confirm/\S+/", message.get_body(("plain",)).get_content()
+    )
+    return found.group(0) if found else ""
+
+
 def _wait_for(url: str, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
@@ -88,6 +97,7 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     agent.set_password("agent-pass-123")
     agent.save()
+    device = add_totp_device(agent)
     smtp = SMTPServer().start()
     ports = [free_port(), free_port()]
     env = portal_env(
@@ -144,6 +154,17 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
             assert status == 302, (status, location)
             public_ids.append(re.search(r"/requests/([0-9A-Z]+)/", location).group(1))
 
+        # Each requester proves the mailbox with the link the workers mailed (POST: a GET
+        # only shows the Confirm button).
+        deadline = time.monotonic() + 180
+        while len(smtp.messages) < COUNT and time.monotonic() < deadline:
+            time.sleep(0.2)
+        links = [_confirmation_link(m) for m in smtp.messages]
+        assert len(links) == COUNT and all(links)
+        for link in links:
+            status, location = requester.post(link, {}, referer=link)
+            assert status == 302, (status, location)
+
         agents = []
         for base in bases:
             browser = Browser()
@@ -153,6 +174,10 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
                 {"username": agent.username, "password": "agent-pass-123"},
                 referer=f"{base}/accounts/login/",
             )
+            assert status == 302
+            verify = f"{base}/accounts/verify/"
+            browser.get(verify)  # the second factor: the code the agent's app shows
+            status, _ = browser.post(verify, {"code": next_totp_code(device)}, referer=verify)
             assert status == 302
             browser.get(f"{base}/agent/")  # refresh the CSRF cookie after login
             agents.append((base, browser))
@@ -173,7 +198,7 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
         assert len(refused) == COUNT
 
         deadline = time.monotonic() + 180
-        while len(smtp.messages) < COUNT and time.monotonic() < deadline:
+        while len(smtp.messages) < 2 * COUNT and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1)  # anything duplicated would arrive now
     finally:
@@ -185,9 +210,13 @@ def test_two_web_processes_and_two_workers(ca, agent, settings, tmp_path):
 
     assert Certificate.objects.count() == COUNT
     assert CertificateRequest.objects.filter(status="complete").count() == COUNT
-    received = Counter(m["To"] for m in smtp.messages)
+    links = [m for m in smtp.messages if "/retrieve/" in m.get_body(("plain",)).get_content()]
+    received = Counter(m["To"] for m in links)
     assert sorted(received) == sorted(f"user{i}@example.test" for i in range(COUNT))
     assert set(received.values()) == {1}
+    assert len(smtp.messages) == 2 * COUNT  # a confirmation and a link each, nothing twice
     actions = Counter(AuditEvent.objects.values_list("action", flat=True))
-    for action in ("request_submitted", "request_approved", "delivery_queued", "delivery_sent"):
+    for action in ("request_submitted", "email_confirmed", "request_approved"):
         assert actions[action] == COUNT, actions
+    for action in ("delivery_queued", "delivery_sent"):
+        assert actions[action] == 2 * COUNT, actions

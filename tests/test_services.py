@@ -18,6 +18,7 @@ from requests_app.models import (
 )
 from tests.helpers.csrs import make_csr
 from tests.helpers.keys import key_path
+from tests.helpers.mailbox import submit_confirmed
 
 Status = CertificateRequest.Status
 
@@ -138,7 +139,7 @@ def test_submit_refuses_bad_input_and_writes_nothing(ca, kwargs, field, message)
 
 def test_user_profile_names_the_requester_email(ca, agent):
     """A user certificate's only SAN is the requester's email address."""
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn="Ann Example"), requester_email="ann@example.test"
     )
     cert = services.approve_request(req.public_id, agent=agent)
@@ -174,7 +175,13 @@ def test_approve_issues_stores_audits_and_signals(pending_request, agent, receiv
     assert kwargs["certificate"] == cert
     assert kwargs["request"].pk == req.pk
     assert kwargs["actor"] == agent
-    assert services.status_counts() == {"pending": 0, "complete": 1, "rejected": 0, "canceled": 0}
+    assert services.status_counts() == {
+        "awaiting_email": 0,
+        "pending": 0,
+        "complete": 1,
+        "rejected": 0,
+        "canceled": 0,
+    }
 
 
 def test_approve_with_agent_edits(pending_request, agent):
@@ -213,7 +220,7 @@ def test_approve_refuses_edits_outside_the_profile(pending_request, agent, edits
 
 def test_user_sans_cannot_be_edited_to_another_address(ca, agent):
     """A user certificate cannot be made out to an address other than the requester's."""
-    req = services.submit_request(
+    req = submit_confirmed(
         profile="user", csr=make_csr(cn="Ann"), requester_email="ann@example.test"
     )
     with pytest.raises(services.InvalidRequest, match="only the requester's email"):
@@ -328,7 +335,7 @@ def test_issue_certificate_submits_and_approves(ca):
     assert list(
         req.audit_events.filter(action__startswith="request_").values_list("action", "actor_label")
     ) == [
-        ("request_submitted", "requester"),
+        ("request_submitted", "administrator"),
         ("request_approved", "system"),
     ]
 

@@ -24,6 +24,19 @@ def _django_check(**env_vars):
     )
 
 
+def _django_shell(code: str, **env_vars):
+    env = {k: v for k, v in os.environ.items() if k not in ("REVOCATION_BASE_URL",)}
+    env |= {"DJANGO_SETTINGS_MODULE": "ca_portal.settings", "ENV_FILE": "/nonexistent/.env"}
+    env |= env_vars
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
 @pytest.mark.parametrize(
     ("env_vars", "missing"),
     [
@@ -200,7 +213,7 @@ def test_unknown_email_url_scheme():
 
 
 def test_site_url_checks(settings):
-    """A SITE_URL that certificates could not carry is reported at start-up."""
+    """A SITE_URL that links in mail could not use is reported at start-up."""
     from requests_app.checks import check_site_url
 
     settings.SITE_URL = "https://ca.example.test"
@@ -208,11 +221,55 @@ def test_site_url_checks(settings):
     settings.SITE_URL = "http://127.0.0.1:8000"
     assert check_site_url() == []
     settings.SITE_URL = "http://localhost:8000"
-    assert [m.id for m in check_site_url()] == ["ca.W001"]
+    assert check_site_url() == []
     settings.SITE_URL = "ftp://ca.example.test"
     assert [m.id for m in check_site_url()] == ["ca.E001"]
     settings.SITE_URL = "https://ca.example.test/portal"
     assert [m.id for m in check_site_url()] == ["ca.E002"]
+
+
+@pytest.mark.parametrize(
+    ("url", "lint", "ids"),
+    [
+        ("http://ca.example.test", True, []),
+        ("http://127.0.0.1:8000", True, []),
+        ("http://[::1]:8000", True, []),
+        ("https://ca.example.test", True, ["ca.E003"]),
+        ("https://ca.example.test", False, ["ca.E003"]),
+        ("ldap://ca.example.test", True, ["ca.E003"]),
+        ("http://ca.example.test/pki", True, ["ca.E004"]),
+        ("http://localhost:8000", True, ["ca.E005"]),
+        ("http://localhost:8000", False, ["ca.W001"]),
+    ],
+)
+def test_revocation_base_url_checks(settings, url, lint, ids):
+    """An https REVOCATION_BASE_URL is refused at start-up, as is one that pkilint (run before
+    every issuance) would refuse in every certificate; without that linting it is a warning."""
+    from requests_app.checks import check_revocation_base_url
+
+    settings.REVOCATION_BASE_URL = url
+    settings.PREISSUANCE_LINT = lint
+    assert [m.id for m in check_revocation_base_url()] == ids
+
+
+@pytest.mark.parametrize(
+    ("site_url", "expected"),
+    [
+        ("https://ca.example.com", "http://ca.example.com"),
+        ("https://ca.example.com:8443", "http://ca.example.com"),
+        ("http://ca.example.com:8080", "http://ca.example.com:8080"),
+        ("https://[2001:db8::1]:8443", "http://[2001:db8::1]"),
+    ],
+)
+def test_revocation_base_url_defaults_to_site_url_over_http(site_url, expected, tmp_path):
+    """Unset, REVOCATION_BASE_URL is SITE_URL's host over http (an https port dropped)."""
+    result = _django_shell(
+        "from django.conf import settings; print(settings.REVOCATION_BASE_URL)",
+        SITE_URL=site_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
 
 
 @pytest.mark.parametrize("rate", ["60", "60/0", "sixty/3600"])
@@ -223,3 +280,18 @@ def test_a_malformed_enroll_rate_limit_stops_start_up(rate, tmp_path):
     )
     assert result.returncode != 0
     assert "ENROLL_RATE_LIMIT must look like 60/3600" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env_vars", "message"),
+    [
+        ({"EMAIL_CONFIRMATION_RATE_LIMIT": "10"}, "EMAIL_CONFIRMATION_RATE_LIMIT must look like"),
+        ({"EMAIL_CONFIRMATION_DAYS": "0"}, "must be at least 1"),
+        ({"MAIL_PER_RECIPIENT_PER_DAY": "0"}, "must be at least 1"),
+    ],
+)
+def test_mailbox_settings_that_could_never_work_stop_start_up(env_vars, message, tmp_path):
+    """Confirmation and mail-limit settings that would block every personal request are refused."""
+    result = _django_check(**env_vars, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -15,6 +15,7 @@ from django.urls import reverse
 from requests_app import pki, services
 from requests_app.models import CertificateRequest
 from tests.helpers.csrs import make_csr, openssl_csr
+from tests.helpers.mailbox import confirmed
 from tests.helpers.tls import (
     client_context,
     handshake,
@@ -40,10 +41,12 @@ def _ca_file(client, ca, directory: Path) -> Path:
 
 
 def _server_identity(ca, agent, directory: Path) -> tuple[Path, Path]:
-    """A server certificate for localhost, issued directly, with its key: fullchain, key."""
+    """A server certificate for tls.example.test, issued directly, with its key: fullchain, key."""
     key = pki.generate_private_key("p256")
     req = services.submit_request(
-        profile="server", csr=make_csr(cn="localhost", key=key), requester_email="ops@example.test"
+        profile="server",
+        csr=make_csr(cn="tls.example.test", key=key),
+        requester_email="ops@example.test",
     )
     cert = services.approve_request(req, agent=agent)
     chain, key_path = directory / "server-fullchain.pem", directory / "server.key"
@@ -61,7 +64,7 @@ def _server_identity(ca, agent, directory: Path) -> tuple[Path, Path]:
 def test_server_certificate_from_the_pages_serves_tls(client, ca, agent, tmp_path):
     """An openssl CSR enrolled on the page gives a full chain that openssl verifies and that a
     client trusting only the CA accepts by hostname."""
-    csr = openssl_csr(tmp_path, subject="/CN=localhost", sans="DNS:localhost")
+    csr = openssl_csr(tmp_path, subject="/CN=tls.example.test", sans="DNS:tls.example.test")
     response = client.post(
         reverse("enroll", args=["server"]),
         {"csr": csr.read_text(), "requester_email": "ops@example.test", "requester_name": "Ops"},
@@ -74,14 +77,22 @@ def test_server_certificate_from_the_pages_serves_tls(client, ca, agent, tmp_pat
     ca_file = _ca_file(client, ca, tmp_path)
 
     verify = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(ca_file), "-verify_hostname", "localhost", fullchain],
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(ca_file),
+            "-verify_hostname",
+            "tls.example.test",
+            fullchain,
+        ],
         capture_output=True,
         text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
     server = server_context(fullchain, tmp_path / "req.key")
-    assert handshake(server, client_context(ca_file), "localhost").ok
+    assert handshake(server, client_context(ca_file), "tls.example.test").ok
     wrong_name = handshake(server, client_context(ca_file), "other.example.test")
     assert isinstance(wrong_name.client_error, ssl.SSLCertVerificationError)
 
@@ -100,7 +111,7 @@ def test_p12_from_the_pages_is_a_tls_client_identity(client, ca, agent, tmp_path
         },
     )
     assert enroll.status_code == 302
-    cert = services.approve_request(CertificateRequest.objects.get(), agent=agent)
+    cert = services.approve_request(confirmed(CertificateRequest.objects.get()), agent=agent)
     response = client.post(
         reverse("certificate_pkcs12", args=[cert.serial]),
         {"passphrase": PASSPHRASE, "pkcs12_format": "modern"},
@@ -123,12 +134,12 @@ def test_p12_from_the_pages_is_a_tls_client_identity(client, ca, agent, tmp_path
     server = server_context(fullchain, server_key, client_ca=ca_file)
     client_cert, client_key = p12_to_pem_files(response.content, PASSPHRASE, tmp_path)
     accepted = handshake(
-        server, client_context(ca_file, cert=client_cert, key=client_key), "localhost"
+        server, client_context(ca_file, cert=client_cert, key=client_key), "tls.example.test"
     )
     assert accepted.ok, accepted
     assert accepted.client_cert["subject"] == ((("commonName", "Ada Lovelace"),),)
     assert accepted.client_cert["subjectAltName"] == (("email", "ada@example.test"),)
 
-    refused = handshake(server, client_context(ca_file), "localhost")
+    refused = handshake(server, client_context(ca_file), "tls.example.test")
     assert not refused.ok
     assert refused.server_error is not None

@@ -17,14 +17,14 @@ from requests_app import keys, services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from tests.helpers.csrs import make_csr
 from tests.helpers.keys import key_path
+from tests.helpers.mailbox import submit_confirmed
+from tests.helpers.mfa import add_totp_device, login_verified, totp_code
 
 Status = CertificateRequest.Status
 
 
 def _submit(cn="www.example.test", *, email="admin@example.test", profile="server", csr=None):
-    return services.submit_request(
-        profile=profile, csr=csr or make_csr(cn=cn), requester_email=email
-    )
+    return submit_confirmed(profile=profile, csr=csr or make_csr(cn=cn), requester_email=email)
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def issued_request(ca, agent):
 
 @pytest.fixture
 def agent_client(client, agent):
-    client.force_login(agent)
+    login_verified(client, agent)
     return client
 
 
@@ -74,7 +74,7 @@ AGENT_URLS = [
 def test_permission_matrix(request, client, pending_request, who, name, method, data, allowed):
     """Agents and superusers get in; others get 403, anonymous GETs go to the login page."""
     if who != "anonymous":
-        client.force_login(request.getfixturevalue(who))
+        login_verified(client, request.getfixturevalue(who))
     target = pending_request
     if name == "agent:certificate_issued":
         services.approve_request(pending_request, agent=None)
@@ -118,7 +118,7 @@ def test_actions_refuse_get(agent_client, pending_request, name):
 def test_actions_need_csrf_token(agent, pending_request):
     """A POST without the CSRF token is refused and changes nothing."""
     client = Client(enforce_csrf_checks=True)
-    client.force_login(agent)
+    login_verified(client, agent)
     response = client.post(reverse("agent:approve", args=[pending_request.public_id]))
     assert response.status_code == 403
     pending_request.refresh_from_db()
@@ -127,19 +127,23 @@ def test_actions_need_csrf_token(agent, pending_request):
 
 def test_non_agent_403_page_explains(client, non_agent):
     """A logged-in non-agent is told why the page is closed."""
-    client.force_login(non_agent)
+    login_verified(client, non_agent)
     html = client.get(reverse("agent:request_list")).content.decode()
     assert "someone, who is not a Certificate Manager agent" in html
 
 
 def test_login_and_logout(client, agent):
-    """An agent logs in on our page, lands on the queue, and logs out with the nav form."""
+    """An agent logs in on our page with password and code, lands on the queue, and logs
+    out with the nav form."""
+    device = add_totp_device(agent)
     page = client.get(reverse("login"))
     assert page.status_code == 200
     assert "Agent login" in page.content.decode()
     response = client.post(
         reverse("login"), {"username": "agent1", "password": "agent-pass-123"}, follow=True
     )
+    assert response.redirect_chain[-1][0].startswith(reverse("agent_verify"))
+    response = client.post(response.redirect_chain[-1][0], {"code": totp_code(device)}, follow=True)
     assert response.redirect_chain[-1][0] == reverse("agent:request_list")
     html = response.content.decode()
     assert f'action="{reverse("logout")}"' in html

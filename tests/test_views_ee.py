@@ -15,6 +15,7 @@ from django.urls import reverse
 from requests_app import pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from tests.helpers.csrs import make_csr, openssl_csr
+from tests.helpers.mfa import login_verified
 
 Status = CertificateRequest.Status
 
@@ -544,7 +545,7 @@ def test_end_to_end_openssl(client, ca, agent, tmp_path):
     assert response.status_code == 302
     req = CertificateRequest.objects.get()
 
-    client.force_login(agent)
+    login_verified(client, agent)
     response = client.post(reverse("agent:approve", args=[req.public_id]), {})
     assert response.status_code == 302
     assert response["Location"] == reverse("agent:certificate_issued", args=[req.public_id])

@@ -9,9 +9,16 @@ from django.dispatch import receiver
 
 from requests_app.plugins import plugin_class
 
-from .base import BaseDeliveryBackend, DeliveryError, SendResult
+from .base import BaseDeliveryBackend, DeliveryError, DeliveryHeld, SendResult
 
-__all__ = ["BaseDeliveryBackend", "DeliveryError", "SendResult", "get_backend", "load_backend"]
+__all__ = [
+    "BaseDeliveryBackend",
+    "DeliveryError",
+    "DeliveryHeld",
+    "SendResult",
+    "get_backend",
+    "load_backend",
+]
 
 _instances: dict[str, BaseDeliveryBackend] = {}
 _lock = threading.Lock()

@@ -7,6 +7,7 @@ fills in the hooks. A third party subclasses it and names the class in DELIVERY_
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +25,16 @@ class DeliveryError(Exception):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+
+
+class DeliveryHeld(DeliveryError):
+    """Not sent now, and not a failure: the recipient had its day's mail
+    (MAIL_PER_RECIPIENT_PER_DAY). The outbox keeps the row pending until `until`, without
+    counting it as an attempt."""
+
+    def __init__(self, message: str, *, until: dt.datetime):
+        super().__init__(message, permanent=False)
+        self.until = until
 
 
 @dataclass(frozen=True)

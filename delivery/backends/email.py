@@ -7,6 +7,7 @@ and every django-anymail ESP work the same way.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import smtplib
 import threading
 import time
@@ -19,15 +20,40 @@ from django.dispatch import receiver
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from requests_app import downloads, links, profiles
+from requests_app import downloads, links, profiles, services, throttle
 
-from .base import BaseDeliveryBackend, DeliveryError, SendResult
+from .base import BaseDeliveryBackend, DeliveryError, DeliveryHeld, SendResult
+
+#: Mail to addresses the operator chose (the agents'), which no requester can aim at a
+#: stranger: not counted against MAIL_PER_RECIPIENT_PER_DAY.
+UNLIMITED_KINDS = ("request_waiting",)
 
 
 class BaseEmailBackend(BaseDeliveryBackend):
     """Renders templates/delivery/email/<kind>{_subject.txt,.txt,.html} and mails them."""
 
     default_options = {"mailer": "default", "from_email": None}
+
+    def send(self, delivery) -> SendResult:
+        if delivery.kind in self.kinds:
+            self.check_daily_limit(delivery)
+        return super().send(delivery)
+
+    def check_daily_limit(self, delivery) -> None:
+        """Count this mail against its recipient's day, or hold it until the next day.
+
+        Mail an agent sends by hand is the agent's decision and is not counted."""
+        if delivery.kind in UNLIMITED_KINDS or delivery.requested_by_id is not None:
+            return
+        if throttle.take_mail_allowance(delivery.recipient):
+            return
+        until = dt.datetime.fromtimestamp(throttle.next_mail_day(), tz=dt.UTC)
+        raise DeliveryHeld(
+            f"held: {delivery.recipient} had its {settings.MAIL_PER_RECIPIENT_PER_DAY} "
+            f"messages for today (MAIL_PER_RECIPIENT_PER_DAY); sent after "
+            f"{until:%Y-%m-%d %H:%M} UTC",
+            until=until,
+        )
 
     def check_options(self) -> None:
         if self.options["mailer"] not in mailers:
@@ -217,7 +243,8 @@ class LinkEmail(BaseEmailBackend):
 
 
 class NotificationEmail(BaseEmailBackend):
-    """Request received / waiting / rejected / canceled; certificate revoked (or released)."""
+    """Request received / waiting / rejected / canceled; certificate revoked (or released);
+    the code that confirms the requester's address."""
 
     kinds = (
         "request_received",
@@ -225,4 +252,30 @@ class NotificationEmail(BaseEmailBackend):
         "request_rejected",
         "request_canceled",
         "certificate_revoked",
+        "email_confirmation",
     )
+
+    def context(self, delivery) -> dict:
+        context = super().context(delivery)
+        if delivery.kind == "email_confirmation":
+            context.update(confirmation_context(delivery.request))
+        return context
+
+
+def confirmation_context(request) -> dict:
+    """A new confirmation code for the request, with its link and deadline, for one mail.
+
+    The code is made here, as the message is built, and stored only as a hash: it exists
+    nowhere but in this mail. A request that no longer waits has nothing to send."""
+    try:
+        code = services.issue_email_confirmation_code(request)
+    except services.ServiceError as exc:
+        raise DeliveryError(f"no confirmation to send: {exc.message}", permanent=True) from None
+    site = settings.SITE_URL
+    return {
+        "code": services.format_code(code),
+        "confirm_url": f"{site}{reverse('confirm_email_link', args=[request.public_id, code])}",
+        "confirm_page_url": f"{site}{reverse('confirm_email', args=[request.public_id])}",
+        "deadline": request.confirm_email_deadline(),
+        "days": settings.EMAIL_CONFIRMATION_DAYS,
+    }

@@ -21,12 +21,13 @@ class TestBackend(BaseDeliveryBackend):
         "request_rejected",
         "request_canceled",
         "certificate_revoked",
+        "email_confirmation",
     )
     #: fail: "" (send), "temporary" or "permanent" (raise that DeliveryError).
     default_options = {"fail": ""}
 
     def build_message(self, delivery) -> dict:
-        return {
+        message = {
             "delivery_id": delivery.pk,
             "alias": self.alias,
             "kind": delivery.kind,
@@ -35,6 +36,12 @@ class TestBackend(BaseDeliveryBackend):
             "request_id": delivery.request.public_id,
             "note": delivery.note,
         }
+        if delivery.kind == "email_confirmation":
+            from .email import confirmation_context
+
+            confirmation = confirmation_context(delivery.request)
+            message.update(code=confirmation["code"], confirm_url=confirmation["confirm_url"])
+        return message
 
     def transmit(self, delivery, message: dict) -> SendResult:
         if self.options["fail"]:

@@ -204,7 +204,8 @@ def _header(req: CertificateRequest, status: str) -> str:
 def check_status(req: CertificateRequest) -> str:
     """The request's state; a rejection or cancellation carries its reason."""
     Status = CertificateRequest.Status
-    if req.status == Status.PENDING:
+    # Awaiting the requester's email confirmation is still "pending" to a Dogtag client.
+    if req.status in (Status.PENDING, Status.AWAITING_EMAIL):
         return document(f"<xml>{_header(req, 'pending')}<fixed/><records/></xml>")
     if req.status == Status.COMPLETE:
         return document(
@@ -232,7 +233,8 @@ def display_certificate(req: CertificateRequest) -> str:
     header = f"<header><requestId>{text(req.public_id)}</requestId></header>"
     if req.certificate is None:
         return _fixed_error(
-            f"Request {req.display_id} was not completed (it is {req.status}).", header
+            f"Request {req.display_id} was not completed (it is {req.status_text}).",
+            header,
         )
     pem = pki.to_pem(req.certificate.x509).strip()
     return document(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +76,16 @@ def agent_user(username: str | None):
             f"{APPROVE_PERMISSION} permission (group {services.AGENTS_GROUP!r})"
         )
     return user
+
+
+def administrator_label(command: str) -> str:
+    """Who vouches for a requester's address when an administrator submits with a command:
+    the operating-system account that ran manage.py (commands have no portal login)."""
+    try:
+        account = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        account = f"uid {os.getuid()}"
+    return f"administrator {account} (manage.py {command})"
 
 
 def positive_int(text: str) -> int:

@@ -43,7 +43,10 @@ from .formats import (
     to_pkcs12,
 )
 from .issuance import (
+    CABF_POLICY_OIDS,
     EKU_OIDS,
+    baseline_key_usage,
+    baseline_subject,
     certificate_builder,
     issue_certificate,
     key_usage_for,
@@ -67,6 +70,7 @@ from .keys import (
     sign,
     signature_hash,
 )
+from .linting import LINTERS, Finding, lint, lint_builder, lint_certificate, same_tbs
 from .names import (
     GeneralName,
     common_name,
@@ -105,10 +109,12 @@ from .revocation import (
 from .sealing import MIN_PASSPHRASE_LENGTH, check_passphrase, seal, unseal
 
 __all__ = [
+    "CABF_POLICY_OIDS",
     "CA_KEY_TYPES",
     "EC_CURVES",
     "EKU_OIDS",
     "HOLD",
+    "LINTERS",
     "MAX_COMMON_NAME",
     "MAX_CSR_BYTES",
     "MAX_OCSP_REQUEST_BYTES",
@@ -123,6 +129,7 @@ __all__ = [
     "CSRError",
     "CSRInfo",
     "CertificateSummary",
+    "Finding",
     "GeneralName",
     "InvalidName",
     "OCSPRequestError",
@@ -134,6 +141,8 @@ __all__ = [
     "WrongPassphrase",
     "X509Certificate",
     "authority_key_identifier",
+    "baseline_key_usage",
+    "baseline_subject",
     "build_csr",
     "ca_certificate_builder",
     "certificate_builder",
@@ -161,6 +170,9 @@ __all__ = [
     "key_description",
     "key_type_of",
     "key_usage_for",
+    "lint",
+    "lint_builder",
+    "lint_certificate",
     "load_certificates",
     "load_csr",
     "load_pem",
@@ -177,6 +189,7 @@ __all__ = [
     "response_builder",
     "response_der",
     "same_public_key",
+    "same_tbs",
     "san_from_text",
     "san_kind",
     "san_to_text",

@@ -4,6 +4,7 @@ responder. The builders come back unsigned; whoever holds the CA key signs them.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -20,6 +21,20 @@ EKU_OIDS = {
     "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
     "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
     "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+}
+
+UB_COMMON_NAME = 64  # RFC 5280's upper bound of a commonName
+
+#: The CA/Browser Forum's reserved certificate policy OIDs (TLS Baseline Requirements 7.1.6.1,
+#: S/MIME Baseline Requirements 7.1.6.1), for profiles that follow the Baseline Requirements.
+CABF_POLICY_OIDS = {
+    "serverauth-dv": "2.23.140.1.2.1",
+    "serverauth-ov": "2.23.140.1.2.2",
+    "serverauth-iv": "2.23.140.1.2.3",
+    "serverauth-ev": "2.23.140.1.1",
+    "smime-mailbox-legacy": "2.23.140.1.5.1.1",
+    "smime-mailbox-multipurpose": "2.23.140.1.5.1.2",
+    "smime-mailbox-strict": "2.23.140.1.5.1.3",
 }
 
 
@@ -40,6 +55,34 @@ def key_usage_for(key: PublicKey, *, encipherment: bool) -> x509.KeyUsage:
     )
 
 
+def baseline_key_usage(key: PublicKey, *, kind: str) -> x509.KeyUsage:
+    """Key usage as the Baseline Requirements recommend: a TLS server certificate signs only
+    (keyEncipherment with RSA and keyAgreement with EC are discouraged, TLS BR 7.1.2.7.11);
+    an S/MIME certificate also encrypts (keyEncipherment for RSA, keyAgreement for EC)."""
+    if kind == "serverauth":
+        return key_usage_for(key, encipherment=False)
+    if kind == "smime":
+        return key_usage_for(key, encipherment=True)
+    raise ValueError(f"no Baseline Requirements for certificates of kind {kind!r}")
+
+
+def baseline_subject(*, kind: str, email: str | None = None) -> x509.Name:
+    """The subject the Baseline Requirements allow for what the portal validates: none for a
+    domain-validated TLS certificate (its names are in subjectAltName; a commonName is not
+    recommended, TLS BR 7.1.2.7.2), the confirmed mailbox as commonName for a
+    mailbox-validated S/MIME certificate (S/MIME BR 7.1.4.2.2), or none when the address is
+    longer than a commonName may be (64 characters, RFC 5280's ub-common-name)."""
+    if kind == "serverauth":
+        return x509.Name([])
+    if kind == "smime":
+        if not email:
+            raise CSRError("a mailbox-validated S/MIME certificate needs the email address")
+        if len(email) > UB_COMMON_NAME:
+            return x509.Name([])
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, email)])
+    raise ValueError(f"no Baseline Requirements for certificates of kind {kind!r}")
+
+
 def certificate_builder(
     *,
     ca_cert: x509.Certificate,
@@ -49,12 +92,19 @@ def certificate_builder(
     extended_key_usages: list[str],
     validity_days: int,
     key_encipherment: bool = True,
+    key_usage: x509.KeyUsage | None = None,
+    policy_oids: Sequence[str] = (),
+    subject_key_identifier: bool = True,
     ca_issuers_url: str | None = None,
     crl_url: str | None = None,
     ocsp_url: str | None = None,
     now: dt.datetime | None = None,
 ) -> x509.CertificateBuilder:
-    """The unsigned end-entity certificate ca_cert's key is to sign."""
+    """The unsigned end-entity certificate ca_cert's key is to sign.
+
+    key_usage replaces the default (digitalSignature, and keyEncipherment or keyAgreement when
+    key_encipherment); policy_oids become a certificatePolicies extension; without
+    subject_key_identifier the certificate has none (TLS BR 7.1.2.7.6 for subscribers)."""
     now = now or utcnow()
     # Backdated a minute for clocks running behind, but never before the CA's own validity;
     # and never past the CA's end, when the certificate could no longer be verified.
@@ -71,10 +121,22 @@ def certificate_builder(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(key_usage_for(public_key, encipherment=key_encipherment), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(authority_key_identifier(ca_cert), critical=False)
+        .add_extension(
+            key_usage or key_usage_for(public_key, encipherment=key_encipherment), critical=True
+        )
     )
+    if subject_key_identifier:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
+        )
+    builder = builder.add_extension(authority_key_identifier(ca_cert), critical=False)
+    if policy_oids:
+        builder = builder.add_extension(
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.ObjectIdentifier(oid), None) for oid in policy_oids]
+            ),
+            critical=False,
+        )
     if extended_key_usages:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([EKU_OIDS[name] for name in extended_key_usages]), critical=False

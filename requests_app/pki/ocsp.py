@@ -101,12 +101,16 @@ def response_builder(
 def with_responder(
     builder: x509_ocsp.OCSPResponseBuilder, responder_cert: x509.Certificate, *, delegated: bool
 ) -> x509_ocsp.OCSPResponseBuilder:
-    """The answer named as signed by responder_cert's key (the CA's, or its delegate's)."""
+    """The answer named as signed by responder_cert's key (the CA's, or its delegate's).
+
+    The CA itself is named byName: GnuTLS finds the signer among its trust anchors only by
+    name, and answers "Signer cert not found" for a byKey ID without certificates (OpenSSL
+    and NSS accept both). A delegate is named byKey and its certificate is included, since
+    the client needs it to check that the CA delegated to it (RFC 6960 4.2.2.2)."""
+    if not delegated:
+        return builder.responder_id(x509_ocsp.OCSPResponderEncoding.NAME, responder_cert)
     builder = builder.responder_id(x509_ocsp.OCSPResponderEncoding.HASH, responder_cert)
-    if delegated:
-        # The client needs the responder's certificate to check that the CA delegated to it.
-        builder = builder.certificates([responder_cert])
-    return builder
+    return builder.certificates([responder_cert])
 
 
 def response_der(response: x509_ocsp.OCSPResponse) -> bytes:

@@ -14,13 +14,17 @@ the modules are where each behaviour lives:
     audit_log     the audit log's one writer
     records       locked reads, status counters
     submission    requests enter the queue (web, Dogtag, commands)
+    mailbox       proof of the requester's mailbox before a request reaches the agents
     decisions     approve, reject, cancel
     issuance      what an approval checks and signs (shared with bulk)
     bulk          approve every pending request, a chunk per transaction
     renewals      renewal by serial number
     authorities   create and import CAs
     agents        agent accounts
+    agent_auth    agents' logins, second-factor devices, recovery codes, enrolment links
     server_keys   keys made by the portal, handed over once
+    agent_certificates   certificates that log agents in: links, the second-person rule for
+                  approving them, the check of a presented certificate
     revocation    revoke and release certificates, the delegated OCSP responder
     crls          sign and store CRLs, and which one to serve
 """
@@ -28,6 +32,38 @@ the modules are where each behaviour lives:
 from ..pki import HOLD as CERTIFICATE_HOLD
 from ..pki import REASONS as REVOCATION_REASONS
 from ..pki import REMOVE_FROM_CRL
+from .agent_auth import (
+    DeviceRow,
+    EnrolmentLinkInvalid,
+    WrongSecondFactor,
+    begin_totp_enrolment,
+    complete_passkey_registration,
+    confirm_totp_device,
+    enrolment_link_path,
+    enrolment_link_user,
+    has_second_factor,
+    needs_second_factor,
+    pending_totp_device,
+    record_lockout,
+    record_login,
+    record_login_failure,
+    record_logout,
+    recovery_codes_left,
+    regenerate_recovery_codes,
+    remove_second_factor_device,
+    reset_agent_mfa,
+    second_factor_devices,
+    set_password_with_enrolment_link,
+    verify_passkey,
+    verify_second_factor,
+)
+from .agent_certificates import (
+    AGENT_PROFILE,
+    is_active_agent,
+    link_agent_certificate,
+    unlink_agent_certificate,
+    verify_agent_certificate,
+)
 from .agents import AGENTS_GROUP, agents_group, create_agent
 from .audit_log import audit
 from .authorities import create_ca, import_ca
@@ -39,13 +75,23 @@ from .errors import (
     CARefused,
     CAUnavailable,
     CertificateNotFound,
+    CertificateRefused,
     InvalidRequest,
     InvalidTransition,
     KeyNotAvailable,
+    LintFailed,
+    NotAllowed,
     NotOnHold,
     RequestNotFound,
     ServiceError,
     WrongPassphrase,
+)
+from .mailbox import (
+    WrongCode,
+    confirm_email,
+    expire_unconfirmed_requests,
+    format_code,
+    issue_email_confirmation_code,
 )
 from .records import status_counts
 from .renewals import submit_renewal
@@ -56,13 +102,20 @@ from .server_keys import (
     download_server_key,
     erase_expired_server_keys,
     offers_server_key,
+    request_agent_certificate_with_server_key,
     server_key_state,
     submit_request_with_server_key,
 )
-from .submission import issue_certificate, submit_enrollment, submit_request
+from .submission import (
+    issue_certificate,
+    request_agent_certificate,
+    submit_enrollment,
+    submit_request,
+)
 
 __all__ = [
     "AGENTS_GROUP",
+    "AGENT_PROFILE",
     "CERTIFICATE_HOLD",
     "PKCS12_FORMATS",
     "REMOVE_FROM_CRL",
@@ -72,36 +125,73 @@ __all__ = [
     "CARefused",
     "CAUnavailable",
     "CertificateNotFound",
+    "CertificateRefused",
+    "DeviceRow",
+    "EnrolmentLinkInvalid",
     "InvalidRequest",
     "InvalidTransition",
     "KeyNotAvailable",
+    "LintFailed",
+    "NotAllowed",
     "NotOnHold",
     "RequestNotFound",
     "ServerKeyState",
     "ServiceError",
+    "WrongCode",
     "WrongPassphrase",
+    "WrongSecondFactor",
     "agents_group",
     "approve_all_pending",
     "approve_request",
     "audit",
+    "begin_totp_enrolment",
     "cancel_request",
+    "complete_passkey_registration",
+    "confirm_email",
+    "confirm_totp_device",
     "create_agent",
     "create_ca",
     "create_ocsp_responder",
     "current_crl",
     "download_server_key",
+    "enrolment_link_path",
+    "enrolment_link_user",
     "erase_expired_server_keys",
+    "expire_unconfirmed_requests",
+    "format_code",
+    "has_second_factor",
     "import_ca",
+    "is_active_agent",
     "issue_certificate",
+    "issue_email_confirmation_code",
+    "link_agent_certificate",
+    "needs_second_factor",
     "offers_server_key",
+    "pending_totp_device",
     "publish_crl",
+    "record_lockout",
+    "record_login",
+    "record_login_failure",
+    "record_logout",
+    "recovery_codes_left",
+    "regenerate_recovery_codes",
     "reject_request",
     "release_hold",
+    "remove_second_factor_device",
+    "request_agent_certificate",
+    "request_agent_certificate_with_server_key",
+    "reset_agent_mfa",
     "revoke_certificate",
+    "second_factor_devices",
     "server_key_state",
+    "set_password_with_enrolment_link",
     "status_counts",
     "submit_enrollment",
     "submit_renewal",
     "submit_request",
     "submit_request_with_server_key",
+    "unlink_agent_certificate",
+    "verify_agent_certificate",
+    "verify_passkey",
+    "verify_second_factor",
 ]

@@ -42,8 +42,9 @@ def agents_group():
 
 
 @transaction.atomic
-def create_agent(username: str, *, email: str, password: str, actor: User | None = None):
-    """Create a user in the agents group (staff, so the admin is open to them)."""
+def create_agent(username: str, *, email: str, password: str | None, actor: User | None = None):
+    """Create a user in the agents group (staff, so the admin is open to them). Without a
+    password the account has none until its owner sets one through the enrolment link."""
     model = get_user_model()
     if model.objects.filter(username=username).exists():
         raise InvalidRequest(f"a user named {username!r} already exists", field="username")
@@ -52,11 +53,14 @@ def create_agent(username: str, *, email: str, password: str, actor: User | None
     except ValidationError:
         raise InvalidRequest(f"{email!r} is not a valid email address", field="email") from None
     user = model(username=username, email=email, is_staff=True)
-    try:
-        validate_password(password, user)
-    except ValidationError as exc:
-        raise InvalidRequest(" ".join(exc.messages), field="password") from None
-    user.set_password(password)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise InvalidRequest(" ".join(exc.messages), field="password") from None
+        user.set_password(password)
     user.save()
     user.groups.add(agents_group())
     audit("agent_created", actor=actor, username=username, email=email)

@@ -10,8 +10,16 @@ from django.db import connection, transaction
 
 from .. import signals
 from ..models import AuditEvent, Certificate, CertificateRequest
-from .errors import ServiceError
-from .issuance import approval_audit, check_approval, complete, sign, signing_ca
+from .agent_certificates import approval_refusal, link_on_approval
+from .errors import LintFailed, ServiceError
+from .issuance import (
+    approval_audit,
+    check_approval,
+    complete,
+    lint_refusal_audit,
+    sign,
+    signing_ca,
+)
 from .records import move_count
 
 Status = CertificateRequest.Status
@@ -60,12 +68,21 @@ def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
         .order_by("submitted_at", "pk")
     )
     issued: list[tuple[CertificateRequest, Certificate, int]] = []
+    lint_refusals: list[AuditEvent] = []
     for req in reqs:
+        refusal = approval_refusal(req, agent=agent, ip=None)  # its audit row is in this chunk
+        if refusal is not None:
+            refused.append((req.public_id, refusal.message))
+            continue
         try:
             prof, days, names = check_approval(req, validity_days=validity_days, sans=None)
             issued.append((req, sign(req, prof, ca, validity_days=days, sans=names), days))
         except ServiceError as exc:
+            # The request stays pending; the others in the chunk go on.
             refused.append((req.public_id, exc.message))
+            if isinstance(exc, LintFailed):
+                lint_refusals.append(lint_refusal_audit(exc, req=req, agent=agent, ip=None))
+    AuditEvent.objects.bulk_create(lint_refusals)
     if not issued:
         return []
     certs = Certificate.objects.bulk_create([cert for _, cert, _ in issued])
@@ -88,6 +105,8 @@ def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
         approval_audit(req, cert, agent=agent, ip=None, days=days, edited_sans=False)
         for req, cert, days in issued
     )
+    for req, cert, _ in issued:
+        link_on_approval(req, cert, agent=agent, ip=None)
     for req, cert, _ in issued:
         signals.certificate_issued.send(
             sender=Certificate, certificate=cert, request=req, actor=agent

@@ -7,16 +7,23 @@ from django.db import transaction
 
 from .. import signals
 from ..models import Certificate, CertificateRequest
+from .agent_certificates import approval_refusal, link_on_approval
 from .audit_log import audit
-from .errors import InvalidRequest
-from .issuance import approval_audit, check_approval, complete, sign, signing_ca
+from .errors import InvalidRequest, LintFailed, NotAllowed, RequestNotFound
+from .issuance import (
+    approval_audit,
+    check_approval,
+    complete,
+    lint_refusal_audit,
+    sign,
+    signing_ca,
+)
 from .records import lock_request, move_count, require_pending
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
 
 
-@transaction.atomic
 def approve_request(
     request_id: str | CertificateRequest,
     *,
@@ -26,9 +33,53 @@ def approve_request(
     note: str = "",
     ip: str | None = None,
 ) -> Certificate:
-    """Issue the certificate for a pending request, optionally with the agent's edits."""
+    """Issue the certificate for a pending request, optionally with the agent's edits.
+
+    An agent's request for their own agent certificate is refused to that agent (and to
+    no agent at all), and linked to them when another agent approves it.
+
+    The transaction is _approve's: a refusal's audit row is committed before the refusal is
+    raised here. When pre-issuance linting refuses the certificate (LintFailed), _approve's
+    transaction is rolled back (nothing signed or stored, the request stays pending) and the
+    refusal's audit row is written in a second one, so that the refusal is on record."""
+    try:
+        outcome = _approve(
+            request_id, agent=agent, validity_days=validity_days, sans=sans, note=note, ip=ip
+        )
+    except LintFailed as exc:
+        _record_lint_refusal(request_id, exc, agent=agent, ip=ip)
+        raise
+    if isinstance(outcome, NotAllowed):
+        raise outcome
+    return outcome
+
+
+@transaction.atomic
+def _record_lint_refusal(
+    request_id: str | CertificateRequest, exc: LintFailed, *, agent: User | None, ip: str | None
+) -> None:
+    try:
+        req = lock_request(request_id)
+    except RequestNotFound:  # rolled back with an enclosing transaction
+        req = None
+    lint_refusal_audit(exc, req=req, agent=agent, ip=ip).save(force_insert=True)
+
+
+@transaction.atomic
+def _approve(
+    request_id: str | CertificateRequest,
+    *,
+    agent: User | None,
+    validity_days: int | None,
+    sans: list[str] | None,
+    note: str,
+    ip: str | None,
+) -> Certificate | NotAllowed:
     req = lock_request(request_id)
     require_pending(req, "approved")
+    refusal = approval_refusal(req, agent=agent, ip=ip)
+    if refusal is not None:
+        return refusal
     prof, days, names = check_approval(req, validity_days=validity_days, sans=sans)
     ca = signing_ca()
     cert = sign(req, prof, ca, validity_days=days, sans=names)
@@ -38,6 +89,7 @@ def approve_request(
     move_count(Status.PENDING, Status.COMPLETE)
     edited = sans is not None and list(sans) != req.requested_sans
     approval_audit(req, cert, agent=agent, ip=ip, days=days, edited_sans=edited).save()
+    link_on_approval(req, cert, agent=agent, ip=ip)
     signals.certificate_issued.send(sender=Certificate, certificate=cert, request=req, actor=agent)
     return cert
 

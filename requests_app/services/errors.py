@@ -36,6 +36,16 @@ class CAUnavailable(ServiceError):
     """There is no CA, or its key cannot be opened; an administrator must act."""
 
 
+class LintFailed(CAUnavailable):
+    """Pre-issuance linting (pkilint) found a finding at ERROR in the certificate about to be
+    signed: nothing was signed or stored. The message names the findings; `findings` holds
+    them (pki.Finding). An administrator must fix the profile or the CA's settings."""
+
+    def __init__(self, message: str, *, findings=(), field: str | None = None):
+        super().__init__(message, field=field)
+        self.findings = list(findings)
+
+
 class CARefused(ServiceError):
     """A CA cannot be created or imported as asked (bad certificate, key or chain, or one
     exists already); nothing was written."""
@@ -55,3 +65,17 @@ class WrongPassphrase(InvalidRequest):
 
 class KeyNotAvailable(ServiceError):
     """No private key is stored for this request (never was, or erased); nothing was written."""
+
+
+class NotAllowed(ServiceError):
+    """This actor may not do this (e.g. approve their own agent certificate); nothing was
+    written but the audit row of the refusal."""
+
+
+class CertificateRefused(ServiceError):
+    """A client certificate does not log anyone in; `reason` names why in one word
+    (revoked, expired, other_ca, wrong_profile, not_linked, inactive, ...)."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason

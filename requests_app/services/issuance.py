@@ -3,13 +3,15 @@ and the rows it completes. Shared by the single approval and the bulk path."""
 
 from __future__ import annotations
 
+from cryptography import x509
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from .. import keys, pki, profiles
 from ..models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
 from .audit_log import audit_event
-from .errors import CAUnavailable, InvalidRequest, InvalidTransition
+from .errors import CAUnavailable, InvalidRequest, InvalidTransition, LintFailed
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
@@ -23,6 +25,12 @@ def check_approval(
         prof = profiles.get_profile(req.profile)
     except profiles.ProfileError as exc:
         raise InvalidRequest(str(exc), field="profile") from None
+    if prof.confirm_email and req.email_confirmed_at is None and req.requested_sans:
+        # The certificate names the address: only one shown to be the requester's.
+        raise InvalidTransition(
+            f"the email address of request {req.display_id} was never confirmed by its "
+            "requester; cancel the request and ask them to submit it again"
+        )
     try:
         days = profiles.check_validity(prof, validity_days)
     except profiles.ProfileError as exc:
@@ -68,18 +76,23 @@ def sign(
         builder = pki.certificate_builder(
             ca_cert=ca.certificate,
             public_key=public_key,
-            subject=subject,
             sans=sans,
-            extended_key_usages=list(prof.extended_key_usages),
             validity_days=validity_days,
-            key_encipherment=prof.key_encipherment,
             ca_issuers_url=ca.ca_issuers_url(),
             crl_url=ca.crl_url(),
             ocsp_url=ca.ocsp_url(),
+            **profiles.certificate_options(prof, public_key=public_key, subject=subject, sans=sans),
         )
+        linted = lint_before_signing(builder, ca, prof) if settings.PREISSUANCE_LINT else None
         cert = keys.backend_for(ca).sign_certificate(ca, builder)
     except pki.PKIError as exc:
         raise CAUnavailable(f"cannot issue: {exc}") from None
+    if linted is not None and not pki.same_tbs(linted, cert):
+        # The CA key signed something other than what was linted: never hand it out.
+        raise CAUnavailable(
+            "cannot issue: the key backend signed a certificate that differs from the one "
+            "linted before signing"
+        )
     return Certificate(
         ca=ca,
         serial=pki.serial_hex(cert.serial_number),
@@ -90,6 +103,48 @@ def sign(
         profile=req.profile,
         pem=pki.to_pem(cert),
         fingerprint_sha256=pki.sha256_hex(cert),
+    )
+
+
+def lint_before_signing(
+    builder: x509.CertificateBuilder, ca: CertificateAuthority, prof: profiles.Profile
+) -> x509.Certificate:
+    """The certificate builder would make, signed by a throwaway key of the CA's key type
+    and linted with the profile's linters; LintFailed for a finding at ERROR or worse."""
+    key_type = pki.key_type_of(ca.certificate.public_key())
+    linted, findings = pki.lint_builder(builder, key_type=key_type, linters=prof.linters)
+    errors = [f for f in findings if f.at_least("ERROR")]
+    if errors:
+        raise LintFailed(
+            "cannot issue: the certificate was linted before signing and not signed, "
+            f"because pkilint ({', '.join(prof.linters)}) found: "
+            + "; ".join(str(f) for f in errors),
+            findings=errors,
+        )
+    return linted
+
+
+def lint_refusal_audit(
+    exc: LintFailed,
+    *,
+    req: CertificateRequest | None,
+    agent: User | None,
+    ip: str | None,
+    profile: str = "",
+    subject: str = "",
+) -> AuditEvent:
+    """The issuance_refused_by_lint audit row, unsaved."""
+    return audit_event(
+        "issuance_refused_by_lint",
+        actor=agent,
+        request=req,
+        ip=ip,
+        profile=req.profile if req is not None else profile,
+        subject=req.subject if req is not None else subject,
+        findings=[
+            {"severity": f.severity, "code": f.code, "message": f.message, "path": f.path}
+            for f in exc.findings
+        ],
     )
 
 

@@ -63,5 +63,5 @@ def require_pending(req: CertificateRequest, action: str) -> None:
     """Refuse to act on a request that has had its decision."""
     if req.status != Status.PENDING:
         raise InvalidTransition(
-            f"request {req.display_id} is {req.status}, so it cannot be {action}"
+            f"request {req.display_id} is {req.status_text}, so it cannot be {action}"
         )

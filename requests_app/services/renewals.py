@@ -69,7 +69,11 @@ def submit_renewal(
             field="serial",
         )
     # certmonger resubmits after every lost cookie; one waiting renewal per certificate.
-    waiting = cert.renewals.filter(status=Status.PENDING).order_by("submitted_at", "pk").first()
+    waiting = (
+        cert.renewals.filter(status__in=[Status.PENDING, Status.AWAITING_EMAIL])
+        .order_by("submitted_at", "pk")
+        .first()
+    )
     if waiting is not None:
         return waiting
     try:
@@ -96,7 +100,11 @@ def submit_renewal(
         raise InvalidRequest(
             f"{email!r} is not a valid email address", field="requester_email"
         ) from None
+    # The address is proved again for each certificate that names it, renewals too (the
+    # S/MIME Baseline Requirements reuse a mailbox validation for 30 days at most).
+    awaiting = prof.confirm_email
     req = CertificateRequest.objects.create(
+        status=Status.AWAITING_EMAIL if awaiting else Status.PENDING,
         profile=prof.name,
         csr_pem="",
         subject=cert.subject,
@@ -110,7 +118,7 @@ def submit_renewal(
         renewal_of=cert,
         channel=channel,
     )
-    move_count(None, Status.PENDING)
+    move_count(None, req.status)
     audit(
         "renewal_submitted",
         actor=actor,
@@ -122,6 +130,12 @@ def submit_renewal(
         subject=req.subject,
         sans=req.requested_sans,
         renewal_of=cert.serial,
+        **({"email_confirmation": "awaiting"} if awaiting else {}),
     )
-    signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
+    if awaiting:
+        signals.email_confirmation_requested.send(
+            sender=CertificateRequest, request=req, actor=actor
+        )
+    else:
+        signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
     return req

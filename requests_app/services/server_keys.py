@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import pki, signals
 from ..models import CertificateRequest
+from .agent_certificates import AGENT_PROFILE
 from .audit_log import audit
 from .errors import (
     InvalidRequest,
@@ -25,7 +26,7 @@ from .errors import (
     WrongPassphrase,
 )
 from .records import lock_request
-from .submission import submit_request
+from .submission import agent_requester, submit_request
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
@@ -94,6 +95,54 @@ def submit_request_with_server_key(
             f"the {profile} profile does not offer keys made by the portal; submit a CSR",
             field="profile",
         )
+    return _submit_with_server_key(
+        profile=profile,
+        passphrase=passphrase,
+        requester_email=requester_email,
+        requester_name=requester_name,
+        note=note,
+        ip=ip,
+        actor=actor,
+        channel="web",
+        agent_for=None,
+    )
+
+
+@sensitive_variables()
+@transaction.atomic
+def request_agent_certificate_with_server_key(
+    *, user: User, passphrase: str, note: str = "", ip: str | None = None
+) -> CertificateRequest:
+    """An agent asks for their own agent certificate with a key made here (whatever
+    SERVER_KEY_PROFILES says: agents are logged in), handed over once as a PKCS#12 on the
+    certificate's page; approved by another agent, then linked to them."""
+    email, name = agent_requester(user)
+    return _submit_with_server_key(
+        profile=AGENT_PROFILE,
+        passphrase=passphrase,
+        requester_email=email,
+        requester_name=name,
+        note=note,
+        ip=ip,
+        actor=user,
+        channel="agent",
+        agent_for=user,
+    )
+
+
+@sensitive_variables()
+def _submit_with_server_key(
+    *,
+    profile: str,
+    passphrase: str,
+    requester_email: str,
+    requester_name: str,
+    note: str,
+    ip: str | None,
+    actor: User | None,
+    channel: str,
+    agent_for: User | None,
+) -> CertificateRequest:
     try:
         pki.check_passphrase(passphrase)
     except pki.PKIError as exc:
@@ -114,6 +163,8 @@ def submit_request_with_server_key(
         note=note,
         ip=ip,
         actor=actor,
+        channel=channel,
+        agent_for=agent_for,
     )
     req.encrypted_private_key = pki.seal(key, passphrase)
     req.save(update_fields=["encrypted_private_key", "updated_at"])

@@ -8,16 +8,22 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 
-from .. import pki, profiles, signals
+from .. import pki, profiles, signals, throttle
 from ..models import Certificate, CertificateRequest
+from .agent_certificates import AGENT_PROFILE, is_active_agent
 from .audit_log import audit
 from .decisions import approve_request
-from .errors import CAUnavailable, InvalidRequest
+from .errors import CAUnavailable, InvalidRequest, LintFailed
+from .issuance import lint_refusal_audit
 from .records import move_count
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
+
+#: Channels through which anybody may submit, so the per-recipient mail limit applies.
+PUBLIC_CHANNELS = ("web", "dogtag")
 
 
 @transaction.atomic
@@ -32,8 +38,14 @@ def submit_request(
     ip: str | None = None,
     actor: User | None = None,
     channel: str = "web",
+    agent_for: User | None = None,
+    email_confirmed_by: str = "",
 ) -> CertificateRequest:
-    """Check a CSR against a profile and put a pending request in the queue."""
+    """Check a CSR against a profile and put a pending request in the queue; for a profile
+    with confirm_email, the request awaits the requester's confirmation of the address
+    instead, unless email_confirmed_by names the administrator who vouches for it. agent_for:
+    an agent's own agent certificate (see request_agent_certificate), whose address is the
+    one an administrator gave the agent's account, so it needs no mailed proof."""
     req = _build_request(
         profile=profile,
         csr=csr,
@@ -44,19 +56,47 @@ def submit_request(
         ip=ip,
         channel=channel,
     )
+    vouched = email_confirmed_by.strip()[:150]
+    if agent_for is not None and not vouched:
+        vouched = f"account of agent {agent_for.get_username()}"[:150]
+    if channel in PUBLIC_CHANNELS and not throttle.enrollment_mail_allowed(req.requester_email):
+        raise InvalidRequest(
+            f"We have sent as many messages to {req.requester_email} today as we send to one "
+            "address in a day, so we cannot take another request for it now. Try again "
+            "tomorrow.",
+            field="requester_email",
+        )
+    awaiting = profiles.get_profile(req.profile).confirm_email and not vouched
+    if awaiting:
+        req.status = Status.AWAITING_EMAIL
+    elif vouched:
+        req.email_confirmed_at = timezone.now()
+        req.email_confirmed_by = vouched
+    req.agent_for = agent_for
     req.save()
-    move_count(None, Status.PENDING)
+    move_count(None, req.status)
+    extra = {"email_confirmation": "awaiting"} if awaiting else {}
+    if vouched:
+        extra = {"email_confirmed_by": vouched}
+    if agent_for is not None:
+        extra["agent_for"] = agent_for.get_username()
     audit(
         "request_submitted",
         actor=actor,
-        actor_label="requester",
+        actor_label="administrator" if vouched and agent_for is None else "requester",
         request=req,
         ip=ip,
         profile=req.profile,
         subject=req.subject,
         sans=req.requested_sans,
+        **extra,
     )
-    signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
+    if awaiting:
+        signals.email_confirmation_requested.send(
+            sender=CertificateRequest, request=req, actor=actor
+        )
+    else:
+        signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
     return req
 
 
@@ -117,7 +157,38 @@ def _build_request(
     )
 
 
+def agent_requester(user: User) -> tuple[str, str]:
+    """The requester email and name of an agent asking for their own agent certificate."""
+    if not is_active_agent(user):
+        raise InvalidRequest("only an active agent may request an agent certificate for themself")
+    if not user.email:
+        raise InvalidRequest(
+            "your account has no email address; an administrator must add one first",
+            field="requester_email",
+        )
+    return user.email, (user.get_full_name() or user.get_username())
+
+
 @transaction.atomic
+def request_agent_certificate(
+    *, user: User, csr: str | bytes, note: str = "", ip: str | None = None
+) -> CertificateRequest:
+    """An agent asks for their own agent certificate with a CSR: it enters the queue marked
+    as theirs, for another agent to approve; on approval it is linked to them."""
+    email, name = agent_requester(user)
+    return submit_request(
+        profile=AGENT_PROFILE,
+        csr=csr,
+        requester_email=email,
+        requester_name=name,
+        note=note,
+        ip=ip,
+        actor=user,
+        channel="agent",
+        agent_for=user,
+    )
+
+
 def issue_certificate(
     *,
     profile: str,
@@ -127,8 +198,45 @@ def issue_certificate(
     extra_hostnames: Iterable[str] = (),
     validity_days: int | None = None,
     actor: User | None = None,
+    email_confirmed_by: str = "administrator (issue_certificate)",
 ) -> Certificate:
-    """Submit and approve in one step (for administrators)."""
+    """Submit and approve in one step (for administrators, who vouch for the address).
+
+    One transaction; when pre-issuance linting refuses the certificate (LintFailed), it is
+    rolled back whole (no request, no certificate) and the refusal's audit row is written
+    in a second one, so that the refusal is on record."""
+    options = {
+        "profile": profile,
+        "csr": csr,
+        "requester_email": requester_email,
+        "requester_name": requester_name,
+        "extra_hostnames": extra_hostnames,
+        "validity_days": validity_days,
+        "actor": actor,
+        "email_confirmed_by": email_confirmed_by,
+    }
+    try:
+        return _issue_certificate(**options)
+    except LintFailed as exc:
+        with transaction.atomic():
+            lint_refusal_audit(exc, req=None, agent=actor, ip=None, profile=profile).save(
+                force_insert=True
+            )
+        raise
+
+
+@transaction.atomic
+def _issue_certificate(
+    *,
+    profile: str,
+    csr: str | bytes,
+    requester_email: str,
+    requester_name: str,
+    extra_hostnames: Iterable[str],
+    validity_days: int | None,
+    actor: User | None,
+    email_confirmed_by: str,
+) -> Certificate:
     req = submit_request(
         profile=profile,
         csr=csr,
@@ -136,6 +244,8 @@ def issue_certificate(
         requester_name=requester_name,
         extra_hostnames=extra_hostnames,
         actor=actor,
+        channel="command",
+        email_confirmed_by=email_confirmed_by,
     )
     return approve_request(req, agent=actor, validity_days=validity_days)
 
@@ -151,7 +261,8 @@ def submit_enrollment(
     ip: str | None = None,
     channel: str = "web",
 ) -> tuple[CertificateRequest, Certificate | None]:
-    """Submit a new CSR, and issue at once when its profile is auto_approve (never a renewal)."""
+    """Submit a new CSR, and issue at once when its profile is auto_approve (never a renewal;
+    for a profile with confirm_email, once the address is confirmed)."""
     req = submit_request(
         profile=profile,
         csr=csr,
@@ -161,11 +272,16 @@ def submit_enrollment(
         ip=ip,
         channel=channel,
     )
-    if not profiles.get_profile(req.profile).auto_approve:
+    if req.awaits_email or not profiles.get_profile(req.profile).auto_approve:
         return req, None
     try:
         with transaction.atomic():  # a savepoint: a refused approval leaves the request queued
             return req, approve_request(req, agent=None, ip=ip)
+    except LintFailed as exc:
+        # approve_request's own record of the refusal went with the savepoint: write it here.
+        lint_refusal_audit(exc, req=req, agent=None, ip=ip).save(force_insert=True)
+        return req, None
     except CAUnavailable:
-        # The request stays in the queue; an agent sees the CA problem when approving it.
+        # The request stays in the queue; an agent sees the CA problem (or the pre-issuance
+        # linting's refusal, a CAUnavailable too, on record in the audit log) when approving it.
         return req, None

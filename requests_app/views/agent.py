@@ -60,6 +60,8 @@ def request_list(request: HttpRequest) -> HttpResponse:
     )
     if filters.get("status"):
         rows = rows.filter(status=filters["status"])
+    else:  # a request whose address is not yet proved is no agent's business
+        rows = rows.exclude(status__in=CertificateRequest.NOT_IN_QUEUE)
     if filters.get("profile"):
         rows = rows.filter(profile=filters["profile"])
     if filters.get("q", "").strip():
@@ -83,6 +85,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
             "status_counts": [
                 (value, label, counts.get(value, 0))
                 for value, label in CertificateRequest.Status.choices
+                if value not in CertificateRequest.NOT_IN_QUEUE
             ],
             "status_filter": filters.get("status", ""),
         },
@@ -193,8 +196,13 @@ def approve(request: HttpRequest, public_id: str) -> HttpResponse:
                 note=form.cleaned_data["note"],
                 ip=client_ip(request),
             )
-        except (services.InvalidTransition, services.RequestNotFound, services.CAUnavailable) as e:
-            return _refused(request, req, e)
+        except (
+            services.InvalidTransition,
+            services.RequestNotFound,
+            services.CAUnavailable,
+            services.NotAllowed,
+        ) as exc:
+            return _refused(request, req, exc)
         except services.InvalidRequest as exc:
             # approve_request's refusals concern the validity or the SANs the agent chose.
             form.add_error(None, exc.message)

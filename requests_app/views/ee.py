@@ -98,9 +98,20 @@ def enroll(request: HttpRequest, profile: str) -> HttpResponse:
             field = form.csr_field if exc.field == "csr" else exc.field
             form.add_error(field if field in form.fields else None, exc.message)
         else:
-            messages.success(request, "Your request was submitted. An agent will review it.")
+            messages.success(request, _submitted_message(req))
             return redirect(req)
     return render(request, "ee/enroll.html", {**page, "form": form}, status=400)
+
+
+def _submitted_message(req, *, server_key: bool = False) -> str:
+    key = ", and your key is stored encrypted under your passphrase" if server_key else ""
+    if req.awaits_email:
+        return (
+            f"Your request was saved{key}. We sent a message to {req.requester_email}: open "
+            f"the link in it, or type its code, within {settings.EMAIL_CONFIRMATION_DAYS} "
+            "days. Only then can an agent review the request."
+        )
+    return f"Your request was submitted{key}. An agent will review the request."
 
 
 def _no_such_profile(request: HttpRequest) -> HttpResponse:
@@ -153,11 +164,7 @@ def enroll_server_key(request: HttpRequest, profile: str) -> HttpResponse:
         except services.InvalidRequest as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(
-                request,
-                "Your request was submitted, and your key is stored encrypted under your "
-                "passphrase. An agent will review the request.",
-            )
+            messages.success(request, _submitted_message(req, server_key=True))
             return redirect(req)
     return render(request, "ee/enroll_server_key.html", {**page, "form": form}, status=400)
 

@@ -69,7 +69,7 @@ class Nginx:
         upstream = urlparse(self.upstream)
         xff = "$proxy_add_x_forwarded_for" if self.forwarded_for == "append" else "$remote_addr"
         listen = f"listen 127.0.0.1:{self.port}{' ssl' if self.tls else ''};"
-        tls = ""
+        tls = client_headers = ""
         if self.tls:
             fullchain, key = self.tls
             tls = f"ssl_certificate {fullchain}; ssl_certificate_key {key};"
@@ -77,7 +77,11 @@ class Nginx:
                 tls += (
                     f" ssl_client_certificate {self.client_ca}; ssl_verify_client optional;"
                     " ssl_verify_depth 3;"
-                    f" proxy_set_header {CLIENT_CERT_HEADER} $ssl_client_escaped_cert;"
+                )
+                # In the location, beside the other proxy_set_header lines: a level that sets
+                # any header inherits none of the enclosing level's proxy_set_header.
+                client_headers = (
+                    f"proxy_set_header {CLIENT_CERT_HEADER} $ssl_client_escaped_cert;"
                     f" proxy_set_header {CLIENT_VERIFY_HEADER} $ssl_client_verify;"
                 )
         return f"""
@@ -102,6 +106,7 @@ http {{
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For {xff};
             proxy_set_header X-Forwarded-Proto $scheme;
+            {client_headers}
             {self.extra}
         }}
     }}

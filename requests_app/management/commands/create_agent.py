@@ -1,8 +1,10 @@
-"""Create an agent account: a staff user in the group "Certificate Manager Agents"."""
+"""Create an agent account: a staff user in the group "Certificate Manager Agents", and print
+the one-time enrolment link through which the agent sets a password and a second factor."""
 
 import getpass
 import os
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -17,7 +19,9 @@ PROMPT_ATTEMPTS = 3
 class Command(BaseCommand):
     help = (
         'Create an agent: a staff user in the group "Certificate Manager Agents", who can '
-        "approve, reject and cancel requests on the agent pages and in the admin."
+        "approve, reject and cancel requests on the agent pages and in the admin. Prints a "
+        "one-time enrolment link (valid AGENT_ENROLMENT_LINK_HOURS) where the agent chooses "
+        "a password and sets up a second factor."
     )
 
     def add_arguments(self, parser):
@@ -26,10 +30,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--password-env",
             metavar="VAR",
-            help="read the password from this environment variable instead of prompting",
+            help="set the password now, from this environment variable (no link is needed)",
+        )
+        parser.add_argument(
+            "--prompt-password",
+            action="store_true",
+            help="set the password now, typed twice at a prompt (no link is needed)",
         )
 
-    def handle(self, *args, username, email, password_env, **options):
+    def handle(self, *args, username, email, password_env, prompt_password, **options):
         model = get_user_model()
         # Checked before prompting too, so nobody types a password twice for nothing.
         if model.objects.filter(username=username).exists():
@@ -38,8 +47,10 @@ class Command(BaseCommand):
             password = os.environ.get(password_env, "")
             if not password:
                 raise CommandError(f"the environment variable {password_env} is not set or empty")
-        else:
+        elif prompt_password:
             password = self.prompt_password(model(username=username, email=email))
+        else:
+            password = None  # the agent chooses it through the enrolment link
         with service_errors():
             user = services.create_agent(username, email=email, password=password)
         self.stdout.write(
@@ -48,6 +59,16 @@ class Command(BaseCommand):
                 f'"{services.AGENTS_GROUP}" (staff: may use the admin).'
             )
         )
+        if password is None:
+            link = settings.SITE_URL + services.enrolment_link_path(user)
+            self.stdout.write(
+                f"One-time enrolment link (valid {settings.AGENT_ENROLMENT_LINK_HOURS} hours; "
+                f"give it to {user.get_username()} only):\n{link}"
+            )
+        else:
+            self.stdout.write(
+                "At the first login the agent sets up a second factor (app or passkey)."
+            )
 
     def prompt_password(self, user) -> str:
         """Ask twice; refuse a mismatch or a password Django's validators reject."""

@@ -2,6 +2,7 @@
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
@@ -36,3 +37,12 @@ class Command(BaseCommand):
                     f"Log in at /accounts/login/ (agent pages at /agent/, admin at /admin/)."
                 )
             )
+            if settings.AGENT_REQUIRE_MFA:
+                self.stdout.write(
+                    "At the first login, set up a second factor (an authenticator app; passkeys "
+                    "need http://localhost:8000 rather than 127.0.0.1)."
+                )
+            else:
+                self.stdout.write(
+                    "AGENT_REQUIRE_MFA=False (development): no second factor is asked for."
+                )

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 from requests_app import services
 from requests_app.management._util import (
     add_request_arguments,
+    administrator_label,
     positive_int,
     read_input,
     service_errors,
@@ -33,6 +34,7 @@ class Command(BaseCommand):
                 requester_name=name,
                 extra_hostnames=san,
                 validity_days=validity_days,
+                email_confirmed_by=administrator_label("issue_certificate"),
             )
         self.stdout.write(
             f"Issued {cert.subject} ({', '.join(cert.sans) or 'no SANs'}) as request "

@@ -7,7 +7,10 @@ from requests_app.models import CertificateRequest
 
 
 class Command(BaseCommand):
-    help = "List certificate requests, newest first."
+    help = (
+        "List certificate requests, newest first (those awaiting their requester's email "
+        "confirmation only with --status awaiting_email)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--status", choices=CertificateRequest.Status.values)
@@ -19,6 +22,8 @@ class Command(BaseCommand):
         requests = CertificateRequest.objects.select_related("certificate", "acted_by")
         if status:
             requests = requests.filter(status=status)
+        else:  # not the agents' business until the requester confirms the address
+            requests = requests.exclude(status__in=CertificateRequest.NOT_IN_QUEUE)
         if profile:
             requests = requests.filter(profile=profile)
         rows = list(requests.order_by("-submitted_at", "-pk")[:limit])

@@ -3,11 +3,20 @@
 from django.core.management.base import BaseCommand
 
 from requests_app import services
-from requests_app.management._util import add_request_arguments, read_input, service_errors
+from requests_app.management._util import (
+    add_request_arguments,
+    administrator_label,
+    read_input,
+    service_errors,
+)
 
 
 class Command(BaseCommand):
-    help = "Put a CSR in the queue for an agent; the last line of output is the request ID."
+    help = (
+        "Put a CSR in the queue for an agent; the last line of output is the request ID. "
+        "The administrator running the command vouches for the requester's email address: "
+        "no confirmation mail is sent, and the audit row names the administrator."
+    )
 
     def add_arguments(self, parser):
         add_request_arguments(parser)
@@ -21,6 +30,8 @@ class Command(BaseCommand):
                 requester_email=email,
                 requester_name=name,
                 extra_hostnames=san,
+                channel="command",
+                email_confirmed_by=administrator_label("submit_request"),
             )
         self.stdout.write(f"Submitted a {req.profile} request for {req.subject or '(no subject)'}")
         if req.requested_sans:

@@ -16,7 +16,7 @@ def give_each_delivery_a_public_id(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("delivery", "0003_revoked_kind"),
+        ("delivery", "0004_email_confirmation_kind"),
     ]
 
     operations = [
