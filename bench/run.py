@@ -184,6 +184,42 @@ def main() -> None:
         )
     sections.append("## 4. Pages under load\n\n" + body)
 
+    rows = []
+    for db in dbs:
+        r = run("audit_chain", "--db", db, "-n", "50" if quick else "200", "--rounds", "7")
+        if "error" in r:
+            rows.append([db, "error", str(r["error"]), "", ""])
+            continue
+        for mode in ("serial", "concurrent"):
+            if mode not in r:
+                continue
+            m = r[mode]
+            label = "one at a time" if mode == "serial" else f"{r['threads']} threads at once"
+            rows.append(
+                [
+                    db,
+                    label,
+                    f"{m['with_per_s']:.0f}/s",
+                    f"{m['without_per_s']:.0f}/s",
+                    f"{m['ratio_median']:.2f} [{m['ratio_min']:.2f}-{m['ratio_max']:.2f}], "
+                    f"{m['added_ms']:+.2f} ms",
+                ]
+            )
+    sections.append(
+        "## 5. The audit chain's cost per approval\n\n"
+        + table(
+            [
+                "db",
+                "approvals",
+                "with the chain",
+                "without",
+                "time ratio with/without, median [min-max], per approval",
+            ],
+            rows,
+        )
+        + "\n\nInterleaved rounds of single approvals (services.approve_request)."
+    )
+
     sections.append((ROOT / "bench" / "analysis.md").read_text().strip())
     report = "\n\n".join(sections) + "\n"
     print(report)

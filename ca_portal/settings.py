@@ -118,6 +118,16 @@ CA_KEY_PASSPHRASE = env.str("CA_KEY_PASSPHRASE", default=_DEV_CA_KEY_PASSPHRASE)
 CA_KEY_BACKENDS = {
     "default": {"BACKEND": "requests_app.keys.files.EncryptedFileBackend", "OPTIONS": {}},
 }
+# Key files are encrypted with PBKDF2-HMAC-SHA256 of this many rounds (OWASP: 600,000 at
+# least); existing files are rewrapped by `manage.py rewrap_keys`. Read once per process.
+CA_KEY_KDF_ROUNDS = env.int("CA_KEY_KDF_ROUNDS", default=600_000)
+
+# The audit log's signed checkpoints (HMAC-SHA256): the key (default: derived from
+# SECRET_KEY; set it to keep checkpoints verifiable across a SECRET_KEY rotation), and how
+# often one is written: every so many rows, or after so many seconds, whichever comes first.
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="")
+AUDIT_CHECKPOINT_ROWS = env.int("AUDIT_CHECKPOINT_ROWS", default=1000)
+AUDIT_CHECKPOINT_SECONDS = env.int("AUDIT_CHECKPOINT_SECONDS", default=3600)
 
 RETRIEVAL_LINK_MAX_AGE_DAYS = env.int("RETRIEVAL_LINK_MAX_AGE_DAYS", default=30)
 # Pre-issuance linting: before the CA key signs, the certificate is built, signed by a
@@ -222,6 +232,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # The logged-in user is the actor of changes the audit sees through model signals.
+    "requests_app.actor.CurrentActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -311,14 +323,17 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; IMMEDIATE takes the write
-    # lock at BEGIN so two writers queue instead of failing mid-transaction.
+    # lock at BEGIN so two writers queue instead of failing mid-transaction. secure_delete
+    # zeroes freed bytes, so an erased server-made key leaves no copy in the file.
     # The lock wait (seconds) may be set in the URL: sqlite:///path?timeout=5.
     _sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
     _sqlite_options.setdefault("timeout", 20)
     _sqlite_options.update(
         {
             "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;"
+            ),
         }
     )
 

@@ -27,3 +27,6 @@ DELIVERY_BACKENDS = {
 # Tests submit many requests from one address; the rate-limit tests lower this themselves.
 ENROLL_RATE_LIMIT = "1000000/3600"
 MAIL_PER_RECIPIENT_PER_DAY = 1000000
+# Key files: fewer KDF rounds than production's 600,000, so the hundreds of CAs the suite
+# makes stay fast (the tests of key storage set the production value themselves).
+CA_KEY_KDF_ROUNDS = 10_000

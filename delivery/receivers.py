@@ -17,6 +17,7 @@ import logging
 
 from anymail.signals import tracking
 from django.conf import settings
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.dispatch import receiver
 
@@ -194,3 +195,36 @@ def notify_revoked(sender, *, certificate, reason, actor, **kwargs):
         recipient=request.requester_email,
         actor=actor,
     )
+
+
+@receiver(signals.agent_access_changed, dispatch_uid="delivery.agent_access_changed")
+@_never_raises
+def notify_agent_access(sender, *, users, granted, via, actor, **kwargs):
+    """Tell the other agents, on commit, that someone gained or lost the agents' access.
+
+    Sent straight through the default mailer, not the outbox: a Delivery row belongs to a
+    certificate request, and this notice has none (it is logged if it cannot be sent)."""
+    if not settings.DELIVERY_NOTIFICATIONS:
+        return
+    affected = {user.email.lower() for user in users if user.email}
+    recipients = [a for a in services.agent_addresses() if a.lower() not in affected]
+    if not recipients:
+        return
+    names = ", ".join(user.get_username() for user in users)
+    by = actor.get_username() if actor is not None else "system"
+    change = "became" if granted else "is no longer"
+    subject = f"[ca-portal] {names} {change} a Certificate Manager agent"
+    body = (
+        f"{names} {change} a Certificate Manager agent (through {via}).\n"
+        f"Changed by: {by}.\n\n"
+        "If you did not expect this, check the user's account and the audit log now.\n"
+    )
+    transaction.on_commit(lambda: _send_notice(subject, body, recipients))
+
+
+def _send_notice(subject: str, body: str, recipients: list[str]) -> None:
+    for recipient in recipients:  # one message each: agents do not see each other's address
+        try:
+            EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, [recipient]).send()
+        except Exception:
+            logger.exception("could not send the agent access notice to %s", recipient)

@@ -201,6 +201,7 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
                     "key_description",
                     "requested_names",
                     "csr_names",
+                    "dropped_from_csr",
                     "public_key_sha256",
                     "csr_pem",
                 ]
@@ -234,6 +235,19 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         if names is None:
             return "(unreadable)"
         return ", ".join(names) or "-"
+
+    @admin.display(description="dropped from the CSR")
+    def dropped_from_csr(self, obj: CertificateRequest) -> str:
+        """What the profile leaves out of the certificate, shown before approval."""
+        try:
+            profile = profiles.get_profile(obj.profile)
+            info = pki.check_csr(obj.csr_pem, allow_ed25519=profile.allow_ed25519)
+            dropped = profiles.dropped_from(
+                profile, info.csr.subject, info.sans, requester_email=obj.requester_email
+            )
+        except (profiles.ProfileError, pki.PKIError) as exc:
+            return f"(cannot tell: {exc})" if obj.csr_pem else "-"
+        return ", ".join(dropped) or "-"
 
     @admin.display(description="certificate")
     def certificate_link(self, obj: CertificateRequest) -> str:

@@ -8,10 +8,13 @@ class RequestsAppConfig(AppConfig):
 
     def ready(self):
         from . import (
+            access_audit,
             checks,  # noqa: F401 - registers the system checks
             login_throttle,  # noqa: F401 - audits logins, failures and lockouts
         )
         from .keys import checks as key_checks  # noqa: F401 - registers CA_KEY_BACKENDS' check
+
+        access_audit.connect()  # agent access changes, audited from any surface
 
 
 class AgentAdminConfig(admin_apps.AdminConfig):

@@ -11,11 +11,12 @@ from functools import cached_property
 from cryptography import x509
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models.functions import Lower
 from django.urls import reverse
+from django.utils import timezone
 
-from . import pki
+from . import auditchain, pki
 
 # Crockford's base32: no I, L, O or U, so an ID read over the phone is not misheard.
 PUBLIC_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -320,6 +321,8 @@ class CertificateRequest(models.Model):
                 fields=["profile", "status", "-submitted_at"], name="request_profile_newest"
             ),
             models.Index(Lower("requester_email"), name="request_email_lower"),
+            # One waiting request per key and profile: the duplicate check at submission.
+            models.Index(fields=["public_key_sha256", "profile"], name="request_key_profile"),
         ]
 
     def __str__(self) -> str:
@@ -417,6 +420,13 @@ class StatusCount(models.Model):
 
 
 class AuditQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        """Insert many rows at once, chained in the order given."""
+        objs = list(objs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            auditchain.chain(objs, using=self.db)
+            return super().bulk_create(objs, *args, **kwargs)
+
     def update(self, **kwargs):
         raise TypeError("audit events are append-only; they cannot be updated")
 
@@ -425,9 +435,11 @@ class AuditQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """One row per state change. Append-only: never updated, never deleted."""
+    """One row per state change. Append-only: never updated, never deleted; each row is
+    chained to its predecessor by hash (requests_app.auditchain; `manage.py verify_audit`)."""
 
-    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set under the chain's lock when the row is chained (it is part of the hash).
+    time = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -448,6 +460,11 @@ class AuditEvent(models.Model):
     )
     details = models.JSONField(default=dict, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
+    #: The row's place in the chain (1, 2, ...), the hash of the row before it, and the
+    #: SHA-256 of this row's contents with that link.
+    seq = models.PositiveBigIntegerField(null=True, unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    hash = models.CharField(max_length=64, blank=True, editable=False)
 
     objects = AuditQuerySet.as_manager()
 
@@ -460,7 +477,41 @@ class AuditEvent(models.Model):
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise TypeError("audit events are append-only; they cannot be updated")
-        super().save(*args, **kwargs)
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using, savepoint=False):
+            auditchain.chain([self], using=using)
+            super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         raise TypeError("audit events are append-only; they cannot be deleted")
+
+
+class AuditChainHead(models.Model):
+    """The one row (id 1) that holds the end of the audit chain; its lock orders writers.
+
+    `mac` signs (seq, hash) so that cutting rows off the end needs AUDIT_HMAC_KEY."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+    mac = models.CharField(max_length=64)
+    checkpoint_seq = models.PositiveBigIntegerField(default=0)
+    checkpoint_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"audit chain head at seq {self.seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement that the audit chain had this hash at this seq (HMAC-SHA256 under
+    AUDIT_HMAC_KEY), written every AUDIT_CHECKPOINT_ROWS rows or AUDIT_CHECKPOINT_SECONDS."""
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    created = models.DateTimeField()
+    mac = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"audit checkpoint at seq {self.seq}"

@@ -6,7 +6,6 @@ Defined here, overridable field by field (or extended with new profiles) through
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import re
 from dataclasses import dataclass
@@ -21,7 +20,12 @@ from . import pki
 
 
 class ProfileError(ValueError):
-    """A request does not fit its profile; the message is meant for a person."""
+    """A request does not fit its profile; the message is meant for a person, and field
+    (when given) names the input it is about: "csr", "extra_hostnames", "sans"."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,10 @@ class Profile:
     #: The S/MIME generation under baseline_requirements: "multipurpose" (clientAuth allowed
     #: beside emailProtection) or "strict" (emailProtection only).
     smime_generation: str = "multipurpose"
+    #: The subject attributes taken from a CSR (checked, rebuilt); the others are dropped.
+    subject_attributes: tuple[str, ...] = ("CN", "O", "OU")
+    #: Names such as localhost or intranet (no dot): refused unless this is True.
+    allow_single_label_names: bool = False
 
     @property
     def takes_hostnames(self) -> bool:
@@ -115,6 +123,7 @@ DEFAULT_PROFILES = {
         san_policy="hostnames",
         auto_delivery=(),
         dogtag_ids=("caServerCert", "caECServerCert"),
+        subject_attributes=("CN", "O", "L", "ST", "C"),
     ),
     "user": Profile(
         name="user",
@@ -130,6 +139,7 @@ DEFAULT_PROFILES = {
         auto_delivery=("email_link",),
         dogtag_ids=("caUserCert", "caECUserCert"),
         confirm_email=True,
+        subject_attributes=("CN", "O", "OU"),
     ),
     "agent": Profile(
         name="agent",
@@ -144,6 +154,7 @@ DEFAULT_PROFILES = {
         # The login certificate names the address, and agents would take it for the
         # colleague's own: the address is proved like a user certificate's.
         confirm_email=True,
+        subject_attributes=("CN", "O", "OU"),
     ),
 }
 
@@ -185,6 +196,12 @@ def _check_profile(profile: Profile) -> None:
     if unknown:
         raise ProfileError(
             f"{where}: unknown extended key usages {unknown}; use {', '.join(pki.EKU_OIDS)}"
+        )
+    unknown = [a for a in profile.subject_attributes if a not in pki.ATTRIBUTES]
+    if unknown or not profile.subject_attributes:
+        raise ProfileError(
+            f"{where}: subject_attributes {list(profile.subject_attributes)} must name some of "
+            f"{', '.join(pki.ATTRIBUTES)}"
         )
     if profile.san_policy not in SAN_POLICIES:
         raise ProfileError(
@@ -264,6 +281,50 @@ def check_validity(profile: Profile, validity_days: int | None) -> int:
     return validity_days
 
 
+def issued_subject(
+    profile: Profile, subject: x509.Name, *, requester_email: str
+) -> pki.CheckedSubject:
+    """The subject a certificate under this profile gets from a CSR's (or a renewed
+    certificate's) subject: rebuilt from the checked attributes, the others dropped."""
+    try:
+        return pki.check_subject(
+            subject,
+            accepted=profile.subject_attributes,
+            requester_email=requester_email,
+            hostname_cn=profile.takes_hostnames,
+            allow_single_label=profile.allow_single_label_names,
+        )
+    except pki.PKIError as exc:
+        raise ProfileError(str(exc), field="csr") from None
+
+
+def typed_common_name(profile: Profile, name: str, *, what: str = "name") -> str:
+    """A common name typed by the requester (the server-key form's name), checked."""
+    try:
+        values = pki.check_values([("CN", name)], accepted=profile.subject_attributes)
+    except pki.InvalidName as exc:
+        raise ProfileError(f"your {what}: {exc}", field="requester_name") from None
+    return values[0][1]
+
+
+def dropped_sans(profile: Profile, csr_sans: list[str], *, requester_email: str) -> list[str]:
+    """The CSR's subjectAltName entries that the certificate will not name."""
+    if profile.takes_hostnames:
+        return [s for s in csr_sans if s.split(":", 1)[0] not in ("DNS", "IP")]
+    mine = f"email:{requester_email}".lower()
+    return [s for s in csr_sans if s.lower() != mine]
+
+
+def dropped_from(
+    profile: Profile, subject: x509.Name, csr_sans: list[str], *, requester_email: str
+) -> list[str]:
+    """Everything of a CSR that a certificate under this profile will not carry: subject
+    attributes ("OU=Sales") and subjectAltName entries ("DNS:x"); ProfileError when the
+    subject would be refused."""
+    checked = issued_subject(profile, subject, requester_email=requester_email)
+    return [*checked.dropped, *dropped_sans(profile, csr_sans, requester_email=requester_email)]
+
+
 def requested_sans(
     profile: Profile,
     *,
@@ -272,22 +333,40 @@ def requested_sans(
     extra_hostnames: list[str],
     requester_email: str,
 ) -> list[str]:
-    """The SANs (as "DNS:x", "IP:y", "email:z") a request asks for under this profile."""
+    """The SANs (as "DNS:x", "IP:y", "email:z") a request asks for under this profile.
+
+    subject_cn is the checked CN (issued_subject): for a hostname profile, a CN without
+    blanks is a hostname already validated, and the certificate names it."""
+    single = profile.allow_single_label_names
     if profile.takes_hostnames:
         names: list[str] = []
-        candidates = [s for s in csr_sans if s.split(":", 1)[0] in ("DNS", "IP")]
-        candidates += [pki.san_to_text(pki.parse_san(h)) for h in extra_hostnames if h.strip()]
-        if subject_cn:
-            with contextlib.suppress(pki.InvalidName):  # a CN that is no hostname is a label
-                candidates.append(pki.san_to_text(pki.parse_san(subject_cn)))
+        candidates = []
+        for text in csr_sans:
+            if text.split(":", 1)[0] not in ("DNS", "IP"):
+                continue
+            try:
+                candidates.append(
+                    pki.san_to_text(pki.san_from_text(text, allow_single_label=single))
+                )
+            except pki.InvalidName as exc:
+                raise ProfileError(f"The CSR's subjectAltName: {exc}", field="csr") from None
+        for typed in extra_hostnames:
+            if not typed.strip():
+                continue
+            try:
+                candidates.append(pki.san_to_text(pki.parse_san(typed, allow_single_label=single)))
+            except pki.InvalidName as exc:
+                raise ProfileError(str(exc), field="extra_hostnames") from None
+        if subject_cn and not any(ch.isspace() for ch in subject_cn):
+            candidates.append(pki.san_to_text(pki.parse_san(subject_cn, allow_single_label=single)))
         for text in candidates:
-            normalized = pki.san_to_text(pki.san_from_text(text))
-            if normalized not in names:
-                names.append(normalized)
+            if text not in names:
+                names.append(text)
         if not names:
             raise ProfileError(
                 "A server certificate needs at least one hostname: put it in the CSR "
-                "(CN or subjectAltName) or list it under extra hostnames."
+                "(CN or subjectAltName) or list it under extra hostnames.",
+                field="extra_hostnames" if extra_hostnames else "csr",
             )
         return names
     if profile.san_policy == "requester_email":
@@ -304,7 +383,9 @@ def check_sans(profile: Profile, sans: list[str], *, requester_email: str) -> li
         if not text.strip():
             continue
         try:
-            name = pki.san_from_text(text.strip())
+            name = pki.san_from_text(
+                text.strip(), allow_single_label=profile.allow_single_label_names
+            )
         except pki.InvalidName as exc:
             raise ProfileError(str(exc)) from None
         if name not in names:  # an edited list may repeat a name; a certificate should not

@@ -58,3 +58,12 @@ crl_published = Signal()
 #: A certificate was linked to an agent account, so it logs that agent in ("linked"), or the
 #: link was removed ("unlinked"). provides args: link, event, actor
 agent_certificate_changed = Signal()
+
+#: The CA and OCSP keys at rest were re-encrypted (rewrap_keys). provides args: rewrapped
+#: (how many key files changed), actor
+keys_rewrapped = Signal()
+
+#: Users gained (granted=True) or lost the agents' approval access: the agents group, a group
+#: with the approval permission, the permission itself, superuser status. provides args:
+#: users, granted, via (how, in words), actor
+agent_access_changed = Signal()

@@ -31,6 +31,13 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _localhost_is_a_server_name(settings):
+    """These tests serve TLS on localhost: a single-label name, which the server profile
+    takes only when allow_single_label_names is set (issue 12)."""
+    settings.CA_PROFILES = {"server": {"allow_single_label_names": True}}
+
+
 @pytest.fixture(scope="module")
 def browser():
     """One headless Chromium for the module."""

@@ -88,10 +88,12 @@ def test_short_passphrase_is_refused():
 
 
 def test_build_csr_names_the_person():
-    """The CSR carries CN=name (cut to 64 characters) and verifies."""
+    """The CSR carries CN=name and verifies; a name over 64 characters is refused, not cut."""
     key = pki.generate_private_key("p256")
-    info = pki.check_csr(pki.build_csr(key, "A" * 70))
+    info = pki.check_csr(pki.build_csr(key, "A" * 64))
     assert info.subject == "CN=" + "A" * 64
+    with pytest.raises(pki.CSRError, match="1 to 64 characters"):
+        pki.build_csr(key, "A" * 65)
     assert pki.same_public_key(info.csr.public_key(), key)
 
 

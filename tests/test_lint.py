@@ -9,6 +9,7 @@ auto-approve, the agent page, the command), with an audit row, and nothing is si
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -559,3 +560,69 @@ def test_agent_page_shows_the_finding_instead_of_a_500(client, ca, agent, broken
     assert response.status_code == 200
     assert "pkix.name_constraints_in_ee_certificate" in response.content.decode()
     _assert_refused_and_recorded(req, code="pkix.name_constraints_in_ee_certificate", actor=agent)
+
+
+# --- names whose syntax the name policy decides -------------------------------------
+
+
+def test_a_wildcard_name_is_issued_although_pkilints_rfc5280_linter_calls_it_invalid(ca, agent):
+    """pkilint's RFC 5280 linter reports every wildcard as invalid syntax; the name policy
+    decides wildcards (left-most label only), so that finding is dropped for them alone."""
+    req = submit_confirmed(
+        profile="server",
+        csr=make_csr(cn="www.example.test", sans=[x509.DNSName("*.example.test")]),
+        requester_email="ops@example.test",
+    )
+    cert = services.approve_request(req, agent=agent).x509
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "*.example.test" in names.get_values_for_type(x509.DNSName)
+    assert [str(f) for f in pki.lint(cert, ["rfc5280"]) if f.at_least("WARNING")] == []
+
+
+def test_the_exemption_covers_only_names_the_policy_decided():
+    """Signed straight through pki (no name policy in front), a bad name keeps its finding
+    even beside an exempt wildcard; a single-label name keeps it unless allowed."""
+    from requests_app.pki import linting
+
+    key = pki.generate_private_key("p256")
+
+    def cert_for(*dns):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(x509.Name.from_rfc4514_string("CN=Linted"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+            .not_valid_after(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in dns]), critical=True
+            )
+        )
+        return pki.sign(builder, key)
+
+    def syntax_findings(cert, **options):
+        return [
+            f.message
+            for f in pki.lint(cert, ["rfc5280"], **options)
+            if f.code == linting.NAME_SYNTAX_FINDING
+        ]
+
+    assert syntax_findings(cert_for("*.example.test", "-bad.example.test")) == [
+        'Invalid domain name syntax: "-bad.example.test"'
+    ]
+    assert syntax_findings(cert_for("*.*.example.test")) != []  # not a left-most wildcard only
+    assert syntax_findings(cert_for("localhost")) == ['Invalid domain name syntax: "localhost"']
+    assert syntax_findings(cert_for("localhost"), allow_single_label=True) == []
+
+
+def test_a_profile_that_allows_single_label_names_issues_them(ca, agent, settings):
+    settings.CA_PROFILES = {"server": {"allow_single_label_names": True}}
+    req = submit_confirmed(
+        profile="server",
+        csr=make_csr(cn="intranet", sans=[x509.DNSName("intranet")]),
+        requester_email="ops@example.test",
+    )
+    cert = services.approve_request(req, agent=agent).x509
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["intranet"]

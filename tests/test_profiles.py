@@ -169,8 +169,9 @@ def test_server_needs_at_least_one_hostname():
 
 def test_server_refuses_a_bad_extra_hostname():
     """A malformed extra hostname is refused by the name checks."""
-    with pytest.raises(pki.InvalidName, match="wildcard"):
+    with pytest.raises(profiles.ProfileError, match="wildcard") as refused:
         _requested("server", extra_hostnames=["*.com"])
+    assert refused.value.field == "extra_hostnames"
 
 
 def test_user_and_agent_sans_are_the_requester_email():

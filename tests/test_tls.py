@@ -34,6 +34,13 @@ def _empty_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _localhost_is_a_server_name(settings):
+    """These tests serve TLS on localhost: a single-label name, which the server profile
+    takes only when allow_single_label_names is set (issue 12)."""
+    settings.CA_PROFILES = {"server": {"allow_single_label_names": True}}
+
+
 def _ca_file(client, ca, directory: Path) -> Path:
     path = directory / "ca.pem"
     path.write_bytes(client.get(reverse("ca_certificate", args=[ca.pk, "pem"])).content)

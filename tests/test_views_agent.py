@@ -214,8 +214,7 @@ def test_list_search(agent_client, ca, agent):
 
 def test_list_paginates_without_counting(agent_client, ca, django_assert_max_num_queries):
     """Pages hold 50 rows, link to the next one, and never COUNT(*) the requests table."""
-    csr = make_csr(cn="many.example.test")
-    made = [_submit(csr=csr) for _ in range(53)]
+    made = [_submit(csr=make_csr(cn="many.example.test")) for _ in range(53)]
     with CaptureQueriesContext(connection) as queries, django_assert_max_num_queries(8):
         first = agent_client.get(reverse("agent:request_list"))
     counting = [

@@ -21,7 +21,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from ..plugins import plugin_class
-from .base import CAKeyError, KeyBackend, NewKey
+from .base import CAKeyError, KeyBackend, NewKey, Rewrapped
 
 if TYPE_CHECKING:
     from ..models import CertificateAuthority
@@ -32,6 +32,7 @@ __all__ = [
     "KeyBackend",
     "KeyBackendHandler",
     "NewKey",
+    "Rewrapped",
     "backend_for",
     "backends",
     "reset",

@@ -3,7 +3,7 @@ responders) and signs with them. It never hands a private key object to its call
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from cryptography import x509
 
@@ -15,6 +15,16 @@ if TYPE_CHECKING:
 
 class CAKeyError(pki.CAError):
     """The CA key is missing or cannot be opened with the configured secret."""
+
+
+class Rewrapped(NamedTuple):
+    """One stored key after rewrap_keys: how it was protected, and how it is now (None when
+    it was left as it was)."""
+
+    backend: str
+    name: str
+    before: str
+    after: str | None
 
 
 class NewKey:
@@ -109,3 +119,11 @@ class KeyBackend:
         """Name the responder in an OCSP answer and sign it (DER): with the CA's delegated
         responder while it is valid, otherwise with the CA key."""
         raise self._missing("sign_ocsp_response")
+
+    # --- keys at rest -------------------------------------------------------------------
+
+    def rewrap_keys(self, new_passphrase: str | None = None) -> list[Rewrapped]:
+        """Re-encrypt the keys this backend keeps at rest with its strongest protection (and
+        under new_passphrase if given); idempotent. A backend whose keys never rest in files
+        it encrypts (a token) has nothing to rewrap."""
+        return []

@@ -31,3 +31,20 @@ def check_key_backends(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+@checks.register(checks.Tags.security)
+def check_key_file_kdf(app_configs=None, **kwargs):
+    """In production, key files are encrypted with at least OWASP's PBKDF2 rounds."""
+    from .. import pki
+
+    rounds = getattr(settings, "CA_KEY_KDF_ROUNDS", pki.MIN_KDF_ROUNDS)
+    if settings.DEBUG or rounds >= pki.MIN_KDF_ROUNDS:
+        return []
+    return [
+        checks.Error(
+            f"CA_KEY_KDF_ROUNDS is {rounds}; key files need at least {pki.MIN_KDF_ROUNDS:,} "
+            "rounds of PBKDF2-HMAC-SHA256",
+            id="ca.E013",
+        )
+    ]

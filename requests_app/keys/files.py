@@ -19,7 +19,7 @@ from cryptography import x509
 from django.conf import settings
 
 from .. import pki
-from .base import CAKeyError, KeyBackend, NewKey
+from .base import CAKeyError, KeyBackend, NewKey, Rewrapped
 
 if TYPE_CHECKING:
     from ..models import CertificateAuthority
@@ -32,13 +32,29 @@ def _read_key_file(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _encrypt(key: pki.PrivateKey, passphrase: str) -> bytes:
+    # PBKDF2-HMAC-SHA256 of CA_KEY_KDF_ROUNDS (600,000 by default), AES-256-CBC.
+    return pki.encrypt_key_strongly(key, passphrase, rounds=settings.CA_KEY_KDF_ROUNDS)
+
+
 def _write_key_file(path: Path, key: pki.PrivateKey, passphrase: str) -> None:
     """Write the key encrypted under passphrase, mode 0600, never overwriting a file."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = pki.encrypt_private_key(key, passphrase)
+    data = _encrypt(key, passphrase)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+def _replace_key_file(path: Path, data: bytes) -> None:
+    """Put data in place of an existing key file at once (a reader sees old or new, whole)."""
+    temporary = path.with_name(f".{path.name}.rewrap")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def _read_certificate(path: Path) -> x509.Certificate | None:
@@ -149,6 +165,60 @@ class EncryptedFileBackend(KeyBackend):
             raise CAKeyError(f"the key file of CA '{ca.name}' does not match its certificate")
         logger.info("loaded the key of CA %s", ca.name)
         return key
+
+    # --- keys at rest ------------------------------------------------------------------
+
+    def rewrap_keys(self, new_passphrase: str | None = None) -> list[Rewrapped]:
+        """Re-encrypt every key file of the directory with CA_KEY_KDF_ROUNDS (and under
+        new_passphrase if given). Every file is opened before any is written, so a wrong
+        passphrase changes nothing; a file already strong (under the target passphrase) is
+        left as it is, so a second run does nothing."""
+        rounds = settings.CA_KEY_KDF_ROUNDS
+        target = new_passphrase or self._secret
+        plan: list[tuple[Path, pki.KeyEncryption, pki.PrivateKey | None]] = []
+        for path in sorted(self.directory.glob("*.key.pem")):
+            data = _read_key_file(path)
+            before = pki.key_encryption(data)
+            key = None
+            if not (before.strong(rounds) and self._opens(data, target)):
+                key = self._open_for_rewrap(path, data, new_passphrase)
+            plan.append((path, before, key))
+        results = []
+        for path, before, key in plan:
+            if key is None:
+                results.append(Rewrapped(self.alias, path.name, str(before), None))
+                continue
+            data = _encrypt(key, target)
+            _replace_key_file(path, data)
+            results.append(
+                Rewrapped(self.alias, path.name, str(before), str(pki.key_encryption(data)))
+            )
+        with self._lock:  # keys read under the old passphrase must not outlive the change
+            self._keys.clear()
+            self._responders.clear()
+        return results
+
+    def _opens(self, data: bytes, passphrase: str) -> bool:
+        # Opened even when the KDF is already strong: a wrong passphrase must not pass.
+        try:
+            pki.load_private_key(data, passphrase)
+        except pki.CAError:
+            return False
+        return True
+
+    def _open_for_rewrap(
+        self, path: Path, data: bytes, new_passphrase: str | None
+    ) -> pki.PrivateKey:
+        for passphrase in filter(None, (self._secret, new_passphrase)):
+            try:
+                return pki.load_private_key(data, passphrase, what=f"the key file {path.name}")
+            except pki.CAError:
+                continue
+        raise CAKeyError(
+            f"the key file {path.name} does not open with CA_KEY_PASSPHRASE"
+            + (" or the new passphrase" if new_passphrase else "")
+            + "; nothing was rewrapped"
+        )
 
     # --- OCSP: the delegated responder, or the CA itself -----------------------------
 

@@ -15,12 +15,18 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, OutputWrapper
 from django.core.serializers.json import DjangoJSONEncoder
 
-from requests_app import profiles, services
+from requests_app import pki, profiles, services
 from requests_app.models import (
     APPROVE_PERMISSION,
     Certificate,
     CertificateRequest,
 )
+
+
+def printable(value) -> str:
+    """Requester-controlled text for a terminal: control and formatting characters are
+    written as escapes (\\n, \\x00, \\u202e), never obeyed."""
+    return pki.escape_text(str(value))
 
 
 @contextmanager

@@ -62,6 +62,7 @@ from .keys import (
     encrypt_private_key,
     generate_private_key,
     key_description,
+    key_name,
     key_type_of,
     load_private_key,
     public_key_der,
@@ -70,6 +71,7 @@ from .keys import (
     sign,
     signature_hash,
 )
+from .keywrap import MIN_KDF_ROUNDS, KeyEncryption, encrypt_key_strongly, key_encryption
 from .linting import LINTERS, Finding, lint, lint_builder, lint_certificate, same_tbs
 from .names import (
     GeneralName,
@@ -107,8 +109,18 @@ from .revocation import (
     reason_flag,
 )
 from .sealing import MIN_PASSPHRASE_LENGTH, check_passphrase, seal, unseal
+from .subject import (
+    ATTRIBUTES,
+    CheckedSubject,
+    check_characters,
+    check_subject,
+    check_text,
+    check_values,
+    escape_text,
+)
 
 __all__ = [
+    "ATTRIBUTES",
     "CABF_POLICY_OIDS",
     "CA_KEY_TYPES",
     "EC_CURVES",
@@ -118,6 +130,7 @@ __all__ = [
     "MAX_COMMON_NAME",
     "MAX_CSR_BYTES",
     "MAX_OCSP_REQUEST_BYTES",
+    "MIN_KDF_ROUNDS",
     "MIN_PASSPHRASE_LENGTH",
     "PKCS12_FORMATS",
     "REASONS",
@@ -129,9 +142,11 @@ __all__ = [
     "CSRError",
     "CSRInfo",
     "CertificateSummary",
+    "CheckedSubject",
     "Finding",
     "GeneralName",
     "InvalidName",
+    "KeyEncryption",
     "OCSPRequestError",
     "OCSPResponseStatus",
     "PKIError",
@@ -147,10 +162,14 @@ __all__ = [
     "ca_certificate_builder",
     "certificate_builder",
     "check_ca",
+    "check_characters",
     "check_csr",
     "check_csr_key",
     "check_new_ca",
     "check_passphrase",
+    "check_subject",
+    "check_text",
+    "check_values",
     "common_name",
     "create_ca",
     "crl_builder",
@@ -161,13 +180,17 @@ __all__ = [
     "decode_ocsp_get",
     "describe_certificate",
     "describe_csr_key",
+    "encrypt_key_strongly",
     "encrypt_private_key",
+    "escape_text",
     "fingerprint",
     "generate_private_key",
     "issue_certificate",
     "issuer_hashes",
     "issuer_order",
     "key_description",
+    "key_encryption",
+    "key_name",
     "key_type_of",
     "key_usage_for",
     "lint",

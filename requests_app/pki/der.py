@@ -42,3 +42,36 @@ def subject_public_key_bits(spki: bytes) -> bytes:
     _, pos, length = read_header(spki, pos)  # AlgorithmIdentifier SEQUENCE
     _, pos, length = read_header(spki, pos + length)  # subjectPublicKey BIT STRING
     return spki[pos + 1 : pos + length]
+
+
+def _element(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """(tag, offset of the contents, offset after the element) of the TLV at pos."""
+    header = read_header(data, pos)
+    if header is None:
+        return None
+    tag, start, length = header
+    end = start + length
+    return (tag, start, end) if end <= len(data) else None
+
+
+def csr_key_parameters_tag(csr_der: bytes) -> int | None:
+    """The tag of the key algorithm's parameters in a DER CSR (OBJECT IDENTIFIER 0x06 for
+    a named curve, SEQUENCE 0x30 for explicit curve parameters, NULL 0x05); None when the
+    CSR cannot be walked or the parameters are absent."""
+    steps = [
+        ("enter", SEQUENCE),  # CertificationRequest
+        ("enter", SEQUENCE),  # certificationRequestInfo
+        ("skip", 0x02),  # version
+        ("skip", SEQUENCE),  # subject
+        ("enter", SEQUENCE),  # subjectPKInfo
+        ("enter", SEQUENCE),  # algorithm
+        ("skip", 0x06),  # its OBJECT IDENTIFIER; the parameters follow
+    ]
+    pos = 0
+    for step, tag in steps:
+        element = _element(csr_der, pos)
+        if element is None or element[0] != tag:
+            return None
+        pos = element[1] if step == "enter" else element[2]
+    element = _element(csr_der, pos)
+    return element[0] if element else None

@@ -6,7 +6,7 @@ import hashlib
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 
 from .errors import CAError, PKIError
 
@@ -43,6 +43,28 @@ def key_type_of(key: PublicKey | PrivateKey) -> str:
     return type(key).__name__
 
 
+_OTHER_KEYS = (
+    (dsa.DSAPublicKey, "DSA"),
+    (ed448.Ed448PublicKey, "Ed448"),
+    (x25519.X25519PublicKey, "X25519"),
+    (x448.X448PublicKey, "X448"),
+)
+
+
+def key_name(key) -> str:
+    """A public key's type as people call it: "RSA", "ECDSA P-256", "Ed25519", "DSA"."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA {EC_CURVES.get(key.curve.name, key.curve.name)}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    for kind, name in _OTHER_KEYS:
+        if isinstance(key, kind):
+            return name
+    return "unknown"
+
+
 def key_description(key: PublicKey) -> tuple[str, int]:
     """Algorithm name and size in bits, as shown to people: ("RSA", 2048), ("EC P-256", 256)."""
     if isinstance(key, rsa.RSAPublicKey):
@@ -51,7 +73,7 @@ def key_description(key: PublicKey) -> tuple[str, int]:
         return f"EC {EC_CURVES.get(key.curve.name, key.curve.name)}", key.curve.key_size
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "Ed25519", 256
-    return type(key).__name__, 0
+    return key_name(key), getattr(key, "key_size", 0)
 
 
 def public_key_der(key: PublicKey | PrivateKey) -> bytes:

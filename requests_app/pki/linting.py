@@ -12,6 +12,7 @@ running them), and run under a lock: they are shared objects, and linting is CPU
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -156,13 +157,59 @@ def lint_certificate(
     return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
 
 
-def lint(cert: x509.Certificate, linters: tuple[str, ...] | list[str]) -> list[Finding]:
-    """The findings of several linters on cert, each once, worst first."""
+#: pkilint's RFC 5280 linter calls every dNSName that is not a plain RFC 1034 hostname of
+#: two or more labels invalid, including the two shapes RFC 5280 leaves to other rules: a
+#: wildcard left-most label (RFC 6125 6.4.3, which the CA/B linters check on their own) and a
+#: single-label name (`localhost`, which a profile may allow). The name policy (pki.names)
+#: has decided those before anything is built, so for exactly those names this finding is
+#: not pkilint's to make; every other name keeps it.
+NAME_SYNTAX_FINDING = "pkix.invalid_domain_name_syntax"
+_NAME_IN_MESSAGE = re.compile(r'Invalid domain name syntax: "(?P<name>[^"]*)"')
+
+
+def policy_decided_names(cert: x509.Certificate, *, single_label: bool) -> frozenset[str]:
+    """The dNSNames of cert whose syntax the name policy decides rather than pkilint: the
+    wildcards, and (when the profile allows them) the single-label names."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    from pkilint.pkix.general_name import validators_predicate
+    from validators import domain
+
+    def well_formed(hostname: str) -> bool:  # pkilint's own test of a hostname
+        return validators_predicate(domain, hostname)
+
+    decided = set()
+    for name in san.get_values_for_type(x509.DNSName):
+        if (name.startswith("*.") and well_formed(name[2:])) or (
+            single_label and "." not in name and well_formed(f"{name}.example")
+        ):
+            decided.add(name)
+    return frozenset(decided)
+
+
+def _decided_by_policy(finding: Finding, names: frozenset[str]) -> bool:
+    if finding.code != NAME_SYNTAX_FINDING:
+        return False
+    match = _NAME_IN_MESSAGE.fullmatch(finding.message)
+    return match is not None and match["name"] in names
+
+
+def lint(
+    cert: x509.Certificate,
+    linters: tuple[str, ...] | list[str],
+    *,
+    allow_single_label: bool = False,
+) -> list[Finding]:
+    """The findings of several linters on cert, each once, worst first (without the name
+    syntax findings about names the name policy decides: see NAME_SYNTAX_FINDING)."""
     superseded = "cabf-serverauth" in linters
+    decided = policy_decided_names(cert, single_label=allow_single_label)
     found: list[Finding] = []
     for linter in linters:
         findings = lint_certificate(cert, linter, serverauth_filters=superseded)
-        found += [f for f in findings if f not in found]
+        found += [f for f in findings if f not in found and not _decided_by_policy(f, decided)]
     return sorted(found, key=lambda f: SEVERITIES.index(f.severity))
 
 
@@ -182,11 +229,15 @@ def throwaway_key(key_type: str) -> PrivateKey:
 
 
 def lint_builder(
-    builder: x509.CertificateBuilder, *, key_type: str, linters: tuple[str, ...] | list[str]
+    builder: x509.CertificateBuilder,
+    *,
+    key_type: str,
+    linters: tuple[str, ...] | list[str],
+    allow_single_label: bool = False,
 ) -> tuple[x509.Certificate, list[Finding]]:
     """The to-be-signed certificate, signed by a throwaway key of key_type, and its findings."""
     precertificate = sign(builder, throwaway_key(key_type))
-    return precertificate, lint(precertificate, linters)
+    return precertificate, lint(precertificate, linters, allow_single_label=allow_single_label)
 
 
 def same_tbs(a: x509.Certificate, b: x509.Certificate) -> bool:

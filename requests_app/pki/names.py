@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+import idna
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -34,14 +35,55 @@ def parse_dn(dn: str) -> x509.Name:
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
-def normalize_hostname(value: str) -> str:
-    """Check a DNS name and return its lower-case A-label (IDNA) form.
+def _a_label(label: str, value: str) -> str:
+    """One label as its lower-case A-label: an ASCII label checked, an xn-- label decoded
+    and encoded again (IDNA2008), a U-label typed by a person converted."""
+    if label.isascii():
+        a_label = label.lower()
+        if a_label.startswith("xn--"):
+            try:
+                u_label = idna.decode(a_label)
+                again = idna.encode(u_label).decode("ascii")
+            except (idna.IDNAError, UnicodeError, ValueError) as exc:
+                raise InvalidName(
+                    f"{value!r}: the label {label!r} is not a valid IDNA A-label ({exc})"
+                ) from None
+            if again != a_label:
+                raise InvalidName(
+                    f"{value!r}: the label {label!r} is not the IDNA2008 encoding of "
+                    f"{u_label!r} (that is {again!r})"
+                )
+    else:
+        try:
+            a_label = idna.encode(label, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError, ValueError) as exc:
+            raise InvalidName(
+                f"{value!r} is not a valid internationalized hostname: {exc}"
+            ) from None
+    if a_label[2:4] == "--" and not a_label.startswith("xn--"):
+        raise InvalidName(
+            f"{value!r}: the label {label!r} has hyphens in its third and fourth "
+            "places, which DNS keeps for encoded labels (xn--)"
+        )
+    if not _LABEL.match(a_label):
+        raise InvalidName(
+            f"{value!r} is not a valid hostname (labels are letters, digits and inner "
+            "hyphens, at most 63 characters each)"
+        )
+    return a_label
 
-    No empty labels; a wildcard only as the whole left-most label, above two more labels.
+
+def normalize_hostname(value: str, *, allow_single_label: bool = False) -> str:
+    """Check a DNS name and return its lower-case A-label (IDNA2008) form.
+
+    No empty labels; a wildcard only as the whole left-most label, above two more labels;
+    a single-label name (localhost, intranet) only when allowed.
     """
     name = value.strip().removesuffix(".")  # one trailing dot is the root: drop it
     if not name:
         raise InvalidName("a hostname is empty")
+    if len(name) > 1024:  # longer than any name; do not run the codec over it
+        raise InvalidName(f"{value[:40]!r}... is longer than 253 characters")
     labels = name.split(".")
     if any(label == "" for label in labels):
         raise InvalidName(f"{value!r} has an empty label (two dots in a row)")
@@ -54,32 +96,32 @@ def normalize_hostname(value: str) -> str:
     for label in labels:
         if "*" in label:
             raise InvalidName(f"{value!r}: a wildcard may only be the whole left-most label")
-        try:
-            # ASCII labels skip the codec, so an over-long one gets the plain message below.
-            a_label = label if label.isascii() else label.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise InvalidName(f"{value!r} is not a valid internationalized hostname") from None
-        a_label = a_label.lower()
-        if not _LABEL.match(a_label):
-            raise InvalidName(
-                f"{value!r} is not a valid hostname (labels are letters, digits and inner hyphens)"
-            )
-        out.append(a_label)
+        out.append(_a_label(label, value))
+    if len(out) == 1 and not allow_single_label:
+        raise InvalidName(
+            f"{value!r} is a single-label name: a certificate names a fully qualified "
+            "hostname such as host.example.com"
+        )
     if out[-1].isdigit():
         raise InvalidName(f"{value!r} is not a valid hostname (the last label is numeric)")
+    if len(out[-1]) < 2 or not out[-1][-1].isalpha():
+        raise InvalidName(
+            f"{value!r} is not a valid hostname (the last label must have two characters "
+            "or more and end with a letter)"
+        )
     result = ("*." if wildcard else "") + ".".join(out)
     if len(result) > 253:
         raise InvalidName(f"{value!r} is longer than 253 characters")
     return result
 
 
-def parse_san(value: str) -> x509.GeneralName:
+def parse_san(value: str, *, allow_single_label: bool = False) -> x509.GeneralName:
     """A hostname or an IP address given by a person, as a GeneralName."""
     text = value.strip()
     try:
         return x509.IPAddress(ipaddress.ip_address(text.strip("[]")))
     except ValueError:
-        return x509.DNSName(normalize_hostname(text))
+        return x509.DNSName(normalize_hostname(text, allow_single_label=allow_single_label))
 
 
 def san_to_text(name: x509.GeneralName) -> str:
@@ -100,11 +142,11 @@ def san_kind(name: x509.GeneralName) -> str:
     return san_to_text(name).partition(":")[0]
 
 
-def san_from_text(text: str) -> x509.GeneralName:
+def san_from_text(text: str, *, allow_single_label: bool = False) -> x509.GeneralName:
     """The inverse of san_to_text."""
     kind, _, value = text.partition(":")
     kinds = {
-        "DNS": lambda v: x509.DNSName(normalize_hostname(v)),
+        "DNS": lambda v: x509.DNSName(normalize_hostname(v, allow_single_label=allow_single_label)),
         "IP": lambda v: x509.IPAddress(ipaddress.ip_address(v)),
         "email": x509.RFC822Name,
         "URI": x509.UniformResourceIdentifier,

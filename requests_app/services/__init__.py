@@ -64,9 +64,9 @@ from .agent_certificates import (
     unlink_agent_certificate,
     verify_agent_certificate,
 )
-from .agents import AGENTS_GROUP, agents_group, create_agent
-from .audit_log import audit
-from .authorities import create_ca, import_ca
+from .agents import AGENTS_GROUP, agents_group, create_agent, record_agent_access_change
+from .audit_log import audit, verify_audit, write_audit_checkpoint
+from .authorities import create_ca, import_ca, rewrap_keys
 from .bulk import BulkResult, approve_all_pending
 from .crls import current_crl, publish_crl
 from .decisions import approve_request, cancel_request, reject_request
@@ -169,6 +169,7 @@ __all__ = [
     "offers_server_key",
     "pending_totp_device",
     "publish_crl",
+    "record_agent_access_change",
     "record_lockout",
     "record_login",
     "record_login_failure",
@@ -182,6 +183,7 @@ __all__ = [
     "request_agent_certificate_with_server_key",
     "reset_agent_mfa",
     "revoke_certificate",
+    "rewrap_keys",
     "second_factor_devices",
     "server_key_state",
     "set_password_with_enrolment_link",
@@ -192,6 +194,8 @@ __all__ = [
     "submit_request_with_server_key",
     "unlink_agent_certificate",
     "verify_agent_certificate",
+    "verify_audit",
     "verify_passkey",
     "verify_second_factor",
+    "write_audit_checkpoint",
 ]

@@ -10,6 +10,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from .. import signals
+from ..actor import acting_as
 from .audit_log import audit
 from .errors import InvalidRequest
 
@@ -62,7 +63,27 @@ def create_agent(username: str, *, email: str, password: str | None, actor: User
             raise InvalidRequest(" ".join(exc.messages), field="password") from None
         user.set_password(password)
     user.save()
-    user.groups.add(agents_group())
+    with acting_as(actor):  # the access audit names who created the agent
+        user.groups.add(agents_group())
     audit("agent_created", actor=actor, username=username, email=email)
     signals.agent_created.send(sender=model, user=user, actor=actor)
     return user
+
+
+@transaction.atomic
+def record_agent_access_change(users, *, granted: bool, via: str, actor: User | None = None):
+    """Audit users gaining or losing the approval access (one row each) and tell the other
+    agents (agent_access_changed). Called by the model signals of requests_app.access_audit,
+    inside the transaction of the change, whatever surface made it."""
+    users = list(users)
+    for user in users:
+        audit(
+            "agent_access_granted" if granted else "agent_access_revoked",
+            actor=actor,
+            username=user.get_username(),
+            user_id=user.pk,
+            via=via,
+        )
+    signals.agent_access_changed.send(
+        sender=get_user_model(), users=users, granted=granted, via=via, actor=actor
+    )

@@ -8,9 +8,11 @@ from django.db import IntegrityError, transaction
 from .. import keys, pki, signals
 from ..models import CertificateAuthority
 from .audit_log import audit
-from .errors import CARefused
+from .errors import CARefused, CAUnavailable
 
 User = AbstractBaseUser
+
+MIN_NEW_PASSPHRASE_LENGTH = 20
 
 
 def _store_ca(
@@ -131,3 +133,33 @@ def import_ca(
         action="ca_imported",
         chain_length=len(chain),
     )
+
+
+@transaction.atomic
+def rewrap_keys(*, new_passphrase: str | None = None, actor: User | None = None) -> list:
+    """Re-encrypt every CA and OCSP responder key at rest with the strong KDF (and under a new
+    passphrase if given), in every key backend; idempotent. The files change before the
+    audit row commits: a failed commit leaves keys rewrapped (same keys, stronger wrap) but
+    never a half-changed passphrase, since each backend opens every file before writing any."""
+    if new_passphrase is not None and len(new_passphrase) < MIN_NEW_PASSPHRASE_LENGTH:
+        raise CARefused(
+            f"the new passphrase must have at least {MIN_NEW_PASSPHRASE_LENGTH} characters"
+        )
+    results: list[keys.Rewrapped] = []
+    for alias in keys.backends:
+        try:
+            results += keys.backends[alias].rewrap_keys(new_passphrase)
+        except pki.CAError as exc:
+            raise CAUnavailable(str(exc)) from None
+        except OSError as exc:
+            raise CAUnavailable(f"cannot rewrap the keys of {alias!r}: {exc}") from None
+    changed = [r for r in results if r.after is not None]
+    audit(
+        "keys_rewrapped",
+        actor=actor,
+        rewrapped=[f"{r.backend}:{r.name}" for r in changed],
+        unchanged=len(results) - len(changed),
+        new_passphrase=new_passphrase is not None,
+    )
+    signals.keys_rewrapped.send(sender=CertificateAuthority, rewrapped=len(changed), actor=actor)
+    return results

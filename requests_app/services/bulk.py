@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from .records import move_count
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,6 +85,9 @@ def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
             refused.append((req.public_id, exc.message))
             if isinstance(exc, LintFailed):
                 lint_refusals.append(lint_refusal_audit(exc, req=req, agent=agent, ip=None))
+        except Exception:  # one request that cannot be signed must not stop the queue
+            logger.exception("bulk approval: request %s could not be signed", req.public_id)
+            refused.append((req.public_id, "it could not be signed (an internal error, logged)"))
     AuditEvent.objects.bulk_create(lint_refusals)
     if not issued:
         return []

@@ -4,6 +4,7 @@ and the rows it completes. Shared by the single approval and the bulk path."""
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
@@ -61,10 +62,18 @@ def sign(
     validity_days: int,
     sans: list[pki.GeneralName],
 ) -> Certificate:
-    """Build and sign the certificate for req; returns it unsaved."""
+    """Build and sign the certificate for req; returns it unsaved.
+
+    A request that was accepted but cannot be signed (a CSR that no longer reads, a subject
+    the profile now refuses) is an InvalidRequest naming the cause, never a crash."""
     if req.csr_pem or req.renewal_of_id is None:
-        csr = pki.load_csr(req.csr_pem)
-        public_key, subject = csr.public_key(), csr.subject
+        try:
+            csr = pki.load_csr(req.csr_pem)
+            public_key, subject = csr.public_key(), csr.subject
+        except (pki.PKIError, ValueError, UnsupportedAlgorithm) as exc:
+            raise InvalidRequest(
+                f"the stored CSR cannot be signed: {exc}; reject the request", field="csr"
+            ) from None
     else:  # a renewal by serial (Dogtag protocol) has no CSR: the renewed certificate's key
         if req.renewal_of.status == Certificate.Status.REVOKED:
             raise InvalidTransition(
@@ -72,6 +81,11 @@ def sign(
                 "requested; reject the request"
             )
         public_key, subject = req.renewal_of.x509.public_key(), req.renewal_of.x509.subject
+    try:
+        # Rebuilt from the checked attributes, never copied from the requester's DER.
+        subject = profiles.issued_subject(prof, subject, requester_email=req.requester_email).name
+    except ValueError as exc:  # ProfileError, or a value the builder will not encode
+        raise InvalidRequest(f"cannot issue: {exc}", field="csr") from None
     try:
         builder = pki.certificate_builder(
             ca_cert=ca.certificate,
@@ -112,7 +126,12 @@ def lint_before_signing(
     """The certificate builder would make, signed by a throwaway key of the CA's key type
     and linted with the profile's linters; LintFailed for a finding at ERROR or worse."""
     key_type = pki.key_type_of(ca.certificate.public_key())
-    linted, findings = pki.lint_builder(builder, key_type=key_type, linters=prof.linters)
+    linted, findings = pki.lint_builder(
+        builder,
+        key_type=key_type,
+        linters=prof.linters,
+        allow_single_label=prof.allow_single_label_names,
+    )
     errors = [f for f in findings if f.at_least("ERROR")]
     if errors:
         raise LintFailed(

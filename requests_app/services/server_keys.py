@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import pki, signals
+from .. import pki, profiles, signals
 from ..models import CertificateRequest
 from .agent_certificates import AGENT_PROFILE
 from .audit_log import audit
@@ -154,6 +154,11 @@ def _submit_with_server_key(
         )
     if any(ch in name for ch in "\r\n"):
         raise InvalidRequest("the name must be on one line", field="requester_name")
+    try:
+        # The name becomes the CN: checked like a CSR's before a key is made for it.
+        name = profiles.typed_common_name(profiles.get_profile(profile), name)
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field=exc.field or "profile") from None
     key = pki.generate_private_key(settings.SERVER_KEY_TYPE)
     req = submit_request(
         profile=profile,
@@ -188,6 +193,7 @@ def _erase_server_key(
     req.encrypted_private_key = ""
     req.key_erased_at = timezone.now()
     req.save(update_fields=["encrypted_private_key", "key_erased_at", "updated_at"])
+    transaction.on_commit(_scrub_erased_pages)
     audit(
         "private_key_erased",
         actor=actor,
@@ -200,6 +206,25 @@ def _erase_server_key(
     signals.server_key_changed.send(
         sender=CertificateRequest, request=req, event="erased", actor=actor
     )
+
+
+def _scrub_erased_pages() -> None:
+    """After an erasure commits: on SQLite the old page still holding the sealed key sits in
+    the write-ahead log until a checkpoint, so checkpoint and truncate the log now (the main
+    file's freed bytes are zeroed by PRAGMA secure_delete, set per connection in settings).
+    PostgreSQL keeps the old row version until VACUUM and in WAL segments until they are
+    recycled; nothing here reaches those (its disk is protected by the database's own
+    encryption at rest, if any)."""
+    if connection.vendor != "sqlite":
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, _, _ = cursor.fetchone()
+        if busy:
+            logger.warning("the WAL checkpoint after erasing a key was blocked by a reader")
+    except DatabaseError:
+        logger.exception("the WAL checkpoint after erasing a key failed")
 
 
 _GONE = {

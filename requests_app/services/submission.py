@@ -46,7 +46,7 @@ def submit_request(
     instead, unless email_confirmed_by names the administrator who vouches for it. agent_for:
     an agent's own agent certificate (see request_agent_certificate), whose address is the
     one an administrator gave the agent's account, so it needs no mailed proof."""
-    req = _build_request(
+    req, dropped = _build_request(
         profile=profile,
         csr=csr,
         requester_email=requester_email,
@@ -89,6 +89,7 @@ def submit_request(
         profile=req.profile,
         subject=req.subject,
         sans=req.requested_sans,
+        dropped=dropped,
         **extra,
     )
     if awaiting:
@@ -98,6 +99,29 @@ def submit_request(
     else:
         signals.request_submitted.send(sender=CertificateRequest, request=req, actor=actor)
     return req
+
+
+#: The states in which a request still waits for a decision: one per key and profile.
+WAITING = (Status.PENDING, Status.AWAITING_EMAIL)
+
+
+def _refuse_duplicate(prof: profiles.Profile, public_key_sha256: str) -> None:
+    """A second waiting request for the same key and profile would only double the agents'
+    work (and the mail): name the one that waits instead."""
+    waiting = (
+        CertificateRequest.objects.filter(
+            public_key_sha256=public_key_sha256, profile=prof.name, status__in=WAITING
+        )
+        .order_by("submitted_at", "pk")
+        .first()
+    )
+    if waiting is not None:
+        raise InvalidRequest(
+            f"A request for this key and the {prof.name} profile is already waiting: "
+            f"{waiting.display_id}. Check its status with that ID instead of submitting "
+            "again.",
+            field="csr",
+        )
 
 
 def _build_request(
@@ -110,7 +134,8 @@ def _build_request(
     extra_hostnames: list[str],
     ip: str | None,
     channel: str,
-) -> CertificateRequest:
+) -> tuple[CertificateRequest, list[str]]:
+    """The unsaved request, and what the profile dropped from the CSR."""
     try:
         prof = profiles.get_profile(profile)
     except profiles.ProfileError as exc:
@@ -127,24 +152,31 @@ def _build_request(
     if any(ch in requester_name for ch in "\r\n"):
         raise InvalidRequest("the name must be on one line", field="requester_name")
     try:
-        info = pki.check_csr(csr, allow_ed25519=prof.allow_ed25519)
-    except pki.CSRError as exc:
-        raise InvalidRequest(str(exc), field="csr") from None
+        pki.check_characters(requester_name, what="name")
+    except pki.InvalidName as exc:
+        raise InvalidRequest(str(exc), field="requester_name") from None
     try:
+        info = pki.check_csr(csr, allow_ed25519=prof.allow_ed25519)
+        subject = profiles.issued_subject(prof, info.csr.subject, requester_email=requester_email)
         sans = profiles.requested_sans(
             prof,
             csr_sans=info.sans,
-            subject_cn=pki.common_name(info.csr.subject),
+            subject_cn=subject.get("CN"),
             extra_hostnames=extra_hostnames,
             requester_email=requester_email,
         )
-    except (profiles.ProfileError, pki.InvalidName) as exc:
-        field = "extra_hostnames" if extra_hostnames else "csr"
-        raise InvalidRequest(str(exc), field=field) from None
-    return CertificateRequest(
+    except pki.CSRError as exc:
+        raise InvalidRequest(str(exc), field="csr") from None
+    except profiles.ProfileError as exc:
+        raise InvalidRequest(str(exc), field=exc.field or "csr") from None
+    _refuse_duplicate(prof, info.public_key_sha256)
+    dropped = profiles.dropped_from(
+        prof, info.csr.subject, info.sans, requester_email=requester_email
+    )
+    req = CertificateRequest(
         profile=prof.name,
         csr_pem=info.pem,
-        subject=info.subject,
+        subject=subject.text,
         key_type=info.key_type,
         key_size=info.key_size,
         public_key_sha256=info.public_key_sha256,
@@ -155,6 +187,7 @@ def _build_request(
         submitter_ip=ip,
         channel=channel,
     )
+    return req, dropped
 
 
 def agent_requester(user: User) -> tuple[str, str]:

@@ -111,18 +111,31 @@ def find(request: HttpRequest) -> HttpResponse:
 
 
 def _csr_details(req: CertificateRequest) -> dict:
-    """The stored CSR read again: its key, SANs and whether its signature verifies."""
-    if not req.csr_pem and req.renewal_of_id:
-        return {"ok": True, "problem": "", "info": None, "renewal": True}
+    """The stored CSR read again: its key, SANs, whether its signature verifies, and what
+    the profile drops from it (shown before approval)."""
     try:
-        allow_ed25519 = profiles.get_profile(req.profile).allow_ed25519
+        profile = profiles.get_profile(req.profile)
     except profiles.ProfileError:
-        allow_ed25519 = True
-    try:
-        info = pki.check_csr(req.csr_pem, allow_ed25519=allow_ed25519)
-    except pki.CSRError as exc:
-        return {"ok": False, "problem": str(exc), "info": None}
-    return {"ok": True, "problem": "", "info": info}
+        profile = None
+    if not req.csr_pem and req.renewal_of_id:
+        details = {"ok": True, "problem": "", "info": None, "renewal": True}
+        subject, csr_sans = req.renewal_of.x509.subject, []
+    else:
+        try:
+            info = pki.check_csr(req.csr_pem, allow_ed25519=not profile or profile.allow_ed25519)
+        except pki.CSRError as exc:
+            return {"ok": False, "problem": str(exc), "info": None, "dropped": []}
+        details = {"ok": True, "problem": "", "info": info}
+        subject, csr_sans = info.csr.subject, info.sans
+    details["dropped"] = []
+    if profile is not None:
+        try:
+            details["dropped"] = profiles.dropped_from(
+                profile, subject, csr_sans, requester_email=req.requester_email
+            )
+        except profiles.ProfileError as exc:
+            details["subject_problem"] = str(exc)
+    return details
 
 
 def _history(req: CertificateRequest) -> list[tuple]:

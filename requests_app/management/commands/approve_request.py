@@ -7,6 +7,7 @@ from requests_app.management._util import (
     ProgressBar,
     agent_user,
     positive_int,
+    printable,
     service_errors,
 )
 from requests_app.models import format_public_id
@@ -39,13 +40,15 @@ class Command(BaseCommand):
         with service_errors():
             cert = services.approve_request(request_id, agent=actor, validity_days=validity_days)
         self.stdout.write(
-            f"Approved request {cert.request.display_id}: issued {cert.subject} "
-            f"({', '.join(cert.sans) or 'no SANs'}), valid until {cert.not_after:%Y-%m-%d}"
+            f"Approved request {cert.request.display_id}: issued {printable(cert.subject)} "
+            f"({printable(', '.join(cert.sans)) or 'no SANs'}), "
+            f"valid until {cert.not_after:%Y-%m-%d}"
         )
         self.stdout.write(cert.serial)
 
     def approve_all(self, actor) -> None:
-        result = services.approve_all_pending(agent=actor, progress=ProgressBar(self.stdout))
+        with service_errors():  # no CA, or its key cannot be opened: nothing was signed
+            result = services.approve_all_pending(agent=actor, progress=ProgressBar(self.stdout))
         self.stdout.write(
             f"Approved {len(result.approved)}, refused {len(result.refused)} "
             f"pending request{'s' if len(result.refused) != 1 else ''}."
@@ -53,4 +56,4 @@ class Command(BaseCommand):
         for cert in result.approved:
             self.stdout.write(f"  approved {cert.request.display_id}: serial {cert.serial}")
         for public_id, why in result.refused:
-            self.stdout.write(f"  refused {format_public_id(public_id)}: {why}")
+            self.stdout.write(f"  refused {format_public_id(public_id)}: {printable(why)}")

@@ -7,6 +7,7 @@ from requests_app.management._util import (
     add_request_arguments,
     administrator_label,
     positive_int,
+    printable,
     read_input,
     service_errors,
 )
@@ -37,7 +38,8 @@ class Command(BaseCommand):
                 email_confirmed_by=administrator_label("issue_certificate"),
             )
         self.stdout.write(
-            f"Issued {cert.subject} ({', '.join(cert.sans) or 'no SANs'}) as request "
+            f"Issued {printable(cert.subject)} ({printable(', '.join(cert.sans)) or 'no SANs'}) "
+            "as request "
             f"{cert.request.display_id}, valid until {cert.not_after:%Y-%m-%d}"
         )
         self.stdout.write(cert.serial)

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from requests_app.management._util import certificate_data, positive_int, write_json
+from requests_app.management._util import certificate_data, positive_int, printable, write_json
 from requests_app.models import Certificate
 
 
@@ -29,5 +29,5 @@ class Command(BaseCommand):
         for cert in rows:
             self.stdout.write(
                 f"{cert.serial:<41} {cert.status:<8} {cert.profile:<8} "
-                f"{cert.not_after:%Y-%m-%d} {cert.subject}"
+                f"{cert.not_after:%Y-%m-%d} {printable(cert.subject)}"
             )

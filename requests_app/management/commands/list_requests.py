@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from requests_app.management._util import positive_int, request_data, write_json
+from requests_app.management._util import positive_int, printable, request_data, write_json
 from requests_app.models import CertificateRequest
 
 
@@ -40,5 +40,6 @@ class Command(BaseCommand):
         for req in rows:
             self.stdout.write(
                 f"{req.display_id:<24} {req.status:<9} {req.profile:<8} "
-                f"{req.submitted_at:%Y-%m-%d %H:%M} {req.requester_email:<30} {req.subject}"
+                f"{req.submitted_at:%Y-%m-%d %H:%M} {printable(req.requester_email):<30} "
+                f"{printable(req.subject)}"
             )

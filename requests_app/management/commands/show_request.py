@@ -4,7 +4,7 @@ import json as jsonlib
 
 from django.core.management.base import BaseCommand
 
-from requests_app.management._util import find_request, request_data, write_json
+from requests_app.management._util import find_request, printable, request_data, write_json
 
 
 class Command(BaseCommand):
@@ -27,7 +27,7 @@ class Command(BaseCommand):
                 value = ", ".join(value)
             elif value is None or value == "":
                 value = "-"
-            self.stdout.write(f"{key.replace('_', ' '):<{width}}  {value}")
+            self.stdout.write(f"{key.replace('_', ' '):<{width}}  {printable(value)}")
         self.stdout.write("history:")
         for event in history:
             details = jsonlib.dumps(event["details"], sort_keys=True)

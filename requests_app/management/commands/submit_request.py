@@ -6,6 +6,7 @@ from requests_app import services
 from requests_app.management._util import (
     add_request_arguments,
     administrator_label,
+    printable,
     read_input,
     service_errors,
 )
@@ -33,7 +34,8 @@ class Command(BaseCommand):
                 channel="command",
                 email_confirmed_by=administrator_label("submit_request"),
             )
-        self.stdout.write(f"Submitted a {req.profile} request for {req.subject or '(no subject)'}")
+        subject = printable(req.subject) if req.subject else "(no subject)"
+        self.stdout.write(f"Submitted a {req.profile} request for {subject}")
         if req.requested_sans:
-            self.stdout.write(f"Names: {', '.join(req.requested_sans)}")
+            self.stdout.write(f"Names: {printable(', '.join(req.requested_sans))}")
         self.stdout.write(req.display_id)
