@@ -365,10 +365,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; IMMEDIATE takes the write
     # lock at BEGIN so two writers queue instead of failing mid-transaction. secure_delete
     # zeroes freed bytes, so an erased server-made key leaves no copy in the file.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
+    # The lock wait (seconds) may be set in the URL: sqlite:///path?timeout=5.
+    _sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _sqlite_options.setdefault("timeout", 20)
+    _sqlite_options.update(
         {
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
             "init_command": (
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;"
             ),
@@ -462,6 +464,11 @@ DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=12)
 DELIVERY_RETRY_FIRST_SECONDS = env.int("DELIVERY_RETRY_FIRST_SECONDS", default=30)
 DELIVERY_RETRY_MAX_SECONDS = env.int("DELIVERY_RETRY_MAX_SECONDS", default=3600)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
+# A worker (manage.py run_worker) writes a heartbeat between tasks. With the database task
+# queue, /healthz fails when no worker was seen for this long, and retry_deliveries takes a
+# task RUNNING for longer as lost (its worker died) and marks it failed. Keep it well above
+# the longest task (a delivery waits at most its mail or webhook timeout).
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=120)
 
 _TASK_BACKENDS = {
     "database": "django_tasks_db.DatabaseBackend",

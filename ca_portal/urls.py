@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from delivery.tracking import tracking_urlpatterns
 from requests_app.views.agent_certificates import certificate_login
 from requests_app.views.health import healthz
 
@@ -14,6 +15,6 @@ urlpatterns = [
     path("accounts/", include("requests_app.account_urls")),  # login, second factor, devices
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    # Tracking webhooks of django-anymail (basic auth with ANYMAIL_WEBHOOK_SECRET).
-    path("anymail/", include("anymail.urls")),
+    # Tracking webhooks of django-anymail: only with an ESP and ANYMAIL_WEBHOOK_SECRET.
+    *tracking_urlpatterns(),
 ]

@@ -5,6 +5,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from .backends import load_backend
+from .tracking import esp_mailers, webhook_secret
 
 
 @checks.register()
@@ -34,3 +35,20 @@ def check_delivery_backends(app_configs=None, **kwargs):
                     )
                 )
     return errors
+
+
+@checks.register()
+def check_tracking_webhook_secret(app_configs=None, **kwargs):
+    """An ESP without ANYMAIL_WEBHOOK_SECRET: its tracking events could not be trusted."""
+    if esp_mailers() and not webhook_secret():
+        return [
+            checks.Error(
+                f"MAILERS[{', '.join(map(repr, esp_mailers()))}] sends through an ESP "
+                "(django-anymail) but ANYMAIL_WEBHOOK_SECRET is not set, so its tracking "
+                "webhooks are not mounted",
+                hint="Set ANYMAIL_WEBHOOK_SECRET=user:password (random) and give the same "
+                "credentials to the ESP's webhook URL.",
+                id="delivery.E004",
+            )
+        ]
+    return []

@@ -6,10 +6,12 @@ The row is the source of truth, never the task: a lost task is found again by
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.db import models
 
-from requests_app.models import Certificate, CertificateRequest
+from requests_app.models import Certificate, CertificateRequest, new_public_id
 
 
 class Delivery(models.Model):
@@ -31,6 +33,9 @@ class Delivery(models.Model):
         CERTIFICATE_REVOKED = "certificate_revoked", "certificate revoked (to the holder)"
         EMAIL_CONFIRMATION = "email_confirmation", "email confirmation code (to the requester)"
 
+    # What URLs, headers and pages show: random, so that nobody can walk the outbox by
+    # counting (the integer primary key stays internal).
+    public_id = models.CharField(max_length=20, unique=True, default=new_public_id, editable=False)
     request = models.ForeignKey(
         CertificateRequest, on_delete=models.PROTECT, related_name="deliveries"
     )
@@ -46,7 +51,12 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    message_id = models.CharField(
+        max_length=255,
+        blank=True,
+        db_index=True,
+        help_text="The provider's message ID, recorded at send time; tracking events match it.",
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -64,6 +74,14 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} to {self.recipient} ({self.status})"
+
+    @property
+    def rfc_message_id(self) -> str:
+        """The Message-ID header of every copy of this delivery: the same on each retry, so a
+        message sent twice (a worker died between the server's acceptance and the commit) is
+        recognisable as one."""
+        host = urlsplit(settings.SITE_URL).hostname or "localhost"
+        return f"<{self.public_id.lower()}.delivery@{host}>"
 
     @property
     def requested_by_label(self) -> str:
@@ -100,3 +118,20 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type} {self.message_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A background worker's sign of life, written from its loop (run_worker): /healthz fails
+    when no worker has been seen for WORKER_HEARTBEAT_MAX_AGE_SECONDS."""
+
+    worker_id = models.CharField(max_length=64, primary_key=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return f"worker {self.worker_id} on {self.hostname} (pid {self.pid})"

@@ -166,15 +166,14 @@ def notify_canceled(sender, *, request, actor, **kwargs):
 
 @receiver(tracking, dispatch_uid="delivery.anymail_tracking")
 def track(sender, *, event, esp_name, **kwargs):
-    """Move the matching delivery to delivered or bounced; record each event once."""
-    metadata = event.metadata or {}
+    """Record the event of one of our sent messages once, matched by the provider's message
+    ID only (the body's metadata is not trusted); delivered and bounced end a sent delivery."""
     event_id = event.event_id or f"{event.message_id}:{event.event_type}:{event.timestamp}"
     services.record_tracking_event(
         provider=esp_name,
         event_id=str(event_id),
         event_type=event.event_type,
         message_id=event.message_id or "",
-        delivery_id=metadata.get("delivery_id"),
         recipient=event.recipient or "",
         description=event.description or event.mta_response or "",
         occurred_at=event.timestamp,

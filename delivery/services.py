@@ -25,7 +25,8 @@ from requests_app.services import ServiceError, audit
 from requests_app.validators import validate_recipient_email
 
 from .backends import DeliveryError, DeliveryHeld, get_backend
-from .models import Delivery, DeliveryEvent
+from .models import Delivery, DeliveryEvent, WorkerHeartbeat
+from .resilience import retry_database
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -255,15 +256,15 @@ def retry_delivery(delivery_id: int, *, actor=None) -> Delivery:
     """Put a failed or bounced delivery back in the queue, due now."""
     delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
     if delivery is None:
-        raise DeliveryRefused(f"no delivery {delivery_id}")
+        raise DeliveryRefused("no such delivery")
     if delivery.status not in (Status.FAILED, Status.BOUNCED, Status.PENDING):
         raise DeliveryRefused(
-            f"delivery {delivery_id} is {delivery.status}; "
+            f"delivery {delivery.public_id} is {delivery.status}; "
             "only failed, bounced or pending ones can be retried"
         )
     if not delivery.recipient:
         raise DeliveryRefused(
-            f"delivery {delivery_id} has no recipient (it could not be queued); "
+            f"delivery {delivery.public_id} has no recipient (it could not be queued); "
             "send the certificate by hand instead"
         )
     delivery.status = Status.PENDING
@@ -303,7 +304,8 @@ def claim(delivery_id: int, *, now: dt.datetime | None = None) -> bool:
 
 def deliver(delivery_id: int) -> str:
     """Claim, send and record one delivery; returns its status afterwards."""
-    if not claim(delivery_id):
+    claimed_at = timezone.now()
+    if not claim(delivery_id, now=claimed_at):
         return "not-claimed"
     delivery = Delivery.objects.select_related("request", "certificate__ca").get(pk=delivery_id)
     try:
@@ -311,30 +313,21 @@ def deliver(delivery_id: int) -> str:
     except DeliveryHeld as exc:
         return _record_hold(delivery, exc)
     except DeliveryError as exc:
-        return _record_failure(delivery, exc.message, permanent=exc.permanent)
+        return _record_failure(
+            delivery, exc.message, permanent=exc.permanent, claimed_at=claimed_at
+        )
     except Exception as exc:  # a bug or bad configuration must not leave the row "sending"
         logger.exception("delivery %s: unexpected error", delivery_id)
-        return _record_failure(delivery, f"{type(exc).__name__}: {exc}", permanent=False)
-    with transaction.atomic():
-        now = timezone.now()
-        Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
-            status=Status.SENT,
-            sent_at=now,
-            lease_until=None,
-            last_error="",
-            message_id=result.message_id[:255],
-            updated=now,
+        return _record_failure(
+            delivery, f"{type(exc).__name__}: {exc}", permanent=False, claimed_at=claimed_at
         )
-        audit(
-            "delivery_sent",
-            actor=None,
-            request=delivery.request,
-            certificate=delivery.certificate,
-            delivery=delivery.pk,
-            kind=delivery.kind,
-            recipient=delivery.recipient,
-            attempt=delivery.attempts,
-        )
+    # The message is out. Record it through a locked or dropped database for as long as our
+    # lease holds: once it expires another worker may claim the row and send it again.
+    retry_database(
+        f"delivery {delivery.public_id}: recording it sent",
+        lambda: _record_sent(delivery, result),
+        seconds=_lease_left(claimed_at),
+    )
     return Status.SENT
 
 
@@ -363,12 +356,45 @@ def _record_hold(delivery: Delivery, held: DeliveryHeld) -> str:
     return Status.PENDING
 
 
-def _record_failure(delivery: Delivery, error: str, *, permanent: bool) -> str:
+def _lease_left(claimed_at: dt.datetime) -> float:
+    """Seconds of our lease on a row claimed at claimed_at, less a margin for the write."""
+    left = (claimed_at + lease() - timezone.now()).total_seconds()
+    return max(0.0, left * 0.9)
+
+
+@transaction.atomic
+def _record_sent(delivery: Delivery, result) -> None:
+    now = timezone.now()
+    Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
+        status=Status.SENT,
+        sent_at=now,
+        lease_until=None,
+        last_error="",
+        message_id=result.message_id[:255],
+        updated=now,
+    )
+    audit(
+        "delivery_sent",
+        actor=None,
+        request=delivery.request,
+        certificate=delivery.certificate,
+        delivery=delivery.pk,
+        kind=delivery.kind,
+        recipient=delivery.recipient,
+        attempt=delivery.attempts,
+    )
+
+
+def _record_failure(
+    delivery: Delivery, error: str, *, permanent: bool, claimed_at: dt.datetime
+) -> str:
     now = timezone.now()
     final = permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
     status = Status.FAILED if final else Status.PENDING
     next_attempt = None if final else now + backoff(delivery.attempts)
-    with transaction.atomic():
+
+    @transaction.atomic
+    def write():
         Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
             status=status,
             last_error=error[:2000],
@@ -386,6 +412,12 @@ def _record_failure(delivery: Delivery, error: str, *, permanent: bool) -> str:
             attempt=delivery.attempts,
             next_attempt=next_attempt.isoformat() if next_attempt else None,
         )
+
+    retry_database(
+        f"delivery {delivery.public_id}: recording a failure",
+        write,
+        seconds=_lease_left(claimed_at),
+    )
     if not final:
         enqueue(delivery.pk, run_after=next_attempt)
     logger.warning("delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, error)
@@ -408,8 +440,147 @@ def due_delivery_ids(*, now: dt.datetime | None = None, everything: bool = False
     )
 
 
+# --- reviving failed deliveries ----------------------------------------------------
+
+
+@transaction.atomic
+def revive_failed_deliveries(*, actor=None) -> list[Delivery]:
+    """Put every failed delivery that has a recipient back in the queue, due now, with a
+    fresh budget of attempts (after an outage longer than the backoff schedule); one audit
+    row per delivery. Their tasks are enqueued on commit."""
+    now = timezone.now()
+    revived = list(
+        Delivery.objects.select_for_update(of=("self",))
+        .filter(status=Status.FAILED)
+        .exclude(recipient="")
+        .select_related("request", "certificate")
+        .order_by("pk")
+    )
+    for delivery in revived:
+        Delivery.objects.filter(pk=delivery.pk, status=Status.FAILED).update(
+            status=Status.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            lease_until=None,
+            updated=now,
+        )
+        audit(
+            "delivery_revived",
+            actor=actor,
+            request=delivery.request,
+            certificate=delivery.certificate,
+            delivery=delivery.pk,
+            public_id=delivery.public_id,
+            attempts=delivery.attempts,
+            last_error=delivery.last_error[:500],
+        )
+    ids = [delivery.pk for delivery in revived]
+    transaction.on_commit(lambda: [enqueue(delivery_id) for delivery_id in ids])
+    return revived
+
+
+# --- workers: heartbeat and lost tasks ----------------------------------------------
+
+
+class WorkerLost(Exception):
+    """The worker running a task stopped (killed, crashed, its machine gone) before the
+    task finished; recorded as the task's error by recover_lost_tasks."""
+
+
+def heartbeat_max_age() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS)
+
+
+def record_worker_heartbeat(worker_id: str, *, hostname: str, pid: int, started_at) -> None:
+    """A worker is alive (liveness bookkeeping: no audit row, no signal)."""
+    now = timezone.now()
+    updated = WorkerHeartbeat.objects.filter(worker_id=worker_id).update(last_seen=now)
+    if not updated:
+        WorkerHeartbeat.objects.update_or_create(
+            worker_id=worker_id,
+            defaults={
+                "hostname": hostname[:255],
+                "pid": pid,
+                "started_at": started_at,
+                "last_seen": now,
+            },
+        )
+
+
+def forget_worker(worker_id: str) -> None:
+    """A worker stopped cleanly."""
+    WorkerHeartbeat.objects.filter(worker_id=worker_id).delete()
+
+
+def durable_tasks() -> bool:
+    """True when tasks wait in the database for a worker (not run in the web process)."""
+    backend = str(settings.TASKS.get("default", {}).get("BACKEND", ""))
+    return backend.startswith("django_tasks_db.")
+
+
+def worker_health() -> str | None:
+    """For /healthz: None when a worker was seen lately (or no worker is needed), else why not."""
+    if not durable_tasks():
+        return None
+    last = WorkerHeartbeat.objects.order_by("-last_seen").values_list("last_seen", flat=True)
+    last_seen = last.first()
+    if last_seen is None:
+        return "no worker has run (start manage.py run_worker)"
+    silent = timezone.now() - last_seen
+    if silent > heartbeat_max_age():
+        return f"no worker seen for {int(silent.total_seconds())} s"
+    return None
+
+
+@transaction.atomic
+def recover_lost_tasks(*, now: dt.datetime | None = None) -> list[str]:
+    """Task rows left RUNNING by a worker that died (kill -9, a crash): a worker beats
+    between tasks, so a task running longer than WORKER_HEARTBEAT_MAX_AGE_SECONDS has lost
+    its worker. Each is marked failed (WorkerLost); a delivery it was sending stays the
+    outbox's business: its lease expires and the sweeper sends it again. Old heartbeats
+    are dropped. Returns the recovered task IDs (one audit row names them)."""
+    from django.tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    now = now or timezone.now()
+    cutoff = now - heartbeat_max_age()
+    lost = list(
+        DBTaskResult.objects.select_for_update(skip_locked=True)
+        .filter(status=TaskResultStatus.RUNNING, started_at__lt=cutoff)
+        .order_by("started_at")
+    )
+    recovered = []
+    for row in lost:
+        error = WorkerLost(
+            f"worker {', '.join(row.worker_ids[-1:]) or '?'} stopped during this task "
+            f"(running since {row.started_at.isoformat()}, no heartbeat since)"
+        )
+        updated = DBTaskResult.objects.filter(
+            pk=row.pk, status=TaskResultStatus.RUNNING, started_at=row.started_at
+        ).update(
+            status=TaskResultStatus.FAILED,
+            finished_at=now,
+            return_value=None,
+            exception_class_path=f"{__name__}.WorkerLost",
+            traceback=f"{__name__}.WorkerLost: {error}\n",
+        )
+        if updated:
+            recovered.append(str(row.pk))
+    if recovered:
+        audit(
+            "tasks_recovered",
+            actor=None,
+            tasks=recovered,
+            reason="their worker stopped before they finished",
+        )
+        logger.warning("recovered %s task(s) whose worker was lost: %s", len(recovered), recovered)
+    WorkerHeartbeat.objects.filter(last_seen__lt=now - dt.timedelta(days=1)).delete()
+    return recovered
+
+
 # --- tracking -----------------------------------------------------------------------
 
+#: Tracking events that end a sent delivery, and the status each gives it.
 TRACKING_STATUS = {
     "delivered": Status.DELIVERED,
     "bounced": Status.BOUNCED,
@@ -424,36 +595,53 @@ def record_tracking_event(
     event_id: str,
     event_type: str,
     message_id: str = "",
-    delivery_id: str | None = None,
     recipient: str = "",
     description: str = "",
     occurred_at: dt.datetime | None = None,
 ) -> DeliveryEvent | None:
-    """Record a provider's event once (a replay changes nothing) and move its delivery."""
-    delivery = None
-    if delivery_id and str(delivery_id).isdigit():
-        delivery = Delivery.objects.filter(pk=int(delivery_id)).first()
-    if delivery is None and message_id:
-        delivery = Delivery.objects.filter(message_id=message_id).first()
+    """Record a provider's event for one of our sent messages, once (a replay changes
+    nothing); a delivered or bounce event moves a `sent` delivery to delivered or bounced.
+
+    The delivery is found only by the provider's message ID that its send returned, never
+    by anything else the event body says (metadata is the sender's to choose). An event
+    for a message we never sent is logged and ignored; one for a delivery that is not
+    `sent` (pending, already delivered or bounced, retried) is recorded and moves nothing."""
+    deliveries = (
+        list(Delivery.objects.filter(message_id=message_id)[:2])
+        if message_id and len(message_id) <= 255
+        else []
+    )
+    if len(deliveries) != 1:
+        logger.warning(
+            "ignored a %s %r event for message %r: no delivery of ours was sent as that",
+            provider,
+            event_type,
+            message_id,
+        )
+        return None
+    delivery = deliveries[0]
     try:
         with transaction.atomic():
             event = DeliveryEvent.objects.create(
                 delivery=delivery,
-                provider=provider,
-                event_id=event_id,
-                event_type=event_type,
-                message_id=message_id or "",
-                recipient=recipient or "",
+                provider=provider[:64],
+                event_id=event_id[:255],
+                event_type=event_type[:32],
+                message_id=message_id,
+                recipient=(recipient or "")[:254],
                 description=(description or "")[:2000],
                 occurred_at=occurred_at,
             )
             new_status = TRACKING_STATUS.get(event_type)
-            if delivery is not None and new_status is not None:
-                Delivery.objects.filter(pk=delivery.pk).exclude(status=new_status).update(
+            moved = new_status is not None and (
+                Delivery.objects.filter(pk=delivery.pk, status=Status.SENT).update(
                     status=new_status,
                     last_error=(description or "")[:2000] if new_status == Status.BOUNCED else "",
                     updated=timezone.now(),
                 )
+                == 1
+            )
+            if moved:
                 audit(
                     f"delivery_{new_status}",
                     actor=None,
@@ -462,6 +650,14 @@ def record_tracking_event(
                     delivery=delivery.pk,
                     provider=provider,
                     event_id=event_id,
+                )
+            elif new_status is not None:
+                logger.info(
+                    "%s %r event for delivery %s, which is %s (not sent): recorded, not applied",
+                    provider,
+                    event_type,
+                    delivery.public_id,
+                    delivery.status,
                 )
     except IntegrityError:
         return None  # already recorded: a replayed event changes nothing

@@ -8,5 +8,5 @@ app_name = "delivery"
 
 urlpatterns = [
     path("send/<str:serial>/", views.send, name="send"),
-    path("<int:delivery_id>/retry/", views.retry, name="retry"),
+    path("<str:public_id>/retry/", views.retry, name="retry"),
 ]

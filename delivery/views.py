@@ -52,9 +52,9 @@ def send(request, serial: str):
 
 @agent_required
 @require_POST
-def retry(request, delivery_id: int):
+def retry(request, public_id: str):
     """Put a failed or bounced delivery back in the queue."""
-    delivery = get_object_or_404(Delivery.objects.select_related("request"), pk=delivery_id)
+    delivery = get_object_or_404(Delivery.objects.select_related("request"), public_id=public_id)
     try:
         services.retry_delivery(delivery.pk, actor=request.user)
     except services.ServiceError as exc:

@@ -94,7 +94,7 @@ def test_agent_retries_a_failed_delivery(
     page = client.get(f"/agent/requests/{req.public_id}/issued/").content.decode()
     assert "550 mailbox unavailable" in page and "Retry" in page
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(f"/agent/deliveries/{delivery.pk}/retry/")
+        client.post(f"/agent/deliveries/{delivery.public_id}/retry/")
     delivery.refresh_from_db()
     assert delivery.status == Status.SENT
     assert len(mailoutbox) == 1
@@ -117,7 +117,7 @@ def test_delivery_actions_need_the_agent_permission(client, db, issued_server, w
     assert (
         client.post(f"/agent/deliveries/send/{cert.serial}/", {"method": "link"}).status_code == 403
     )
-    assert client.post(f"/agent/deliveries/{delivery.pk}/retry/").status_code == 403
+    assert client.post(f"/agent/deliveries/{delivery.public_id}/retry/").status_code == 403
     assert Delivery.objects.get(pk=delivery.pk).status == Status.FAILED
     assert Delivery.objects.filter(certificate=cert).count() == 1
 

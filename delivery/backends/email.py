@@ -95,13 +95,18 @@ class BaseEmailBackend(BaseDeliveryBackend):
             body=render_to_string(f"{base}.txt", context),
             from_email=self.options["from_email"] or settings.DEFAULT_FROM_EMAIL,
             to=[delivery.recipient],
-            headers={"X-CA-Portal-Delivery": str(delivery.pk)},
+            # One Message-ID for every copy: a message sent twice (a worker died between the
+            # server's acceptance and the commit) is recognisable as the same one.
+            headers={
+                "Message-ID": delivery.rfc_message_id,
+                "X-CA-Portal-Delivery": delivery.public_id,
+            },
         )
         message.attach_alternative(render_to_string(f"{base}.html", context), "text/html")
         for filename, content, mimetype in self.attachments(delivery):
             message.attach(filename, content, mimetype)
-        # django-anymail sends metadata to the ESP, which echoes it in tracking events.
-        message.metadata = {"delivery_id": str(delivery.pk)}
+        # For the ESP's own dashboards; tracking never trusts it (events match by message ID).
+        message.metadata = {"delivery": delivery.public_id}
         return message
 
     def transmit(self, delivery, message: EmailMultiAlternatives) -> SendResult:
@@ -126,8 +131,12 @@ class BaseEmailBackend(BaseDeliveryBackend):
             raise DeliveryError(f"cannot reach the mail server: {exc}") from None
         except Exception as exc:
             raise _anymail_error(exc) from None
+        # The ESP's message ID (anymail_status), which its tracking events will name.
         status = getattr(message, "anymail_status", None)
-        return SendResult(message_id=(getattr(status, "message_id", None) or "") if status else "")
+        message_id = getattr(status, "message_id", None) if status else None
+        if isinstance(message_id, set):  # one per recipient; a delivery has one recipient
+            message_id = next(iter(message_id)) if len(message_id) == 1 else None
+        return SendResult(message_id="" if message_id is None else str(message_id))
 
 
 # --- one mail connection per worker thread, kept between deliveries ----------------------

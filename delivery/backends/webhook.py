@@ -68,7 +68,7 @@ class Webhook(BaseDeliveryBackend):
             headers={
                 "Content-Type": "application/json",
                 SIGNATURE_HEADER: signature(self.options["secret"], message),
-                "X-CA-Portal-Delivery": str(delivery.pk),
+                "X-CA-Portal-Delivery": delivery.public_id,
             },
         )
         try:

@@ -3,12 +3,14 @@ environment and command line of portal processes (db_worker) sharing a test's da
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
 import os
 import socket
 import sys
+import threading
 
 from django.db import connection
 
@@ -57,11 +59,30 @@ class SMTPServer:
         return f"smtp://127.0.0.1:{self.port}?timeout=5"
 
 
-#: A background worker as `manage.py db_worker`; add "--batch" to stop when the queue is empty.
+class HoldingSMTPServer(SMTPServer):
+    """Records each message, then holds back its "250" until `release` is set: the message
+    is with the mail server while the sender has not yet been told so."""
+
+    def __init__(self, port: int | None = None):
+        super().__init__(port)
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):
+        answer = await super().handle_DATA(server, session, envelope)
+        self.arrived.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.02)
+        return answer
+
+
+#: The background worker as deployments run it, `manage.py run_worker` (db_worker that
+#: outlives database errors and writes the heartbeat /healthz asks for); add "--batch" to
+#: stop when the queue is empty.
 DB_WORKER = [
     sys.executable,
     "manage.py",
-    "db_worker",
+    "run_worker",
     "--no-startup-delay",
     "--no-reload",
     "--interval",

@@ -7,17 +7,30 @@ from delivery import services
 
 class Command(BaseCommand):
     help = (
-        "Enqueue pending deliveries that are due and deliveries whose worker lease expired. "
-        "--now retries every unsent delivery at once; --sync sends them in this process."
+        "Recover tasks whose worker died, then enqueue pending deliveries that are due and "
+        "deliveries whose worker lease expired. --now makes every pending delivery due at "
+        "once; --failed also puts failed deliveries back in the queue (audited); --sync "
+        "sends them in this process."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--now", action="store_true", help="retry every pending delivery now")
         parser.add_argument(
+            "--failed",
+            action="store_true",
+            help="also revive failed deliveries (fresh attempts, one audit row each)",
+        )
+        parser.add_argument(
             "--sync", action="store_true", help="send in this process instead of enqueuing"
         )
 
-    def handle(self, *args, now, sync, **options):
+    def handle(self, *args, now, failed, sync, **options):
+        lost = services.recover_lost_tasks()
+        if lost:
+            self.stdout.write(f"{len(lost)} task(s) recovered from a lost worker")
+        if failed:
+            revived = services.revive_failed_deliveries()
+            self.stdout.write(f"{len(revived)} failed deliveries revived")
         ids = services.due_delivery_ids(everything=now)
         outcomes: dict[str, int] = {}
         for delivery_id in ids:
