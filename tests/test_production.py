@@ -25,6 +25,7 @@ from requests_app.forms import EnrollmentForm, ServerKeyEnrollmentForm
 from requests_app.models import AuditEvent, CertificateRequest
 from requests_app.profiles import get_profile
 from tests.helpers.csrs import make_csr
+from tests.helpers.mfa import login_verified
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -255,7 +256,7 @@ def test_an_approval_blocked_by_a_row_lock_fails_within_the_timeout(ca, agent, s
         with pytest.raises(services.RecordBusy, match="being changed by someone else"):
             services.approve_request(req.public_id, agent=agent)
         assert time.monotonic() - start < 5
-        client.force_login(agent)
+        login_verified(client, agent)
         response = client.post(
             reverse("agent:approve", args=[req.public_id]), {"validity_days": ""}, follow=True
         )
