@@ -8,7 +8,7 @@ class DeliveryConfig(AppConfig):
     def ready(self):
         from requests_app import extensions
 
-        from . import admin, checks, panels, receivers, services  # noqa: F401 - receivers, checks
+        from . import admin, checks, liveness, panels, receivers  # noqa: F401 - receivers, checks
 
         extensions.register_agent_panel(
             "delivery", template="delivery/_panel.html", context=panels.delivery_panel
@@ -21,5 +21,5 @@ class DeliveryConfig(AppConfig):
         extensions.register_certificate_admin_action(admin.send_certificate_selected)
         extensions.register_certificate_admin_action(admin.send_link_selected)
         # With the durable task queue, a node is healthy only if some worker beat lately.
-        if services.durable_tasks():
-            extensions.register_health_check("worker", services.worker_health)
+        if liveness.durable_tasks():
+            extensions.register_health_check("worker", liveness.worker_health)

@@ -25,6 +25,7 @@ from requests_app import signals
 
 from . import services
 from .models import Delivery
+from .tracking import record_tracking_event
 
 logger = logging.getLogger(__name__)
 Kind = Delivery.Kind
@@ -169,7 +170,7 @@ def track(sender, *, event, esp_name, **kwargs):
     """Record the event of one of our sent messages once, matched by the provider's message
     ID only (the body's metadata is not trusted); delivered and bounced end a sent delivery."""
     event_id = event.event_id or f"{event.message_id}:{event.event_type}:{event.timestamp}"
-    services.record_tracking_event(
+    record_tracking_event(
         provider=esp_name,
         event_id=str(event_id),
         event_type=event.event_type,

@@ -28,7 +28,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from . import services
+from . import liveness
 from .resilience import DATABASE_ERRORS, backoff_delay, fresh_connection, retry_database
 
 logger = logging.getLogger("delivery.worker")
@@ -158,7 +158,7 @@ class ResilientWorker(Worker):
         now = time.monotonic()
         if now - self._last_beat < self.beat_every:
             return
-        services.record_worker_heartbeat(
+        liveness.record_worker_heartbeat(
             self.worker_id, hostname=self.hostname, pid=self.pid, started_at=self.started_at
         )
         self._last_beat = now
@@ -166,6 +166,6 @@ class ResilientWorker(Worker):
     def goodbye(self) -> None:
         """A clean stop takes the heartbeat away (best effort: the database may be gone)."""
         try:
-            services.forget_worker(self.worker_id)
+            liveness.forget_worker(self.worker_id)
         except DATABASE_ERRORS:
             logger.warning("worker %s: could not remove its heartbeat", self.worker_id)

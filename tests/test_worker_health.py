@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_tasks_db import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
 
-from delivery import services as delivery_services
+from delivery import liveness
 from delivery.backends import test as test_backend
 from delivery.models import Delivery, WorkerHeartbeat
 from delivery.tasks import deliver_task
@@ -28,16 +28,14 @@ DURABLE = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 def worker_check():
     """/healthz asks the worker check, as the delivery app registers it with durable tasks."""
     saved = dict(extensions._health_checks)
-    extensions.register_health_check("worker", delivery_services.worker_health)
+    extensions.register_health_check("worker", liveness.worker_health)
     yield
     extensions._health_checks.clear()
     extensions._health_checks.update(saved)
 
 
 def _beat(worker_id="w1", *, age=0):
-    delivery_services.record_worker_heartbeat(
-        worker_id, hostname="host", pid=1, started_at=timezone.now()
-    )
+    liveness.record_worker_heartbeat(worker_id, hostname="host", pid=1, started_at=timezone.now())
     WorkerHeartbeat.objects.filter(worker_id=worker_id).update(
         last_seen=timezone.now() - dt.timedelta(seconds=age)
     )
@@ -50,20 +48,20 @@ def test_healthz_fails_without_a_recent_heartbeat_and_passes_with_one(
     settings.TASKS = DURABLE
     settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS = 60
     assert client.get("/healthz").status_code == 503
-    assert "no worker has run" in delivery_services.worker_health()
+    assert "no worker has run" in liveness.worker_health()
     _beat(age=61)
     assert client.get("/healthz").status_code == 503
-    assert delivery_services.worker_health() == "no worker seen for 61 s"
+    assert liveness.worker_health() == "no worker seen for 61 s"
     _beat(age=5)
     assert client.get("/healthz").status_code == 200
-    assert delivery_services.worker_health() is None
+    assert liveness.worker_health() is None
 
 
 def test_no_worker_is_needed_when_tasks_run_in_the_process(client, ca, settings, worker_check):
     """With the immediate task backend no heartbeat is expected; the app registers no check."""
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
     assert client.get("/healthz").status_code == 200
-    assert delivery_services.worker_health() is None
+    assert liveness.worker_health() is None
 
 
 def test_the_check_is_registered_only_for_the_durable_queue():
@@ -94,7 +92,7 @@ def test_the_sweeper_recovers_a_task_its_worker_lost(pending_request, settings):
     lost.refresh_from_db()
     running.refresh_from_db()
     assert lost.status == TaskResultStatus.FAILED
-    assert lost.exception_class_path == "delivery.services.WorkerLost"
+    assert lost.exception_class_path == "delivery.liveness.WorkerLost"
     assert "dead-worker" in lost.traceback
     assert running.status == TaskResultStatus.RUNNING
     event = AuditEvent.objects.get(action="tasks_recovered")

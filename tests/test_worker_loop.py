@@ -9,7 +9,7 @@ from django.tasks import TaskResultStatus
 from django_tasks_db import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
 
-from delivery import services as delivery_services
+from delivery import liveness
 from delivery.backends import test as test_backend
 from delivery.models import Delivery, WorkerHeartbeat
 from delivery.tasks import deliver_task
@@ -53,7 +53,7 @@ def test_the_loop_records_each_outcome_and_goes_on_after_a_database_error(queued
     """A failing heartbeat write (the database locked) costs one turn; both tasks are then
     recorded, the one whose code is gone as failed, and the heartbeat is removed at exit."""
     delivery, good, gone = queued
-    real_beat = delivery_services.record_worker_heartbeat
+    real_beat = liveness.record_worker_heartbeat
     calls = []
 
     def flaky_beat(*args, **kwargs):
@@ -63,7 +63,7 @@ def test_the_loop_records_each_outcome_and_goes_on_after_a_database_error(queued
         real_beat(*args, **kwargs)
         assert WorkerHeartbeat.objects.filter(worker_id="loop-test").exists()
 
-    monkeypatch.setattr(delivery_services, "record_worker_heartbeat", flaky_beat)
+    monkeypatch.setattr(liveness, "record_worker_heartbeat", flaky_beat)
     worker = _worker()
     worker.beat_every = 0  # beat on every turn
     worker.run()

@@ -147,7 +147,7 @@ class TestOnPostgreSQL:
         tasks = DBTaskResult.objects.all()
         assert not tasks.filter(status=TaskResultStatus.RUNNING).exists()
         lost = tasks.get(status=TaskResultStatus.FAILED)
-        assert lost.exception_class_path == "delivery.services.WorkerLost"
+        assert lost.exception_class_path == "delivery.liveness.WorkerLost"
         assert AuditEvent.objects.filter(action="tasks_recovered").count() == 1
 
     def test_a_dropped_connection_during_a_send_is_survived(self, request_row, settings):

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from delivery import services
+from delivery import liveness, services
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, now, failed, sync, **options):
-        lost = services.recover_lost_tasks()
+        lost = liveness.recover_lost_tasks()
         if lost:
             self.stdout.write(f"{len(lost)} task(s) recovered from a lost worker")
         if failed:
