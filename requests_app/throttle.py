@@ -69,18 +69,23 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def within_rate(scope: str, rate: str) -> bool:
-    """Count one use by scope in the current window; False once it has used more than rate."""
+def _window(scope: str, rate: str) -> tuple[str, int, int]:
+    """The counter key of scope in rate's current window, the limit and the window's length."""
     limit, window = parse_rate(rate)
     bucket = int(clock() // window)
-    return _increment(_key(f"rate-{bucket}", scope), timeout=window) <= limit
+    return _key(f"rate-{bucket}", scope), limit, window
+
+
+def within_rate(scope: str, rate: str) -> bool:
+    """Count one use by scope in the current window; False once it has used more than rate."""
+    key, limit, window = _window(scope, rate)
+    return _increment(key, timeout=window) <= limit
 
 
 def over_rate(scope: str, rate: str) -> bool:
     """True when scope has used up rate in the current window (nothing is counted)."""
-    limit, window = parse_rate(rate)
-    bucket = int(clock() // window)
-    return (cache.get(_key(f"rate-{bucket}", scope)) or 0) >= limit
+    key, limit, _ = _window(scope, rate)
+    return (cache.get(key) or 0) >= limit
 
 
 def enrollment_allowed(ip: str | None) -> bool:

@@ -10,6 +10,7 @@ import pytest
 
 from requests_app import keys, services
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import confirmed
 from tests.helpers.mfa import login_verified
 from tests.helpers.servers import SMTPServer
 
@@ -85,3 +86,21 @@ def smtp_server(settings):
     settings.MAILERS = build_mailers(server.email_url, "")
     yield server
     server.stop()
+
+
+#: The passphrase of server_key_cert's key.
+SERVER_KEY_PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def server_key_cert(ca, agent, settings):
+    """A personal certificate whose key the portal made (P-256, for speed), issued after
+    the requester confirmed the address; its key opens with SERVER_KEY_PASSPHRASE."""
+    settings.SERVER_KEY_TYPE = "p256"
+    req = services.submit_request_with_server_key(
+        profile="user",
+        passphrase=SERVER_KEY_PASSPHRASE,
+        requester_email="ada@example.test",
+        requester_name="Ada Lovelace",
+    )
+    return services.approve_request(confirmed(req), agent=agent)

@@ -26,30 +26,17 @@ from django.urls import reverse
 
 from requests_app import pki, services, throttle
 from requests_app.models import AuditEvent, CertificateRequest
+from tests.conftest import SERVER_KEY_PASSPHRASE
 from tests.helpers.csrs import make_csr
-from tests.helpers.mailbox import confirmed
 from tests.helpers.nginx import Nginx, nginx_binary
 from tests.helpers.servers import free_port, portal_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PASSPHRASE = "correct horse battery staple"
+PASSPHRASE = SERVER_KEY_PASSPHRASE
 WRONG = "not the passphrase, a guess"
 
 pytestmark = pytest.mark.usefixtures("empty_cache")
-
-
-@pytest.fixture
-def key_cert(ca, agent, settings):
-    """A personal certificate whose key the portal made (P-256, for speed)."""
-    settings.SERVER_KEY_TYPE = "p256"
-    req = services.submit_request_with_server_key(
-        profile="user",
-        passphrase=PASSPHRASE,
-        requester_email="ada@example.test",
-        requester_name="Ada Lovelace",
-    )
-    return services.approve_request(confirmed(req), agent=agent)
 
 
 @pytest.fixture
@@ -79,34 +66,36 @@ def _key_stored(cert) -> bool:
     return bool(CertificateRequest.objects.get(certificate=cert).encrypted_private_key)
 
 
-def test_62_addresses_get_the_budget_of_one(key_cert, settings, evaluations):
+def test_62_addresses_get_the_budget_of_one(server_key_cert, settings, evaluations):
     """62 guesses from 62 addresses: the certificate's budget is evaluated, the rest locked."""
     settings.KEY_DOWNLOAD_FREE_ATTEMPTS = 5
     budget = settings.KEY_DOWNLOAD_FREE_ATTEMPTS + 1  # the free ones, and the one that locks
     statuses = [
-        _guess(Client(REMOTE_ADDR=f"127.0.0.{n}"), key_cert).status_code for n in range(2, 64)
+        _guess(Client(REMOTE_ADDR=f"127.0.0.{n}"), server_key_cert).status_code
+        for n in range(2, 64)
     ]
     assert statuses == [400] * budget + [429] * (62 - budget)
     assert len(evaluations) == budget
     # The owner, from yet another address, waits too: the documented price of counting per
     # certificate. Only someone with the request ID can cause it (see the next test).
-    assert _guess(Client(REMOTE_ADDR="127.0.1.1"), key_cert, PASSPHRASE).status_code == 429
-    assert _key_stored(key_cert)
+    assert _guess(Client(REMOTE_ADDR="127.0.1.1"), server_key_cert, PASSPHRASE).status_code == 429
+    assert _key_stored(server_key_cert)
 
 
-def test_the_serial_alone_can_neither_guess_nor_lock_out(key_cert, settings, evaluations):
+def test_the_serial_alone_can_neither_guess_nor_lock_out(server_key_cert, settings, evaluations):
     """Without the request ID no passphrase is tried and the certificate's count stays 0."""
     settings.KEY_DOWNLOAD_FREE_ATTEMPTS = 2
     settings.KEY_DOWNLOAD_ADDRESS_FREE_ATTEMPTS = 3
     for n in range(2, 40):
         attacker = Client(REMOTE_ADDR=f"127.0.2.{n}")
         for _ in range(3):
-            response = _guess(attacker, key_cert, request_id="ABCD-EFGH-JKMN-PQRS-TVWX")
+            response = _guess(attacker, server_key_cert, request_id="ABCD-EFGH-JKMN-PQRS-TVWX")
             assert response.status_code == 400
             assert "not the request ID of this certificate" in response.content.decode()
     one = Client(REMOTE_ADDR="127.0.3.1")
     assert [
-        _guess(one, key_cert, request_id="ABCD-EFGH-JKMN-PQRS-TVW0").status_code for _ in range(5)
+        _guess(one, server_key_cert, request_id="ABCD-EFGH-JKMN-PQRS-TVW0").status_code
+        for _ in range(5)
     ] == [
         400,
         400,
@@ -115,13 +104,13 @@ def test_the_serial_alone_can_neither_guess_nor_lock_out(key_cert, settings, eva
         429,
     ]  # one address is locked after its own budget of wrong IDs
     assert evaluations == []
-    owner = _guess(Client(REMOTE_ADDR="127.0.4.1"), key_cert, PASSPHRASE)
+    owner = _guess(Client(REMOTE_ADDR="127.0.4.1"), server_key_cert, PASSPHRASE)
     assert owner.status_code == 200
     assert owner["Content-Type"] == "application/x-pkcs12"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_40_concurrent_guesses_get_exactly_the_budget(key_cert, settings, evaluations):
+def test_40_concurrent_guesses_get_exactly_the_budget(server_key_cert, settings, evaluations):
     """40 guesses at once from one address: exactly the budget is evaluated, the rest wait
     their turn and find the form locked."""
     settings.KEY_DOWNLOAD_FREE_ATTEMPTS = 5
@@ -131,7 +120,7 @@ def test_40_concurrent_guesses_get_exactly_the_budget(key_cert, settings, evalua
     def guess(_):
         barrier.wait()
         try:
-            return _guess(Client(REMOTE_ADDR="198.51.100.9"), key_cert).status_code
+            return _guess(Client(REMOTE_ADDR="198.51.100.9"), server_key_cert).status_code
         finally:
             connection.close()
 
@@ -139,10 +128,10 @@ def test_40_concurrent_guesses_get_exactly_the_budget(key_cert, settings, evalua
         statuses = list(pool.map(guess, range(40)))
     assert sorted(statuses) == [400] * budget + [429] * (40 - budget)
     assert len(evaluations) == budget
-    assert _key_stored(key_cert)
+    assert _key_stored(server_key_cert)
 
 
-def test_the_kdf_runs_outside_any_transaction(key_cert, monkeypatch):
+def test_the_kdf_runs_outside_any_transaction(server_key_cert, monkeypatch):
     """scrypt (unseal) and the .p12's own KDF run before the row is locked."""
     in_transaction = []
     unseal, to_pkcs12 = pki.unseal, pki.to_pkcs12
@@ -156,7 +145,7 @@ def test_the_kdf_runs_outside_any_transaction(key_cert, monkeypatch):
 
     monkeypatch.setattr(pki, "unseal", watched(unseal))
     monkeypatch.setattr(pki, "to_pkcs12", watched(to_pkcs12))
-    req = CertificateRequest.objects.get(certificate=key_cert)
+    req = CertificateRequest.objects.get(certificate=server_key_cert)
     with pytest.raises(services.WrongPassphrase):
         services.download_server_key(req.public_id, passphrase=WRONG)
     assert services.download_server_key(req.public_id, passphrase=PASSPHRASE)
@@ -166,9 +155,9 @@ def test_the_kdf_runs_outside_any_transaction(key_cert, monkeypatch):
         services.download_server_key(req.public_id, passphrase=PASSPHRASE)
 
 
-def test_a_key_taken_while_it_was_opened_is_not_handed_over_twice(key_cert, monkeypatch):
+def test_a_key_taken_while_it_was_opened_is_not_handed_over_twice(server_key_cert, monkeypatch):
     """If another download takes the key while this one runs its KDF, this one is refused."""
-    req = CertificateRequest.objects.get(certificate=key_cert)
+    req = CertificateRequest.objects.get(certificate=server_key_cert)
     unseal = pki.unseal
     raced = []
 
@@ -295,7 +284,9 @@ class Visitor:
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
-def test_behind_nginx_each_client_has_its_own_budget(live_server, key_cert, settings, tmp_path):
+def test_behind_nginx_each_client_has_its_own_budget(
+    live_server, server_key_cert, settings, tmp_path
+):
     """Through a real nginx: one client's 60 enrollments leave the next client's budget
     whole, audit rows name the client, and a serial-knower cannot lock the owner out."""
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
@@ -315,13 +306,14 @@ def test_behind_nginx_each_client_has_its_own_budget(live_server, key_cert, sett
 
         attacker = Visitor(proxy.url, "127.0.0.7")
         statuses = [
-            attacker.guess(key_cert, PASSPHRASE, "ABCD-EFGH-JKMN-PQRS-TVWX")[0] for _ in range(8)
+            attacker.guess(server_key_cert, PASSPHRASE, "ABCD-EFGH-JKMN-PQRS-TVWX")[0]
+            for _ in range(8)
         ]
         assert statuses == [400, 400, 400, 400, 429, 429, 429, 429]
         owner = Visitor(proxy.url, "127.0.0.8")
-        status, _ = owner.guess(key_cert, PASSPHRASE, key_cert.request.display_id)
+        status, _ = owner.guess(server_key_cert, PASSPHRASE, server_key_cert.request.display_id)
         assert status == 200
-        assert not _key_stored(key_cert)
+        assert not _key_stored(server_key_cert)
 
 
 def _redis_url() -> str | None:
@@ -339,7 +331,7 @@ def _redis_url() -> str | None:
     shutil.which("gunicorn", path=str(Path(sys.executable).parent)) is None,
     reason="gunicorn is not installed in this venv",
 )
-def test_four_gunicorn_workers_share_one_budget_in_redis(key_cert, settings):
+def test_four_gunicorn_workers_share_one_budget_in_redis(server_key_cert, settings):
     """gunicorn -w 4 with CACHE_URL=redis://: 40 sequential guesses get exactly the budget,
     and a restart of every process keeps the lockout."""
     redis_url = _redis_url()
@@ -378,13 +370,13 @@ def test_four_gunicorn_workers_share_one_budget_in_redis(key_cert, settings):
         process.terminate()
         process.wait(20)
 
-    request_id = key_cert.request.public_id
+    request_id = server_key_cert.request.public_id
     process = start()
     try:
         outcomes = []
         for _ in range(40):  # a new connection each time: the workers take turns
             status, html = Visitor(f"http://127.0.0.1:{port}", "127.0.0.1").guess(
-                key_cert, WRONG, request_id
+                server_key_cert, WRONG, request_id
             )
             outcomes.append("tried" if "does not open your key" in html else status)
         assert outcomes == ["tried"] * budget + [429] * (40 - budget)
@@ -393,9 +385,9 @@ def test_four_gunicorn_workers_share_one_budget_in_redis(key_cert, settings):
     process = start()
     try:
         status, _ = Visitor(f"http://127.0.0.1:{port}", "127.0.0.1").guess(
-            key_cert, PASSPHRASE, request_id
+            server_key_cert, PASSPHRASE, request_id
         )
         assert status == 429  # the restart forgot nothing
     finally:
         stop(process)
-    assert _key_stored(key_cert)
+    assert _key_stored(server_key_cert)

@@ -17,11 +17,12 @@ from django.views.debug import ExceptionReporter
 from requests_app import links, pki, services, throttle
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.views import ee
+from tests.conftest import SERVER_KEY_PASSPHRASE
 from tests.helpers.csrs import make_csr
-from tests.helpers.mailbox import confirmed, submit_confirmed
+from tests.helpers.mailbox import submit_confirmed
 from tests.helpers.mfa import login_verified
 
-PASSPHRASE = "correct horse battery staple"
+PASSPHRASE = SERVER_KEY_PASSPHRASE
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -35,19 +36,6 @@ pytestmark = pytest.mark.usefixtures("empty_cache")
 def server_cert(pending_request, agent):
     """A server certificate whose key the requester made."""
     return services.approve_request(pending_request, agent=agent)
-
-
-@pytest.fixture
-def key_cert(ca, agent, settings):
-    """A personal certificate whose key the portal made (P-256 here, for speed)."""
-    settings.SERVER_KEY_TYPE = "p256"
-    req = services.submit_request_with_server_key(
-        profile="user",
-        passphrase=PASSPHRASE,
-        requester_email="ada@example.test",
-        requester_name="Ada Lovelace",
-    )
-    return services.approve_request(confirmed(req), agent=agent)
 
 
 def _p12(client, cert, passphrase=PASSPHRASE, fmt="modern", request_id=None, **extra):
@@ -147,38 +135,40 @@ def test_import_unknown_serial_is_404(client, db):
     assert client.get(reverse("certificate_import", args=["abc"])).status_code == 404
 
 
-def test_retrieval_link_leads_to_the_key_form(client, key_cert):
+def test_retrieval_link_leads_to_the_key_form(client, server_key_cert):
     """The mailed link opens the certificate page, whose key form has the request ID filled in
     and asks for the passphrase."""
-    token = links.retrieval_token(key_cert)
+    token = links.retrieval_token(server_key_cert)
     response = client.get(reverse("retrieve", args=[token]), follow=True)
     html = response.content.decode()
-    page = reverse("certificate_detail", args=[key_cert.serial])
-    assert response.redirect_chain[-1][0] == f"{page}?request={key_cert.request.public_id}#key"
+    page = reverse("certificate_detail", args=[server_key_cert.serial])
+    assert (
+        response.redirect_chain[-1][0] == f"{page}?request={server_key_cert.request.public_id}#key"
+    )
     assert 'name="passphrase"' in html
-    assert f'value="{key_cert.request.display_id}"' in html
-    assert reverse("certificate_pkcs12", args=[key_cert.serial]) in html
+    assert f'value="{server_key_cert.request.display_id}"' in html
+    assert reverse("certificate_pkcs12", args=[server_key_cert.serial]) in html
 
 
-def test_the_serial_alone_opens_no_key(client, key_cert):
+def test_the_serial_alone_opens_no_key(client, server_key_cert):
     """Without the request ID the right passphrase gets no key, and is never tried."""
-    response = _p12(client, key_cert, request_id="ABCD-EFGH-JKMN-PQRS-TVWX")
+    response = _p12(client, server_key_cert, request_id="ABCD-EFGH-JKMN-PQRS-TVWX")
     assert response.status_code == 400
     assert "That is not the request ID of this certificate" in response.content.decode()
-    assert _key_stored(key_cert)
-    html = client.get(reverse("certificate_detail", args=[key_cert.serial])).content.decode()
-    assert f'value="{key_cert.request.display_id}"' not in html
-    assert _p12(client, key_cert).status_code == 200  # with it, and typed any way, it works
+    assert _key_stored(server_key_cert)
+    html = client.get(reverse("certificate_detail", args=[server_key_cert.serial])).content.decode()
+    assert f'value="{server_key_cert.request.display_id}"' not in html
+    assert _p12(client, server_key_cert).status_code == 200  # with it, and typed any way, it works
 
 
-def test_tampered_link_reveals_nothing(client, key_cert):
+def test_tampered_link_reveals_nothing(client, server_key_cert):
     """An altered link shows the clear page and no certificate."""
-    token = links.retrieval_token(key_cert)
+    token = links.retrieval_token(server_key_cert)
     response = client.get(reverse("retrieve", args=[token[:-3] + "abc"]))
     html = response.content.decode()
     assert response.status_code == 404
     assert "This link does not work" in html
-    assert key_cert.serial not in html
+    assert server_key_cert.serial not in html
 
 
 # --- enrollment with a server-made key ----------------------------------------------
@@ -270,91 +260,93 @@ def test_server_key_enrollment_only_where_offered(client, db):
 # --- downloading the .p12 -----------------------------------------------------------
 
 
-def test_key_page_and_status_page_offer_the_download(client, key_cert):
+def test_key_page_and_status_page_offer_the_download(client, server_key_cert):
     """The status page points to the download; the certificate page has the form and deadline."""
-    status = client.get(key_cert.request.get_absolute_url()).content.decode()
+    status = client.get(server_key_cert.request.get_absolute_url()).content.decode()
     assert "Download your certificate and key" in status
-    html = client.get(reverse("certificate_detail", args=[key_cert.serial])).content.decode()
-    deadline = key_cert.created + dt.timedelta(days=14)
+    html = client.get(reverse("certificate_detail", args=[server_key_cert.serial])).content.decode()
+    deadline = server_key_cert.created + dt.timedelta(days=14)
     assert "You can download it once" in html
     assert f"{deadline:%Y-%m-%d}" in html
     assert re.search(r'value="modern"[^>]*checked', html)
 
 
-def test_mac_gets_compatible_format_preselected(key_cert):
+def test_mac_gets_compatible_format_preselected(server_key_cert):
     """A Mac browser finds the compatible format chosen for it."""
     mac = Client(headers={"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)"})
-    html = mac.get(reverse("certificate_detail", args=[key_cert.serial])).content.decode()
+    html = mac.get(reverse("certificate_detail", args=[server_key_cert.serial])).content.decode()
     assert re.search(r'value="compatible"[^>]*checked', html)
 
 
-def test_download_p12_once(client, key_cert, tmp_path):
+def test_download_p12_once(client, server_key_cert, tmp_path):
     """The right passphrase gives the .p12 once; then the page says the key was erased."""
-    response = _p12(client, key_cert)
+    response = _p12(client, server_key_cert)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-pkcs12"
-    assert response["Content-Disposition"] == f'attachment; filename="{key_cert.serial}.p12"'
+    assert response["Content-Disposition"] == f'attachment; filename="{server_key_cert.serial}.p12"'
     assert response["Cache-Control"] == "no-store"
     key, cert, chain = pkcs12.load_key_and_certificates(response.content, PASSPHRASE.encode())
-    assert cert == key_cert.x509
+    assert cert == server_key_cert.x509
     assert pki.same_public_key(key, cert.public_key())
-    assert chain == [key_cert.ca.certificate]
-    assert not _key_stored(key_cert)
+    assert chain == [server_key_cert.ca.certificate]
+    assert not _key_stored(server_key_cert)
 
-    html = client.get(reverse("certificate_detail", args=[key_cert.serial])).content.decode()
+    html = client.get(reverse("certificate_detail", args=[server_key_cert.serial])).content.decode()
     assert "the key was then erased from this server" in html
     assert 'name="passphrase"' not in html
-    again = _p12(client, key_cert, follow=True)
+    again = _p12(client, server_key_cert, follow=True)
     assert "downloaded once already" in again.content.decode()
     assert again["Content-Type"].startswith("text/html")
 
 
-def test_wrong_passphrase_gives_message_and_no_file(client, key_cert):
+def test_wrong_passphrase_gives_message_and_no_file(client, server_key_cert):
     """A wrong passphrase re-renders the page with a clear message; the key stays."""
-    response = _p12(client, key_cert, passphrase="not my passphrase at all")
+    response = _p12(client, server_key_cert, passphrase="not my passphrase at all")
     html = response.content.decode()
     assert response.status_code == 400
     assert response["Content-Type"].startswith("text/html")
     assert "That passphrase does not open your key" in html
     assert "not my passphrase at all" not in html
-    assert _key_stored(key_cert)
+    assert _key_stored(server_key_cert)
 
 
-def test_empty_passphrase_is_a_form_error(client, key_cert):
+def test_empty_passphrase_is_a_form_error(client, server_key_cert):
     """No passphrase at all is refused by the form."""
-    response = _p12(client, key_cert, passphrase="")
+    response = _p12(client, server_key_cert, passphrase="")
     assert response.status_code == 400
     assert "This field is required." in response.content.decode()
 
 
-def test_repeated_wrong_passphrases_lock_the_form(client, key_cert, settings, monkeypatch):
+def test_repeated_wrong_passphrases_lock_the_form(client, server_key_cert, settings, monkeypatch):
     """After the free attempts the form locks, even for the right passphrase, until time passes."""
     settings.KEY_DOWNLOAD_FREE_ATTEMPTS = 2
     settings.KEY_DOWNLOAD_LOCKOUT_SECONDS = 30
     now = [1_000_000.0]
     monkeypatch.setattr(throttle, "clock", lambda: now[0])
-    assert [_p12(client, key_cert, passphrase="wrong one " * 2).status_code for _ in range(2)] == [
+    assert [
+        _p12(client, server_key_cert, passphrase="wrong one " * 2).status_code for _ in range(2)
+    ] == [
         400,
         400,
     ]
-    third = _p12(client, key_cert, passphrase="wrong one " * 2)
+    third = _p12(client, server_key_cert, passphrase="wrong one " * 2)
     assert "Wait 30 seconds before you try again" in third.content.decode()
 
-    locked = _p12(client, key_cert)
+    locked = _p12(client, server_key_cert)
     assert locked.status_code == 429
     assert locked["Retry-After"] == "30"
     assert "Too many wrong passphrases" in locked.content.decode()
-    assert _key_stored(key_cert)
+    assert _key_stored(server_key_cert)
 
     # The lockout is the certificate's, from every address (only request ID holders reach it).
     elsewhere = Client(REMOTE_ADDR="192.0.2.44")
-    assert _p12(elsewhere, key_cert, passphrase="wrong one " * 2).status_code == 429
+    assert _p12(elsewhere, server_key_cert, passphrase="wrong one " * 2).status_code == 429
 
     now[0] += 31
-    assert _p12(client, key_cert).status_code == 200
+    assert _p12(client, server_key_cert).status_code == 200
 
 
-def test_lockout_grows(client, key_cert, settings, monkeypatch):
+def test_lockout_grows(client, server_key_cert, settings, monkeypatch):
     """Each further wrong passphrase doubles the wait."""
     settings.KEY_DOWNLOAD_FREE_ATTEMPTS = 0
     settings.KEY_DOWNLOAD_LOCKOUT_SECONDS = 60
@@ -362,17 +354,17 @@ def test_lockout_grows(client, key_cert, settings, monkeypatch):
     monkeypatch.setattr(throttle, "clock", lambda: now[0])
     waits = []
     for _ in range(3):
-        html = _p12(client, key_cert, passphrase="wrong one " * 2).content.decode()
+        html = _p12(client, server_key_cert, passphrase="wrong one " * 2).content.decode()
         waits.append(re.search(r"Wait (\d+ \w+)", html).group(1))
         now[0] += 10_000
     assert waits == ["60 seconds", "2 minutes", "4 minutes"]
 
 
-def test_passphrase_never_logged(client, key_cert, caplog):
+def test_passphrase_never_logged(client, server_key_cert, caplog):
     """Neither a wrong nor the right passphrase appears in any log record."""
     with caplog.at_level(logging.DEBUG):
-        _p12(client, key_cert, passphrase="wrong passphrase here")
-        _p12(client, key_cert)
+        _p12(client, server_key_cert, passphrase="wrong passphrase here")
+        _p12(client, server_key_cert)
     assert "wrong passphrase for the key" in caplog.text
     assert "wrong passphrase here" not in caplog.text
     assert PASSPHRASE not in caplog.text
@@ -384,10 +376,10 @@ def test_p12_for_certificate_without_stored_key(client, server_cert):
     assert "never stored here" in response.content.decode()
 
 
-def test_expired_key_page_says_erased(client, key_cert, settings):
+def test_expired_key_page_says_erased(client, server_key_cert, settings):
     """Past the retention days the page says the key is gone and offers no form."""
     settings.SERVER_KEY_RETENTION_DAYS = 0
-    html = client.get(reverse("certificate_detail", args=[key_cert.serial])).content.decode()
+    html = client.get(reverse("certificate_detail", args=[server_key_cert.serial])).content.decode()
     assert "not downloaded within 0 days of issue" in html
     assert 'name="passphrase"' not in html
 
@@ -442,7 +434,7 @@ _INLINE = [
 ]
 
 
-def test_pages_have_no_inline_code_or_external_assets(client, key_cert, server_cert, agent):
+def test_pages_have_no_inline_code_or_external_assets(client, server_key_cert, server_cert, agent):
     """No inline script, style or handler and nothing fetched from elsewhere, so the CSP holds."""
     req = server_cert.request
     urls = [
@@ -452,7 +444,7 @@ def test_pages_have_no_inline_code_or_external_assets(client, key_cert, server_c
         reverse("enroll_server_key", args=["user"]),
         req.get_absolute_url(),
         reverse("certificate_detail", args=[server_cert.serial]),
-        reverse("certificate_detail", args=[key_cert.serial]),
+        reverse("certificate_detail", args=[server_key_cert.serial]),
         reverse("ca_page"),
         reverse("login"),
     ]
@@ -470,17 +462,17 @@ def test_pages_have_no_inline_code_or_external_assets(client, key_cert, server_c
             assert not pattern.search(html), f"{url}: {pattern.pattern}"
 
 
-def test_passphrase_hidden_from_error_reports(rf, key_cert, monkeypatch):
+def test_passphrase_hidden_from_error_reports(rf, server_key_cert, monkeypatch):
     """A crash while packing the .p12 leaves the passphrase out of Django's error report."""
 
     def explode(*args, **kwargs):
         raise RuntimeError("packing failed")
 
     monkeypatch.setattr(pki, "to_pkcs12", explode)
-    fields = {"request_id": key_cert.request.public_id, "passphrase": PASSPHRASE}
+    fields = {"request_id": server_key_cert.request.public_id, "passphrase": PASSPHRASE}
     request = rf.post("/", {**fields, "pkcs12_format": "modern"})
     with pytest.raises(RuntimeError) as caught:
-        ee.certificate_pkcs12(request, key_cert.serial)
+        ee.certificate_pkcs12(request, server_key_cert.serial)
     report = ExceptionReporter(request, caught.type, caught.value, caught.tb).get_traceback_text()
     assert "packing failed" in report
     assert "certificate_pkcs12" in report
