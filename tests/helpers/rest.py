@@ -64,3 +64,20 @@ def openssl_verify(tmp_path: Path, ca_pem: str, cert_pem: str) -> subprocess.Com
         text=True,
         timeout=30,
     )
+
+
+AGENT_PASSWORD = "agent-pass-123"  # conftest's agent fixture
+
+
+def agent_secret(device, password: str = AGENT_PASSWORD) -> str:
+    """The basic-auth password of an agent with MFA: the password and the current code."""
+    from tests.helpers.mfa import next_totp_code
+
+    return password + next_totp_code(device)
+
+
+def basic(user: str, secret: str) -> str:
+    """An Authorization header value."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
