@@ -254,9 +254,7 @@ def test_a_revoked_agent_certificate_is_refused(client, ca, agent, trusted_proxy
     _error(client.get(QUEUE, **_cert_header(cert)), 401, UNAUTHORIZED)
 
 
-def test_the_agent_certificate_session_needs_the_same_certificate(
-    client, ca, agent, trusted_proxy
-):
+def test_the_agent_certificate_session_needs_the_same_certificate(client, ca, agent, trusted_proxy):
     """A session opened by a certificate is not carried by the cookie alone."""
     bob = make_agent("bob")
     cert, _key = issue_agent_certificate(bob, agent)

@@ -193,7 +193,9 @@ def test_reject_and_cancel(live_server, ca, agent_api, tmp_path):
     agent_api.cancel_request(two.request_id)
     assert public.get_request(one.request_id).request_status == "rejected"
     assert public.get_request(two.request_id).request_status == "canceled"
-    assert AuditEvent.objects.filter(action__in=["request_rejected", "request_canceled"]).count() == 2
+    assert (
+        AuditEvent.objects.filter(action__in=["request_rejected", "request_canceled"]).count() == 2
+    )
 
 
 def test_approval_via_rest_delivers_like_the_agent_page(

@@ -142,9 +142,7 @@ def _from_certificate(request: HttpRequest, pem: str | None, source: str):
             return user
     ip = client_ip(request)
     if not throttle.certificate_login_allowed(ip):
-        raise RestError(
-            "Forbidden", "Too many certificate logins from this address; wait a while"
-        )
+        raise RestError("Forbidden", "Too many certificate logins from this address; wait a while")
     try:
         link = services.verify_agent_certificate(pem, ip=ip, source=source)
     except services.CertificateRefused as exc:
@@ -191,8 +189,7 @@ def _from_basic(request: HttpRequest, username: str, secret: str):
                 if login_throttle.is_locked(request, user):
                     raise _locked() from None
                 raise _unauthorized(
-                    "Wrong or already used code: wait for the next code of the "
-                    "authenticator app"
+                    "Wrong or already used code: wait for the next code of the authenticator app"
                 ) from None
             login_throttle.clear_failures(request, user)
         else:
