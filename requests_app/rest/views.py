@@ -155,7 +155,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
     if not csr:
         raise RestError("BadRequest", "cert_request (the PKCS#10 CSR) is missing")
     phone = values.get("requestor_phone", "")
-    req, _cert = services.submit_enrollment(
+    req, cert = services.submit_enrollment(
         profile=profile.name,
         csr=csr,
         requester_email=_requester_email(values.get("requestor_email", ""), csr, profile),
@@ -164,6 +164,8 @@ def enroll(request: HttpRequest) -> HttpResponse:
         ip=ip,
         channel="rest",
     )
+    if cert is not None:  # an auto_approve profile: issued at once (on a copy of req)
+        req.refresh_from_db()
     return reply(shapes.collection([shapes.request_info(request, req)]))
 
 
