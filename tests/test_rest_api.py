@@ -369,3 +369,14 @@ def test_info_resources(client):
     info = client.get("/pki/rest/info").json()
     assert [int(p) for p in info["Version"].split(".")]
     assert client.get("/ca/rest/info").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/ca/rest/nothing", "/ca/rest/certrequests/", "/ca/rest/certs/1/2/3", "/pki/rest"]
+)
+def test_unknown_rest_paths_are_json(client, path):
+    """A path under the API that names nothing is ResourceNotFound JSON, not an HTML page;
+    other paths keep Django's page."""
+    _error(client.get(path), 404, "com.netscape.certsrv.base.ResourceNotFoundException")
+    other = client.get("/no-such-page/")
+    assert other.status_code == 404 and other["Content-Type"].startswith("text/html")

@@ -7,12 +7,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import urlencode
+from django.views import defaults
 
 from .. import pki, services, throttle
 from ..httputil import client_ip
 from ..paging import MAX_PAGE
 from . import ids, shapes
-from .errors import RestError
+from .errors import RestError, error_response
 from .http import int_param, json_body, reply, resource, text_value
 from .search import search
 
@@ -224,3 +225,16 @@ def certificate_search(request: HttpRequest) -> HttpResponse:
         query["start"] = start + size
         next_url = request.build_absolute_uri(f"{request.path}?{urlencode(query)}")
     return reply(shapes.collection(entries, total=start + len(entries), next_url=next_url))
+
+
+# --- outside any resource --------------------------------------------------------------
+
+REST_PREFIXES = ("/ca/rest/", "/pki/rest/")
+
+
+def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
+    """The project's 404 handler: under /ca/rest/ and /pki/rest/ Dogtag's JSON (a client of
+    the API never gets an HTML page), elsewhere Django's page."""
+    if request.path.startswith(REST_PREFIXES) or request.path in ("/ca/rest", "/pki/rest"):
+        return error_response("ResourceNotFound", f"No such resource: {request.path[:200]}")
+    return defaults.page_not_found(request, exception)
