@@ -100,7 +100,8 @@ def test_password_and_code_once_then_the_session_cookie(client, agent, device):
     """Password + TOTP passes once; the session the client keeps carries it (the same code
     is not checked again), and the login is audited."""
     header = basic("agent1", agent_secret(device))
-    assert client.get(QUEUE, HTTP_AUTHORIZATION=header).status_code == 200
+    first = client.get(QUEUE, HTTP_AUTHORIZATION=header)
+    assert first.status_code == 200 and first["Cache-Control"] == "no-store"
     assert client.get(QUEUE, HTTP_AUTHORIZATION=header).status_code == 200
     assert AuditEvent.objects.filter(action="agent_second_factor_passed").count() == 1
     login = AuditEvent.objects.get(action="agent_login")

@@ -40,7 +40,7 @@ NOT_TAKEN = {
 REQUEST_NONCE, CERT_NONCE = "cert-request", "cert-revoke"
 
 
-@resource("GET")
+@resource("GET", private=True)
 def request_list(request: HttpRequest) -> HttpResponse:
     """The queue, newest first: requestStatus and requestType filter (without a status,
     requests still awaiting their requester's email confirmation are left out, as on the
@@ -82,7 +82,7 @@ def _request(request_id: str) -> CertificateRequest:
     return req
 
 
-@resource("GET")
+@resource("GET", private=True)
 def request_review(request: HttpRequest, request_id: str) -> HttpResponse:
     """The review document of a request, with a fresh nonce for the action that follows."""
     agent = authenticated_agent(request)
@@ -147,7 +147,7 @@ def _notes(req: CertificateRequest, body: dict) -> str:
     return "" if notes == (req.requester_note or "").strip() else notes
 
 
-@resource("POST")
+@resource("POST", private=True)
 def request_action(request: HttpRequest, request_id: str, action: str) -> HttpResponse:
     """approve, reject or cancel a pending request, echoing the review (and its nonce);
     answered with 204 as Dogtag does."""
@@ -176,7 +176,7 @@ def request_action(request: HttpRequest, request_id: str, action: str) -> HttpRe
 # --- certificates ----------------------------------------------------------------------
 
 
-@resource("GET")
+@resource("GET", private=True)
 def certificate_review(request: HttpRequest, serial: str) -> HttpResponse:
     """A certificate with a nonce for the revocation that follows."""
     agent = authenticated_agent(request)
@@ -214,7 +214,7 @@ def _is_ca(cert) -> bool:
         return False
 
 
-@resource("POST")
+@resource("POST", private=True)
 def certificate_action(request: HttpRequest, serial: str, action: str) -> HttpResponse:
     """revoke (and revoke-ca, for CA certificates only) with a reason, an invalidity date and
     the review's Nonce; unrevoke releases a hold. Remove_from_CRL as a reason is unrevoke."""
