@@ -8,12 +8,14 @@ import json
 
 import pytest
 from cryptography import x509
+from django.test import Client
 
 from requests_app import services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
 from requests_app.rest import ids
 from requests_app.rest.http import MAX_BODY
 from tests.helpers.csrs import make_csr
+from tests.helpers.mailbox import confirmed
 from tests.helpers.mfa import add_totp_device
 from tests.helpers.rest import agent_secret, basic
 
@@ -380,3 +382,40 @@ def test_unknown_rest_paths_are_json(client, path):
     _error(client.get(path), 404, "com.netscape.certsrv.base.ResourceNotFoundException")
     other = client.get("/no-such-page/")
     assert other.status_code == 404 and other["Content-Type"].startswith("text/html")
+
+
+def test_search_lists_personal_certificates_to_agents_only(client, ca, agent, django_user_model):
+    """Anyone sees server certificates; a user certificate (a person and their mailbox) is
+    listed to an agent, not to anonymous callers or other accounts, and stays reachable by
+    its serial. Wrong credentials are refused, not quietly answered as anonymous."""
+    server = services.approve_request(
+        services.submit_request(
+            profile="server", csr=make_csr(cn="s.example.test"), requester_email="o@example.test"
+        ),
+        agent=agent,
+    )
+    personal = services.approve_request(
+        confirmed(
+            services.submit_request(
+                profile="user",
+                csr=make_csr(cn="Ada", sans=[x509.RFC822Name("ada@example.test")]),
+                requester_email="ada@example.test",
+            )
+        ),
+        agent=agent,
+    )
+
+    def listed(**headers):
+        response = _post(Client(), "/ca/rest/certs/search", {}, **headers)
+        assert response.status_code == 200, response.content
+        return {e["id"] for e in response.json()["entries"]}
+
+    assert listed() == {f"0x{server.serial}"}
+    django_user_model.objects.create_user("clerk", "clerk@example.test", "clerk-pass-123")
+    assert listed(HTTP_AUTHORIZATION=basic("clerk", "clerk-pass-123")) == {f"0x{server.serial}"}
+    device = add_totp_device(agent)
+    everything = listed(HTTP_AUTHORIZATION=basic("agent1", agent_secret(device)))
+    assert everything == {f"0x{server.serial}", f"0x{personal.serial}"}
+    wrong = _post(client, "/ca/rest/certs/search", {}, HTTP_AUTHORIZATION=basic("agent1", "no"))
+    _error(wrong, 401, "com.netscape.certsrv.base.UnauthorizedException")
+    assert client.get(f"/ca/rest/certs/0x{personal.serial}").status_code == 200

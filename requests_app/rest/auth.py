@@ -225,3 +225,25 @@ def authenticated_agent(request: HttpRequest):
     if not services.is_active_agent(user):
         raise RestError("Forbidden", f"{user.get_username()} is not a Certificate Manager agent")
     return user
+
+
+def has_credentials(request: HttpRequest) -> bool:
+    """Whether the caller presents anything that could make it an agent."""
+    _pem, source = presented_certificate(request)
+    return source != "none" or request.META.get("HTTP_AUTHORIZATION", "").lower().startswith(
+        "basic "
+    )
+
+
+def optional_agent(request: HttpRequest):
+    """The agent calling a public resource that shows agents more, or None: anonymous
+    callers, and callers who are not agents (or may not act now), get the public view;
+    wrong credentials are refused as on agent resources."""
+    if not has_credentials(request):
+        return None
+    try:
+        return authenticated_agent(request)
+    except RestError as exc:
+        if exc.kind == "Forbidden":
+            return None
+        raise

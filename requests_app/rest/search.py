@@ -9,7 +9,7 @@ import re
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Length
 
-from .. import pki
+from .. import pki, profiles
 from ..models import Certificate
 from . import ids
 from .errors import RestError
@@ -111,9 +111,15 @@ def _status(rows: QuerySet, status: str) -> QuerySet:
     return rows.filter(filters[status])
 
 
-def search(criteria: dict) -> QuerySet:
-    """The certificates matching the criteria, newest first."""
+def search(criteria: dict, *, public: bool = True) -> QuerySet:
+    """The certificates matching the criteria, newest first; public: server certificates
+    only (those of profiles that name hostnames, not people)."""
     rows = Certificate.objects.select_related("ca").order_by("-created", "-pk")
+    if public:
+        hostname_profiles = [
+            p.name for p in profiles.all_profiles(enabled_only=False) if p.takes_hostnames
+        ]
+        rows = rows.filter(profile__in=hostname_profiles)
     status = _text(criteria, "status").upper()
     if status:
         if status not in STATUSES:

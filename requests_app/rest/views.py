@@ -13,6 +13,7 @@ from .. import pki, services, throttle
 from ..httputil import client_ip
 from ..paging import MAX_PAGE
 from . import ids, shapes
+from .auth import optional_agent
 from .errors import RestError, error_response
 from .http import int_param, json_body, reply, resource, text_value
 from .search import search
@@ -208,7 +209,10 @@ def certificate(request: HttpRequest, serial: str) -> HttpResponse:
 @resource("GET", "POST")
 def certificate_search(request: HttpRequest) -> HttpResponse:
     """Certificates matching CertSearchRequest criteria (POST body, or GET query), newest
-    first, paged by start/size; a next link when more follow (nothing counts the table)."""
+    first, paged by start/size; a next link when more follow (nothing counts the table).
+    Anyone sees server certificates (what every TLS handshake shows anyway); certificates
+    that name a person and their mailbox (user, agent) are listed to agents only, as the
+    web pages never list them: anyone else finds one only by its serial."""
     if request.method == "POST":
         criteria = json_body(request, required=False)
     else:
@@ -216,7 +220,8 @@ def certificate_search(request: HttpRequest) -> HttpResponse:
         criteria.setdefault("serialNumberRangeInUse", "true")
     start = int_param(request, "start", 0, low=0, high=MAX_START)
     size = int_param(request, "size", 20, low=1, high=MAX_PAGE_SIZE)
-    rows = list(search(criteria)[start : start + size + 1])
+    public = optional_agent(request) is None
+    rows = list(search(criteria, public=public)[start : start + size + 1])
     more = len(rows) > size
     entries = [shapes.cert_data_info(cert) for cert in rows[:size]]
     next_url = ""
