@@ -269,3 +269,26 @@ def test_key_files_of_subordinates_stay_in_the_backend(ca, settings):
     assert b"ENCRYPTED PRIVATE KEY" in data
     row = CertificateAuthority.objects.filter(pk=sub.pk).values().get()
     assert not any("PRIVATE KEY" in str(v) for v in row.values())
+
+
+def test_pkcs12_of_a_server_made_key_carries_the_chain(ca, agent, settings):
+    """The .p12 of a key the portal made holds the leaf, the subordinate and the root."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from tests.helpers.mailbox import confirmed
+
+    sub = subordinate(ca)
+    settings.SERVER_KEY_TYPE = "p256"
+    passphrase = "correct horse battery staple"
+    req = services.submit_request_with_server_key(
+        profile="user",
+        passphrase=passphrase,
+        requester_email="ada@example.test",
+        requester_name="Ada Lovelace",
+    )
+    cert = services.approve_request(confirmed(req), agent=agent)
+    bundle = pkcs12.load_pkcs12(
+        services.download_server_key(req.public_id, passphrase=passphrase), passphrase.encode()
+    )
+    assert bundle.cert.certificate == cert.x509
+    assert [c.certificate for c in bundle.additional_certs] == [sub.certificate, ca.certificate]
