@@ -383,3 +383,20 @@ def test_pending_ca_is_not_served(client, tmp_path):
     assert client.get(f"/ca/{ca.pk}/ca.cer").status_code == 404
     assert client.get(f"/ca/{ca.pk}/crl.crl").status_code == 404
     assert Certificate.objects.count() == 0
+
+
+def test_garbage_and_pending_parents_are_refused(tmp_path):
+    """A file that holds no certificate completes nothing; a pending CA signs nothing
+    (no lookup finds it as a parent)."""
+    pending, _ = request_csr(tmp_path)
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    before = state()
+    assert "could not read a certificate" in refused("import_ca", "--certificate", str(junk))
+    assert f"no CA has the id {pending.pk}" in refused(
+        "init_ca", "--parent", str(pending.pk), "--subject", "CN=Child"
+    )
+    assert "--csr-only is for an outside root" in refused(
+        "init_ca", "--csr-only", "--parent", "1", "--subject", "CN=Both"
+    )
+    assert state() == before
