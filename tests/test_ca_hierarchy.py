@@ -213,6 +213,20 @@ def test_offline_root_end_to_end(client, tmp_path, root, agent):
     alone = handshake(server_context(leaf, key_file), client_context(root.cert), "www.example.test")
     assert not alone.ok
 
+    # Revocation stays with the issuing CA: its CRL, checked by openssl up to the root.
+    services.revoke_certificate(cert, reason="keyCompromise", actor=agent)
+    crl = client.get(reverse("crl_pem", args=[ca.pk]))
+    assert crl.status_code == 200
+    crl_file = tmp_path / "sub-crl.pem"
+    crl_file.write_bytes(crl.content)
+    revoked = subprocess.run(
+        ["openssl", "verify", "-crl_check", "-CAfile", str(root.cert), "-untrusted", str(sub_pem),
+         "-CRLfile", str(crl_file), str(leaf)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert revoked.returncode != 0
+    assert "certificate revoked" in revoked.stdout + revoked.stderr
+
 
 def test_openssl_s_client_verifies_the_chain_from_s_server(tmp_path, root, agent):
     """openssl s_server sends leaf+sub from the portal's chain download; `openssl s_client
