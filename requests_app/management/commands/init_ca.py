@@ -1,4 +1,6 @@
-"""Create a self-signed root CA and make it the default (the key goes to CA_KEY_DIR)."""
+"""Create a self-signed root CA and make it the default (the key goes to CA_KEY_DIR); or a
+subordinate: its key and a CSR for an offline root (--csr-only), or signed by a CA held here
+(--parent)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -78,11 +80,8 @@ class Command(BaseCommand):
         if options.get("csr_only") or options.get("parent"):
             self._subordinate(subject, key_type, validity_days, force, options)
             return
-        if (
-            options.get("path_length") is not None
-            or options.get("permitted_dns")
-            or (options.get("excluded_dns"))
-        ):
+        constrained = options.get("permitted_dns") or options.get("excluded_dns")
+        if options.get("path_length") is not None or constrained:
             raise CommandError("--path-length and the name constraints are for subordinates")
         try:
             ca = services.create_ca(
