@@ -48,7 +48,7 @@ def request_subordinate_ca(
     CA stays pending (not usable, not the default) until complete_subordinate_ca."""
     backend = keys.backends[key_backend]
     try:
-        pki.check_new_ca(subject, key_type=key_type, validity_days=1)
+        pki.check_new_ca(subject, key_type=key_type, validity_days=1)  # the root sets validity
         builder = pki.subordinate_csr_builder(
             subject,
             path_length=path_length,
