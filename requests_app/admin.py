@@ -504,7 +504,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
 @admin.register(CertificateAuthority)
 class CertificateAuthorityAdmin(ReadOnlyAdmin):
     # Explicit fields: only public facts about the CA, never anything from its key file.
-    list_display = ["name", "subject", "key_type", "not_after", "is_default"]
+    list_display = ["name", "subject", "key_type", "not_after", "is_default", "status"]
     fieldsets = [
         (
             None,
@@ -518,6 +518,8 @@ class CertificateAuthorityAdmin(ReadOnlyAdmin):
                     "not_after",
                     "fingerprint_sha256",
                     "is_default",
+                    "status",
+                    "parent",
                     "key_filename",
                     "created",
                 ]

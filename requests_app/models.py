@@ -72,6 +72,12 @@ _default_ca: tuple[float, CertificateAuthority] | None = None
 
 
 class CertificateAuthorityManager(models.Manager):
+    """Usable CAs (active or retired): a CA still waiting for its certificate (pending) has
+    none to sign, serve or answer for, so every lookup leaves it out; `with_pending` has it."""
+
+    def get_queryset(self):
+        return super().get_queryset().exclude(status=CertificateAuthority.Status.PENDING)
+
     def default(self) -> CertificateAuthority:
         """The CA that signs new certificates, or NoCAError.
 
@@ -97,6 +103,15 @@ class CertificateAuthority(models.Model):
     """A CA this portal signs with. Its key is held by a key backend (CA_KEY_BACKENDS), never
     in the database: the row names the backend and the key's reference in it."""
 
+    class Status(models.TextChoices):
+        #: Its key exists and its CSR waits for an outside root's signature (import_ca).
+        PENDING = "pending"
+        #: Signs: the default issues new certificates; a root held here signs subordinates.
+        ACTIVE = "active"
+        #: Rolled over: issues nothing new, but keeps its CRL and OCSP answers for what it
+        #: issued until the last of those certificates expires.
+        RETIRED = "retired"
+
     name = models.CharField(max_length=200)
     subject = models.TextField()
     certificate_pem = models.TextField()
@@ -105,12 +120,24 @@ class CertificateAuthority(models.Model):
     key_backend = models.CharField(max_length=64, default="default")
     key_filename = models.CharField(max_length=200, unique=True)
     serial = models.CharField(max_length=64)
-    not_before = models.DateTimeField()
-    not_after = models.DateTimeField()
+    not_before = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True)
     is_default = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
+    # The hierarchy (issue 17): a pending CA has its key and CSR but no certificate yet.
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    csr_pem = models.TextField(blank=True, help_text="The CSR sent to the root (pending CAs).")
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="subordinates",
+        help_text="The CA held here that signed this one (init_ca --parent).",
+    )
 
     objects = CertificateAuthorityManager()
+    with_pending = models.Manager()  # noqa: DJ012 - a manager, not a field
 
     class Meta:
         verbose_name = "certificate authority"
@@ -138,6 +165,30 @@ class CertificateAuthority(models.Model):
     @property
     def fingerprint_sha256(self) -> str:
         return pki.fingerprint(self.certificate)
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING
+
+    @property
+    def is_root(self) -> bool:
+        """Self-signed (a pending CA is a subordinate-to-be)."""
+        return not self.is_pending and self.certificate.issuer == self.certificate.subject
+
+    @property
+    def role(self) -> str:
+        """root or subordinate, then default, pending or retired where it applies."""
+        words = ["root" if self.is_root else "subordinate"]
+        if self.is_default:
+            words.append("default")
+        if self.status != self.Status.ACTIVE:
+            words.append(self.status)
+        return ", ".join(words)
+
+    @property
+    def full_chain(self) -> list[x509.Certificate]:
+        """This CA's certificate and its issuers, up to the root."""
+        return [self.certificate, *self.chain]
 
     def ca_issuers_url(self) -> str:
         """Where issued certificates say their issuer's certificate can be downloaded (DER)."""

@@ -357,9 +357,15 @@ def test_show_ca_json_lists_every_ca_default_first(ca, offline, monkeypatch):
         "chain": ["CN=Offline Root CA,O=Offline,C=US"],
         "key_file": authority.key_filename,
         "certificates_issued": 0,
+        "role": "subordinate, default",
+        "status": "active",
+        "parent": None,
+        "path_length": 0,
+        "last_certificate_expires": None,
     }
     assert dt.datetime.fromisoformat(new["not_after"]) == authority.not_after
     assert old["certificates_issued"] == 1
+    assert (old["role"], old["status"]) == ("root, retired", "retired")
     assert old["fingerprint_sha256"] == ca.fingerprint_sha256
     assert "PRIVATE KEY" not in json.dumps(rows)
 

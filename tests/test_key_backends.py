@@ -189,6 +189,7 @@ def test_no_public_function_returns_a_private_key(db, monkeypatch, settings):
         serialization.NoEncryption(),
     )
     services.import_ca(pki.to_pem(root).encode(), plain, force=True)
+    services.request_subordinate_ca("CN=Pending Sub,C=US")  # a key made before its certificate
     services.rewrap_keys()
 
     methods = {

@@ -80,6 +80,11 @@ class KeyBackend:
         """What the CA row keeps (its key_filename) to find the key of this CA certificate."""
         raise self._missing("key_reference")
 
+    def pending_key_reference(self, public_key: pki.PublicKey) -> str:
+        """What a pending CA's row keeps (its key_filename) for a key made before the CA has
+        a certificate (init_ca --csr-only); the CA keeps it once its certificate arrives."""
+        raise self._missing("pending_key_reference")
+
     def store_key(self, ca: CertificateAuthority, key: NewKey) -> None:
         """Keep the new key under ca.key_filename; called last in the CA's transaction."""
         raise self._missing("store_key")

@@ -108,6 +108,9 @@ class EncryptedFileBackend(KeyBackend):
     def key_reference(self, cert: x509.Certificate) -> str:
         return f"ca-{pki.serial_hex(cert.serial_number)[:24]}.key.pem"
 
+    def pending_key_reference(self, public_key: pki.PublicKey) -> str:
+        return f"ca-{pki.public_key_sha256(public_key)[:24]}.key.pem"
+
     def store_key(self, ca: CertificateAuthority, key: NewKey) -> None:
         try:
             _write_key_file(self.key_path(ca), key._secret, self._secret)

@@ -105,6 +105,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type for counts that may be 0 (--path-length)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def find_request(text: str) -> CertificateRequest:
     """The request with that ID, or CommandError."""
     req = CertificateRequest.objects.select_related("certificate", "acted_by").by_public_id(text)

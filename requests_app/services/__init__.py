@@ -20,6 +20,8 @@ the modules are where each behaviour lives:
     bulk          approve every pending request, a chunk per transaction
     renewals      renewal by serial number
     authorities   create and import CAs
+    hierarchy     subordinate CAs: a CSR for an offline root and its completion, or one
+                  signed by a root held here
     agents        agent accounts
     agent_auth    agents' logins, second-factor devices, recovery codes, enrolment links
     server_keys   keys made by the portal, handed over once
@@ -87,6 +89,7 @@ from .errors import (
     ServiceError,
     WrongPassphrase,
 )
+from .hierarchy import complete_subordinate_ca, create_subordinate_ca, request_subordinate_ca
 from .mailbox import (
     WrongCode,
     confirm_email,
@@ -149,11 +152,13 @@ __all__ = [
     "begin_totp_enrolment",
     "cancel_request",
     "complete_passkey_registration",
+    "complete_subordinate_ca",
     "confirm_email",
     "confirm_totp_device",
     "create_agent",
     "create_ca",
     "create_ocsp_responder",
+    "create_subordinate_ca",
     "current_crl",
     "download_server_key",
     "enrolment_link_path",
@@ -183,6 +188,7 @@ __all__ = [
     "remove_second_factor_device",
     "request_agent_certificate",
     "request_agent_certificate_with_server_key",
+    "request_subordinate_ca",
     "reset_agent_mfa",
     "revoke_certificate",
     "rewrap_keys",

@@ -24,22 +24,23 @@ def _store_ca(
     force: bool,
     actor: User | None,
     action: str,
+    parent: CertificateAuthority | None = None,
     **details,
 ) -> CertificateAuthority:
     """Save a checked CA as the new default, audit it, then hand its key to the backend (last)."""
     current = CertificateAuthority.objects.select_for_update().filter(is_default=True).first()
-    if current is not None and not force:
+    # A subordinate signed by the default root here takes over issuing from it.
+    if current is not None and not force and not (parent is not None and parent.pk == current.pk):
         raise CARefused(
             f"a CA already exists ({current.name}); use --force to make a new one the default "
             "(the old one stays, for the certificates it issued)"
         )
     serial = pki.serial_hex(cert.serial_number)
     filename = backend.key_reference(cert)
-    if CertificateAuthority.objects.filter(key_filename=filename).exists():
+    if CertificateAuthority.with_pending.filter(key_filename=filename).exists():
         raise CARefused("this CA certificate is already installed")
     if current is not None:
-        current.is_default = False
-        current.save(update_fields=["is_default"])
+        hand_over_default(current, chain)
     ca = CertificateAuthority(
         name=pki.common_name(cert.subject) or cert.subject.rfc4514_string(),
         subject=cert.subject.rfc4514_string(),
@@ -52,6 +53,7 @@ def _store_ca(
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         is_default=True,
+        parent=parent,
     )
     try:
         ca.save()
@@ -69,6 +71,16 @@ def _store_ca(
     except OSError as exc:
         raise CARefused(f"cannot write the key file {filename}: {exc.strerror or exc}") from None
     return ca
+
+
+def hand_over_default(current: CertificateAuthority, chain: list[pki.X509Certificate]) -> None:
+    """The default CA gives way to a new one (rollover): it is retired (it keeps its CRL and
+    OCSP answers for what it issued) unless it is one of the new CA's issuers, which stays
+    active to sign subordinates."""
+    current.is_default = False
+    issuer = any(pki.sha256_hex(c) == pki.sha256_hex(current.certificate) for c in chain)
+    current.status = current.Status.ACTIVE if issuer else current.Status.RETIRED
+    current.save(update_fields=["is_default", "status"])
 
 
 @transaction.atomic

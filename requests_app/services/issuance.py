@@ -86,6 +86,14 @@ def sign(
         subject = profiles.issued_subject(prof, subject, requester_email=req.requester_email).name
     except ValueError as exc:  # ProfileError, or a value the builder will not encode
         raise InvalidRequest(f"cannot issue: {exc}", field="csr") from None
+    try:  # never sign a name that the CA's (or its issuers') name constraints forbid
+        pki.check_names_permitted(
+            ca.full_chain,
+            [n.value for n in sans if isinstance(n, x509.DNSName)],
+            common_name=pki.common_name(subject),
+        )
+    except pki.NameNotPermitted as exc:
+        raise InvalidRequest(f"cannot issue: {exc}", field="sans") from None
     try:
         builder = pki.certificate_builder(
             ca_cert=ca.certificate,

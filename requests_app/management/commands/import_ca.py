@@ -16,8 +16,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--cert", required=True, metavar="PATH")
-        parser.add_argument("--key", required=True, metavar="PATH", help="PEM or DER, PKCS#8/1")
+        parser.add_argument("--cert", "--certificate", dest="cert", required=True, metavar="PATH")
+        parser.add_argument(
+            "--key",
+            metavar="PATH",
+            help="PEM or DER, PKCS#8/1; without it the certificate completes the pending CA "
+            "(init_ca --csr-only) whose key it certifies",
+        )
         parser.add_argument("--chain", metavar="PATH", help="the CA's issuers, nearest first")
         parser.add_argument(
             "--key-passphrase-env",
@@ -30,8 +35,17 @@ class Command(BaseCommand):
             action="store_true",
             help="make the imported CA the default even if one exists (the old one stays)",
         )
+        parser.add_argument(
+            "--make-default",
+            action="store_true",
+            help="rollover: as --force; the old CA keeps its CRL and OCSP answers",
+        )
 
     def handle(self, *args, cert, key, chain, key_passphrase_env, force, **options):
+        force = force or options.get("make_default", False)
+        if key is None:
+            self._complete(cert, chain, force)
+            return
         passphrase = None
         if key_passphrase_env:
             passphrase = os.environ.get(key_passphrase_env)
@@ -60,3 +74,22 @@ class Command(BaseCommand):
         self.stdout.write(f"valid until  {ca.not_after:%Y-%m-%d %H:%M:%S} UTC")
         self.stdout.write(f"SHA-256      {ca.fingerprint_sha256}")
         self.stdout.write(f"key file     {keys.backend_for(ca).key_location(ca)} (encrypted)")
+
+    def _complete(self, cert, chain, force) -> None:
+        cert_data = read_input(cert)
+        chain_data = read_input(chain) if chain else None
+        try:
+            ca = services.complete_subordinate_ca(cert_data, chain_data=chain_data, force=force)
+        except services.ServiceError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(
+            self.style.SUCCESS(f"Completed CA {ca.pk} {ca.name} ({ca.key_type}), the default CA.")
+        )
+        self.stdout.write(f"subject      {ca.subject}")
+        self.stdout.write(f"issuer       {ca.certificate.issuer.rfc4514_string()}")
+        self.stdout.write(
+            f"chain        {' <- '.join(c.subject.rfc4514_string() for c in ca.chain)}"
+        )
+        self.stdout.write(f"valid until  {ca.not_after:%Y-%m-%d %H:%M:%S} UTC")
+        self.stdout.write(f"SHA-256      {ca.fingerprint_sha256}")
+        self.stdout.write(f"key          {keys.backend_for(ca).key_location(ca)}")
