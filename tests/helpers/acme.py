@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,7 @@ class HTTP01Responder:
 
     def __init__(self):
         self.answers: dict[str, str] = {}
+        self.redirects: dict[str, str] = {}  # token -> Location
         self.hosts: list[str] = []
         outer = self
 
@@ -30,6 +32,12 @@ class HTTP01Responder:
             def do_GET(self):
                 outer.hosts.append(self.headers.get("Host", ""))
                 token = self.path.rsplit("/", 1)[-1]
+                if token in outer.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", outer.redirects[token])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = outer.answers.get(token)
                 if not self.path.startswith("/.well-known/acme-challenge/") or body is None:
                     self.send_response(404)
@@ -130,3 +138,106 @@ def openssl_verify(tmp_path: Path, ca_pem: str, fullchain_pem: str) -> subproces
         text=True,
         check=False,
     )
+
+
+class StubDNS:
+    """A tiny authoritative DNS server on 127.0.0.1 (dnslib), answering A and TXT records
+    from `records` ({(name, "A"|"TXT"): [values]}); point ACME_DNS_RESOLVER at `address`."""
+
+    def __init__(self):
+        from dnslib import QTYPE, RR, TXT, A
+        from dnslib.server import BaseResolver, DNSServer
+
+        self.records: dict[tuple[str, str], list[str]] = {}
+        outer = self
+
+        class Resolver(BaseResolver):
+            def resolve(self, request, handler):
+                reply = request.reply()
+                qname = str(request.q.qname).rstrip(".").lower()
+                qtype = QTYPE[request.q.qtype]
+                for value in outer.records.get((qname, qtype), []):
+                    rdata = A(value) if qtype == "A" else TXT(value)
+                    reply.add_answer(RR(request.q.qname, request.q.qtype, rdata=rdata, ttl=1))
+                if not reply.rr:
+                    reply.header.rcode = 3  # NXDOMAIN
+                return reply
+
+        class Quiet:  # dnslib logs every query at INFO otherwise
+            def __getattr__(self, name):
+                return lambda *args, **kwargs: None
+
+        self.server = DNSServer(Resolver(), address="127.0.0.1", port=0, logger=Quiet())
+        self.port = self.server.server.server_address[1]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.server.start_thread()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop()
+
+
+# --- signing by hand with josepy, for the test client -----------------------------------------
+
+
+class Signer:
+    """Posts JWS requests to the portal through Django's test client, as an ACME client
+    would, with josepy doing the signing (acme.jws.JWS)."""
+
+    def __init__(self, client, key: jose.JWK | None = None):
+        self.client = client
+        self.key = key or account_key()
+        self.kid: str | None = None
+
+    def nonce(self) -> str:
+        return self.client.head("/acme/new-nonce")["Replay-Nonce"]
+
+    def jws(self, path: str, payload, *, nonce: str | None = None, key=None, kid=..., url=None):
+        from acme import jws as acme_jws
+
+        key = key or self.key
+        kid = self.kid if kid is ... else kid
+        body = b"" if payload is None else json.dumps(payload).encode()
+        signed = acme_jws.JWS.sign(
+            body,
+            key=key,
+            alg=alg_for(key),
+            nonce=jose.decode_b64jose(nonce or self.nonce()),
+            url=url or f"http://testserver{path}",
+            kid=kid,
+        )
+        return signed.json_dumps()
+
+    def post(self, path: str, payload=None, *, content_type="application/jose+json", **options):
+        body = self.jws(path, payload, **options)
+        return self.client.post(path, body, content_type=content_type)
+
+    def register(self, kid: str, hmac_key: str):
+        """newAccount with an EAB made by josepy (HS256 over the account's public JWK)."""
+        from acme import jws as acme_jws
+
+        eab = acme_jws.JWS.sign(
+            self.key.public_key().json_dumps().encode(),
+            key=jose.JWKOct(key=jose.decode_b64jose(hmac_key)),
+            alg=jose.HS256,
+            nonce=None,
+            url="http://testserver/acme/new-account",
+            kid=kid,
+        )
+        response = self.post(
+            "/acme/new-account",
+            {
+                "contact": ["mailto:ops@example.com"],
+                "termsOfServiceAgreed": True,
+                "externalAccountBinding": eab.to_json(),
+            },
+            kid=None,
+        )
+        if response.status_code in (200, 201):
+            self.kid = response["Location"]
+        return response
