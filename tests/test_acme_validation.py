@@ -163,7 +163,7 @@ def test_failed_validation_limit(signer, dns, settings):
 def test_address_allowed(settings):
     """Private, loopback, link-local and reserved addresses are refused unless allowed."""
     settings.ACME_ALLOW_PRIVATE_ADDRESSES = False
-    for address in ("10.0.0.1", "127.0.0.1", "169.254.169.254", "::1", "fd00::1", "0.0.0.0"):
+    for address in ("10.0.0.1", "127.0.0.1", "169.254.169.254", "::1", "fd00::1", "0.0.0.0"):  # noqa: S104
         assert not validation.address_allowed(address)
     assert validation.address_allowed("8.8.8.8")
     settings.ACME_ALLOW_PRIVATE_ADDRESSES = True
