@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import josepy as jose
 import pytest
 from acme import errors as acme_errors
 from acme import messages
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.urls import reverse
 
 from requests_app import services
@@ -88,8 +90,13 @@ def test_name_outside_approval_waits_for_an_agent_who_approves(
     req = CertificateRequest.objects.get(channel="acme")
     assert req.status == CertificateRequest.Status.PENDING
     assert not Certificate.objects.exists()
-    detail = agent_client.get(reverse("agent:request_detail", args=[req.public_id]))
-    assert binding[0].kid in detail.content.decode()  # the ACME panel names the binding
+    detail = agent_client.get(
+        reverse("agent:request_detail", args=[req.public_id])
+    ).content.decode()
+    assert binding[0].kid in detail  # the ACME panel names the binding and the challenge
+    assert "http-01" in detail and "other.example.net" in detail
+    queue = agent_client.get(reverse("agent:request_list")).content.decode()
+    assert 'class="acme-mark"' in queue
     response = agent_client.post(reverse("agent:approve", args=[req.public_id]), {})
     assert response.status_code == 302
     done = acme.poll_finalization(processing, deadline(), fetch_alternative_chains=True)
@@ -212,3 +219,21 @@ def test_revoke_by_account_then_ocsp_and_ari(directory_url, responder, binding):
         acme.revoke(leaf, 1)
     assert info.value.typ == "urn:ietf:params:acme:error:alreadyRevoked"
     assert services.verify_audit().intact
+
+
+def test_revoke_with_the_certificate_key(directory_url, responder, binding):
+    """revokeCert signed by the certificate's own key (a jwk, no account) revokes it."""
+    acme = acme_client(directory_url, account_key())
+    register(acme, kid=binding[0].kid, hmac_key=binding[1])
+    key_pem, csr = new_key_and_csr("app.example.com")
+    order = acme.new_order(csr)
+    answer_http01(acme, order, responder)
+    done = acme.poll_and_finalize(order, deadline())
+    leaf = x509.load_pem_x509_certificate(done.fullchain_pem.encode())
+    stranger = acme_client(directory_url, account_key())
+    with pytest.raises(messages.Error) as info:
+        stranger.revoke(leaf, 4)
+    assert info.value.typ == "urn:ietf:params:acme:error:unauthorized"
+    cert_key = jose.JWKEC(key=serialization.load_pem_private_key(key_pem, None))
+    acme_client(directory_url, cert_key).revoke(leaf, 4)
+    assert Certificate.objects.get().revocation_reason == "superseded"
