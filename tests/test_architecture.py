@@ -24,6 +24,7 @@ SURFACES = (
     "requests_app/dogtag",
     "requests_app/revocation",
     "requests_app/rest",
+    "requests_app/acme/views.py",
     "delivery/views.py",
     "delivery/admin.py",
     "delivery/management",
