@@ -257,6 +257,7 @@ INSTALLED_APPS = [
     "django_otp_webauthn",
     "axes",
     "requests_app",
+    "requests_app.acme.apps.AcmeConfig",  # ACME (RFC 8555), its own tables
     "delivery",
 ]
 
