@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
+from requests_app.acme.credentials import binding_status
 from requests_app.management._util import printable
-
-
-def binding_status(binding) -> str:
-    """revoked, expired, bound (an account used it) or unused."""
-    if binding.is_revoked:
-        return "revoked"
-    if binding.is_expired:
-        return "expired"
-    return "bound" if binding.account_id else "unused"
 
 
 def binding_data(binding) -> dict:
