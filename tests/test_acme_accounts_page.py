@@ -164,3 +164,64 @@ def test_forms_need_the_csrf_token(agent):
     assert ExternalAccountBinding.objects.count() == 1
     binding.refresh_from_db()
     assert not binding.is_revoked
+
+
+def test_credentials_mailed_through_the_outbox_hold_the_key_in_the_mail_alone(
+    agent_client, agent, smtp_server, django_capture_on_commit_callbacks, caplog
+):
+    """With "mail the credentials", the page shows no key; the outbox mails the requester
+    the kid and the real key over SMTP; the outbox row, the audit rows and the logs hold no
+    key; once the binding is revoked, a mail queued later sends nothing (a permanent failure)."""
+    from delivery.acme import queue_binding_credentials
+    from delivery.models import Delivery
+
+    caplog.set_level(logging.DEBUG)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = agent_client.post(CREATE, FORM | {"send": "on"})
+    assert response.status_code == 200
+    assert 'id="eab-hmac-key"' not in response.content.decode()
+    binding = ExternalAccountBinding.objects.get()
+    assert "being mailed to ops@example.test" in response.content.decode()
+
+    assert [m["To"] for m in smtp_server.messages] == ["ops@example.test"]
+    text = smtp_server.messages[0].get_body(("plain",)).get_content()
+    key = re.search(r"HMAC key:\s+(\S+)", text).group(1)
+    assert acme_services.open_key(binding) == b64url_decode(key)
+    assert f"Key ID:         {binding.kid}" in text
+    assert "/acme/directory" in text
+    assert key in smtp_server.messages[0].get_body(("html",)).get_content()
+
+    delivery = Delivery.objects.get()
+    assert delivery.kind == "acme_credentials"
+    assert delivery.status == Delivery.Status.SENT
+    assert delivery.request is None and delivery.acme_binding == binding
+    assert delivery.requested_by == agent
+    row = json.dumps(list(Delivery.objects.values()), default=str)
+    assert key not in row
+    audit_rows = json.dumps(list(AuditEvent.objects.values("action", "details")), default=str)
+    assert key not in audit_rows
+    assert {"acme_binding_created", "acme_binding_credentials_mailed", "delivery_queued"} <= set(
+        AuditEvent.objects.values_list("action", flat=True)
+    )
+    assert key not in caplog.text
+
+    acme_services.revoke_binding(binding.kid, actor=agent)
+    with django_capture_on_commit_callbacks(execute=True):
+        late = queue_binding_credentials(binding, actor=agent)
+    late.refresh_from_db()
+    assert late.status == Delivery.Status.FAILED
+    assert "revoked" in late.last_error
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_mail_that_cannot_be_queued_creates_no_binding(agent_client, settings):
+    """If the outbox cannot take the mail (its backend is not configured), the agent sees
+    why and no binding is left behind."""
+    settings.DELIVERY_BACKENDS = {
+        k: v for k, v in settings.DELIVERY_BACKENDS.items() if k != "acme_credentials"
+    }
+    response = agent_client.post(CREATE, FORM | {"send": "on"})
+    assert response.status_code == 400
+    assert "the credentials cannot be mailed" in response.content.decode()
+    assert not ExternalAccountBinding.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="acme_").exists()
