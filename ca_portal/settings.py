@@ -473,6 +473,36 @@ DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 # the longest task (a delivery waits at most its mail or webhook timeout).
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=120)
 
+# --- ACME (RFC 8555) at /acme/directory ------------------------------------------------
+# Accounts need an agent's external account binding (manage.py create_acme_binding).
+ACME_REQUIRE_EAB = env.bool("ACME_REQUIRE_EAB", default=True)
+# Without EAB (ACME_REQUIRE_EAB=False), orders go to the agent queue under this profile.
+ACME_DEFAULT_PROFILE = env.str("ACME_DEFAULT_PROFILE", default="server")
+ACME_TERMS_OF_SERVICE = env.str("ACME_TERMS_OF_SERVICE", default="")  # a URL clients must agree to
+# Shared counters (throttle.py; count/seconds): new accounts per address, new orders per
+# account and per address, failed validations per account and per address.
+ACME_NEW_ACCOUNT_RATE_LIMIT = env.str("ACME_NEW_ACCOUNT_RATE_LIMIT", default="20/3600")
+ACME_NEW_ORDER_RATE_LIMIT = env.str("ACME_NEW_ORDER_RATE_LIMIT", default="300/3600")
+ACME_FAILED_VALIDATION_RATE_LIMIT = env.str("ACME_FAILED_VALIDATION_RATE_LIMIT", default="30/3600")
+for _name in (
+    "ACME_NEW_ACCOUNT_RATE_LIMIT",
+    "ACME_NEW_ORDER_RATE_LIMIT",
+    "ACME_FAILED_VALIDATION_RATE_LIMIT",
+):
+    if not re.fullmatch(r"\d+/[1-9]\d*", globals()[_name], re.ASCII):
+        raise ImproperlyConfigured(f"{_name} must look like 30/3600 (count/seconds)")
+# Validation runs when the client posts the challenge, bounded: seconds per connection or
+# lookup (a whole check at most twice that), and at most this many at once per process.
+ACME_VALIDATION_TIMEOUT = env.float("ACME_VALIDATION_TIMEOUT", default=5.0)
+ACME_VALIDATION_CONCURRENCY = env.int("ACME_VALIDATION_CONCURRENCY", default=4)
+# Tests and closed networks (as Pebble): where http-01 connects instead of the name's
+# addresses (the Host header still names it), and the resolver ("host:port") for dns-01 and
+# for http-01's lookups. Private, loopback and reserved addresses are refused unless allowed.
+ACME_HTTP01_ADDRESS = env.str("ACME_HTTP01_ADDRESS", default="")
+ACME_HTTP01_PORT = env.int("ACME_HTTP01_PORT", default=80)
+ACME_DNS_RESOLVER = env.str("ACME_DNS_RESOLVER", default="")
+ACME_ALLOW_PRIVATE_ADDRESSES = env.bool("ACME_ALLOW_PRIVATE_ADDRESSES", default=False)
+
 _TASK_BACKENDS = {
     "database": "django_tasks_db.DatabaseBackend",
     "immediate": "django.tasks.backends.immediate.ImmediateBackend",

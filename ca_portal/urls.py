@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("requests_app.urls")),
     path("", include("requests_app.revocation.urls")),  # CRL distribution points, OCSP
     path("", include("requests_app.dogtag.urls")),  # Dogtag's end-entity servlets (certmonger)
+    path("acme/", include("requests_app.acme.urls")),  # ACME (RFC 8555): certbot and friends
     path("agent/deliveries/", include("delivery.urls")),
     path("agent/", include("requests_app.agent_urls")),
     path("accounts/login/certificate/", certificate_login, name="certificate_login"),

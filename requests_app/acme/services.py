@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import secrets
 
+import josepy as jose
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -22,9 +23,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .. import pki, profiles, services
+from .. import pki, profiles, services, throttle
 from ..validators import validate_recipient_email
-from .models import ExternalAccountBinding
+from . import jws
+from .models import Account, ExternalAccountBinding
+from .problems import AcmeProblem
 
 User = AbstractBaseUser
 
@@ -172,8 +175,6 @@ def create_binding(
 def revoke_binding(kid: str, *, actor: User | None) -> ExternalAccountBinding:
     """Withdraw an agent's approval: the binding binds no account any more, and the account
     it bound (if any) is revoked, so it can order nothing more."""
-    from .models import Account
-
     binding = (
         ExternalAccountBinding.objects.select_for_update().filter(kid=str(kid).strip()).first()
     )
@@ -208,3 +209,223 @@ def list_bindings():
     return ExternalAccountBinding.objects.select_related("account", "created_by").order_by(
         "-created_at", "-pk"
     )
+
+
+# --- accounts (the protocol) ---------------------------------------------------------------
+
+
+def retry_after_for(rate: str) -> int:
+    """Seconds until the current window of rate ends (throttle's fixed windows)."""
+    _, window = throttle.parse_rate(rate)
+    return max(1, int(window - throttle.clock() % window))
+
+
+def require_within_rate(scope: str, rate: str, what: str) -> None:
+    """Count one use by scope against rate, or rateLimited with Retry-After."""
+    if not throttle.within_rate(scope, rate):
+        raise AcmeProblem(
+            "rateLimited", f"too many {what}; try again later", retry_after=retry_after_for(rate)
+        )
+
+
+def _check_contact(contact) -> list[str]:
+    if contact is None:
+        return []
+    if not isinstance(contact, list) or len(contact) > 10:
+        raise AcmeProblem("malformed", "contact must be a list of at most 10 mailto: URIs")
+    clean = []
+    for uri in contact:
+        if not isinstance(uri, str) or not uri.startswith("mailto:"):
+            raise AcmeProblem("unsupportedContact", "only mailto: contacts are supported")
+        address = uri.removeprefix("mailto:")
+        try:
+            validate_recipient_email(address)
+        except ValidationError:
+            raise AcmeProblem("invalidContact", f"{address!r} is not an email address") from None
+        clean.append(uri)
+    return clean
+
+
+def _binding_for_eab(eab, *, jwk: jose.JWK, url: str) -> ExternalAccountBinding:
+    """The binding whose key made the EAB's MAC over this account key, locked; unauthorized
+    for anything else (unknown, revoked, expired or used kid; wrong MAC, url or key)."""
+    if not isinstance(eab, dict):
+        raise AcmeProblem("malformed", "externalAccountBinding must be a flattened JWS")
+    try:
+        inner = jws.JWS.from_json(eab)
+        header = inner.signature.combined
+    except (jose.Error, KeyError, ValueError, TypeError, AssertionError):
+        raise AcmeProblem("malformed", "externalAccountBinding cannot be read") from None
+    if header.alg is None or header.alg.name not in jws.EAB_ALGORITHMS:
+        raise AcmeProblem("badSignatureAlgorithm", "the EAB must be signed with HS256/384/512")
+    if header.nonce is not None or header.jwk is not None or not header.kid:
+        raise AcmeProblem("malformed", "the EAB header needs a kid and no nonce or jwk")
+    if header.url != url:
+        raise AcmeProblem("unauthorized", "the EAB url must be the newAccount URL")
+    refused = AcmeProblem("unauthorized", "the external account binding is not valid")
+    binding = ExternalAccountBinding.objects.select_for_update().filter(kid=header.kid).first()
+    if binding is None:
+        raise refused
+    try:
+        key = open_key(binding)
+        mac_ok = inner.verify(jose.JWKOct(key=key))
+    except Exception:
+        mac_ok = False
+    if not mac_ok:
+        raise refused
+    try:
+        bound_key = jose.JWK.json_loads(inner.payload)
+    except (jose.Error, ValueError, TypeError, KeyError):
+        raise AcmeProblem("malformed", "the EAB payload is not a JWK") from None
+    if bound_key.thumbprint() != jwk.thumbprint():
+        raise AcmeProblem("unauthorized", "the EAB binds another key than the account's")
+    if binding.revoked_at is not None:
+        raise AcmeProblem("unauthorized", "the external account binding was revoked")
+    if binding.is_expired:
+        raise AcmeProblem("unauthorized", "the external account binding has expired")
+    if binding.account_id is not None:
+        raise AcmeProblem("unauthorized", "the external account binding was used already")
+    return binding
+
+
+@transaction.atomic
+def new_account(
+    *,
+    jwk: jose.JWK,
+    contact=None,
+    terms_agreed: bool = False,
+    only_return_existing: bool = False,
+    eab=None,
+    url: str,
+    ip: str | None,
+) -> tuple[Account, bool]:
+    """Find the account of jwk, or make one (bound to its EAB): (account, created)."""
+    thumb = jws.thumbprint(jwk)
+    existing = Account.objects.filter(key_thumbprint=thumb).first()
+    if existing is not None:
+        return existing, False
+    if only_return_existing:
+        raise AcmeProblem("accountDoesNotExist", "no account has this key")
+    require_within_rate(
+        f"acme-new-account:{ip}",
+        settings.ACME_NEW_ACCOUNT_RATE_LIMIT,
+        "new accounts from this address",
+    )
+    contact = _check_contact(contact)
+    if settings.ACME_TERMS_OF_SERVICE and not terms_agreed:
+        raise AcmeProblem("userActionRequired", "agree to the terms of service first")
+    binding = None
+    if eab is not None:
+        binding = _binding_for_eab(eab, jwk=jwk, url=url)
+    elif settings.ACME_REQUIRE_EAB:
+        raise AcmeProblem(
+            "externalAccountRequired",
+            "this CA needs an external account binding: ask an agent for a key ID and HMAC key",
+        )
+    elif not contact:
+        raise AcmeProblem("invalidContact", "without an account binding, give a mailto: contact")
+    account = Account.objects.create(
+        key_jwk=jwk.public_key().to_json(),
+        key_thumbprint=thumb,
+        contact=contact,
+        terms_agreed=bool(terms_agreed),
+        created_ip=ip,
+    )
+    if binding is not None:
+        binding.account = account
+        binding.bound_at = timezone.now()
+        binding.save(update_fields=["account", "bound_at"])
+    services.audit(
+        "acme_account_created",
+        actor=None,
+        actor_label=f"acme:{account.slug}",
+        ip=ip,
+        account=account.slug,
+        kid=binding.kid if binding else None,
+        contact=contact,
+    )
+    return account, True
+
+
+@transaction.atomic
+def update_account(
+    account: Account, *, contact=None, status=None, ip: str | None = None
+) -> Account:
+    """Change an account's contacts, or deactivate it (for good)."""
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    if account.status != Account.Status.VALID:
+        raise AcmeProblem("unauthorized", f"the account is {account.status}")
+    changed = {}
+    if contact is not None:
+        account.contact = _check_contact(contact)
+        changed["contact"] = account.contact
+    if status is not None:
+        if status != Account.Status.DEACTIVATED:
+            raise AcmeProblem("malformed", 'an account\'s status can only become "deactivated"')
+        account.status = Account.Status.DEACTIVATED
+        changed["status"] = status
+    if not changed:
+        return account
+    account.save(update_fields=["contact", "status"])
+    services.audit(
+        "acme_account_deactivated" if status else "acme_account_updated",
+        actor=None,
+        actor_label=f"acme:{account.slug}",
+        ip=ip,
+        account=account.slug,
+        **changed,
+    )
+    return account
+
+
+@transaction.atomic
+def rollover_key(account: Account, *, new_jwk: jose.JWK, ip: str | None = None) -> Account:
+    """Replace the account's key (RFC 8555 7.3.5); the JWS checks are the caller's."""
+    thumb = jws.thumbprint(new_jwk)
+    other = Account.objects.filter(key_thumbprint=thumb).exclude(pk=account.pk).first()
+    if other is not None:
+        conflict = AcmeProblem("malformed", "another account has this key already", status=409)
+        conflict.account = other  # the view names it in Location (RFC 8555 7.3.5)
+        raise conflict
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    old = account.key_thumbprint
+    account.key_jwk = new_jwk.public_key().to_json()
+    account.key_thumbprint = thumb
+    account.save(update_fields=["key_jwk", "key_thumbprint"])
+    services.audit(
+        "acme_account_key_changed",
+        actor=None,
+        actor_label=f"acme:{account.slug}",
+        ip=ip,
+        account=account.slug,
+        old_thumbprint=old,
+        new_thumbprint=thumb,
+    )
+    return account
+
+
+from .orders import (  # noqa: E402 - orders uses the helpers above
+    answer_challenge,
+    deactivate_authorization,
+    finalize_order,
+    new_order,
+    refresh_order,
+    revoke_by_acme,
+)
+
+__all__ = [
+    "BindingNotFound",
+    "answer_challenge",
+    "create_binding",
+    "deactivate_authorization",
+    "finalize_order",
+    "list_bindings",
+    "name_approved",
+    "new_account",
+    "new_order",
+    "refresh_order",
+    "revoke_binding",
+    "revoke_by_acme",
+    "rollover_key",
+    "update_account",
+]
