@@ -232,7 +232,7 @@ def test_register_http01_verify_handshake_renew_revoke_ocsp(portal, certbot, age
     assert "Verification: OK" in handshake.stdout + handshake.stderr
     issued = portal_certificate(first)
     assert issued.issued_request.channel == "acme"
-    assert issued.issued_request.status == CertificateRequest.Status.ISSUED
+    assert issued.issued_request.status == CertificateRequest.Status.COMPLETE
 
     certbot.run("renew", "--force-renewal")
     renewed = leaf(live / "cert.pem")
