@@ -117,7 +117,7 @@ def bad_algorithm(alg) -> AcmeProblem:
 
 def check_account_key(jwk: jose.JWK, alg: str) -> None:
     """The key must fit the algorithm and be strong enough; badPublicKey otherwise."""
-    key = jwk.key
+    key = getattr(jwk.key, "_wrapped", jwk.key)  # josepy's Comparable*Key wraps the key
     if alg == "RS256":
         if not isinstance(key, rsa.RSAPublicKey):
             raise bad_algorithm(alg)

@@ -428,11 +428,12 @@ def certificate_for_cert_id(cert_id: str) -> Certificate | None:
     except (ValueError, TypeError):
         return None
     for cert in Certificate.objects.with_serial(pki.serial_hex(serial)).select_related("ca"):
+        ca_cert = cert.ca.certificate
         try:
-            ski = cert.ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         except x509.ExtensionNotFound:
-            continue
-        if ski.value.digest == aki:
+            ski = x509.SubjectKeyIdentifier.from_public_key(ca_cert.public_key())
+        if ski.digest == aki:
             return cert
     return None
 
@@ -450,7 +451,7 @@ def revoke_by_acme(
         reason = 0
     if isinstance(reason, bool) or not isinstance(reason, int) or reason not in ACME_REASONS:
         raise AcmeProblem("badRevocationReason", f"reason must be one of {sorted(ACME_REASONS)}")
-    fingerprint = pki.fingerprint(given)
+    fingerprint = pki.sha256_hex(given)
     cert = Certificate.objects.filter(fingerprint_sha256=fingerprint).first()
     if cert is None:
         raise AcmeProblem("malformed", "this CA did not issue that certificate", status=404)

@@ -1,8 +1,9 @@
-"""The agent request page's ACME panel: the account and the validated challenges."""
+"""The agent pages' ACME parts: the request page's panel (the account, its binding and the
+validated challenges) and the queue's "ACME" mark."""
 
 from __future__ import annotations
 
-from ..extensions import register_agent_panel
+from ..extensions import register_agent_panel, register_queue_mark
 
 
 def _context(request, cert_request, certificate):
@@ -27,5 +28,10 @@ def _context(request, cert_request, certificate):
     }
 
 
+def _acme_requests(cert_requests) -> list[int]:
+    return [req.pk for req in cert_requests if req.channel == "acme"]  # no query at all
+
+
 def register() -> None:
     register_agent_panel("acme", template="acme/agent_panel.html", context=_context)
+    register_queue_mark("acme", template="acme/queue_mark.html", mark=_acme_requests)

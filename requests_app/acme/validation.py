@@ -96,7 +96,8 @@ def _addresses(host: str) -> list[str]:
 
 
 def _get(scheme: str, address: str, port: int, host: str, path: str, timeout: float):
-    """One GET (no redirects followed): (status, location, body up to MAX_BODY)."""
+    """One GET (no redirects followed): (status, location, body up to MAX_BODY). host is the
+    Host header's value."""
     if scheme == "https":
         context = ssl.create_default_context()
         # RFC 8555 8.3: a redirect to https is followed without checking the certificate.
@@ -106,9 +107,8 @@ def _get(scheme: str, address: str, port: int, host: str, path: str, timeout: fl
     else:
         conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
-        default = 443 if scheme == "https" else 80
         conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", host if port == default else f"{host}:{port}")
+        conn.putheader("Host", host)
         conn.putheader("User-Agent", USER_AGENT)
         conn.putheader("Accept", "*/*")
         conn.putheader("Connection", "close")
@@ -147,6 +147,7 @@ def check_http01(name: str, token: str, key_auth: str) -> Outcome:
         if remaining <= 0:
             return _fail("connection", f"no answer from {host} in time", source)
         try:
+            # Only ports 80 and 443 are ever asked for (the override stands in for them).
             status, location, body = _get(
                 scheme, address, connect_port, host, path, min(_timeout(), remaining)
             )
