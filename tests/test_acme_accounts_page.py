@@ -225,3 +225,26 @@ def test_a_mail_that_cannot_be_queued_creates_no_binding(agent_client, settings)
     assert "the credentials cannot be mailed" in response.content.decode()
     assert not ExternalAccountBinding.objects.exists()
     assert not AuditEvent.objects.filter(action__startswith="acme_").exists()
+
+
+def test_the_delivery_admin_shows_a_credentials_mail_without_the_key(
+    admin_client, agent, smtp_server, django_capture_on_commit_callbacks
+):
+    """A credentials mail (no request) is listed and shown in the Delivery admin, naming its
+    binding, and neither page holds the key."""
+    from delivery.acme import queue_binding_credentials
+    from delivery.admin import delivery_admin_url
+
+    binding, key = acme_services.create_binding(
+        email="ops@example.test", names=["www.example.test"], actor=agent
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = queue_binding_credentials(binding, actor=agent)
+    listing = admin_client.get(reverse("admin:delivery_delivery_changelist"))
+    assert listing.status_code == 200
+    assert delivery.public_id in listing.content.decode()
+    page = admin_client.get(delivery_admin_url(delivery))
+    assert page.status_code == 200
+    assert binding.kid in page.content.decode()
+    assert key not in listing.content.decode() + page.content.decode()
+    assert key in smtp_server.messages[0].get_body(("plain",)).get_content()
