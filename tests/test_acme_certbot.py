@@ -3,16 +3,16 @@ EAB credentials, http-01 with certbot's standalone server, dns-01 for a wildcard
 hook scripts that update a local DNS server, forced renewal, and revocation that OCSP then
 reports.
 
-The portal runs as pytest-django's live server (a real HTTP server on a free port of
-127.0.0.1, in this process so that the test's settings reach it): ACME_HTTP01_ADDRESS/PORT
-send http-01 validation to certbot's standalone server on another free port, and
-ACME_DNS_RESOLVER sends dns-01 lookups to tests/helpers/dns.py's server, so nothing needs
-/etc/hosts or a public network.
+The portal is a real server process (gunicorn on a free port of 127.0.0.1, its own SQLite
+file and CA, tests/helpers/portal_process.py), set up and inspected with manage.py as an
+administrator would: ACME_HTTP01_ADDRESS/PORT send http-01 validation to certbot's
+standalone server on another free port, and ACME_DNS_RESOLVER sends dns-01 lookups to
+tests/helpers/dns.py's server, so nothing needs /etc/hosts or a public network. One portal
+serves the module; each test makes its own binding and certbot directories.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -22,14 +22,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from django.core.management import call_command
 
-from requests_app.models import Certificate, CertificateRequest
 from tests.helpers.certbot import CERTBOT, Certbot
 from tests.helpers.dns import LocalDNS, query_txt
+from tests.helpers.portal_process import PortalProcess
 from tests.helpers.servers import free_port
-
-pytestmark = pytest.mark.django_db(transaction=True)
 
 OPENSSL = shutil.which("openssl")
 
@@ -40,41 +37,69 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 @dataclass
 class Portal:
-    base: str
+    process: PortalProcess
     http01_port: int
     dns: LocalDNS
     ca_pem: Path
 
     @property
+    def base(self) -> str:
+        return self.process.base
+
+    @property
     def directory(self) -> str:
         return f"{self.base}/acme/directory"
 
+    def create_binding(self, *names: str, email: str = "ops@example.test") -> dict:
+        """EAB credentials as an administrator makes them: create_acme_binding --json."""
+        out = self.process.manage(
+            "create_acme_binding", "--email", email, "--names", *names, "--json"
+        ).stdout
+        return json.loads(out)
 
-@pytest.fixture
-def portal(live_server, settings, ca, tmp_path, empty_cache):
-    """A live portal with a CA, whose ACME validation goes to loopback: http-01 to a free
+    def binding(self, kid: str) -> dict:
+        rows = json.loads(self.process.manage("list_acme_bindings", "--json").stdout)
+        return next(row for row in rows if row["kid"] == kid)
+
+    def certificate(self, cert: x509.Certificate) -> dict:
+        """The portal's record of a certificate and the request it answered."""
+        rows = self.process.query(
+            "SELECT c.status, c.revocation_reason, r.channel, r.status"
+            " FROM requests_app_certificate c"
+            " LEFT JOIN requests_app_certificaterequest r ON r.certificate_id = c.id"
+            " WHERE c.serial = ?",
+            f"{cert.serial_number:x}",
+        )
+        assert rows, f"the portal has no certificate {cert.serial_number:x}"
+        status, reason, channel, request_status = rows[0]
+        return {
+            "status": status,
+            "reason": reason,
+            "channel": channel,
+            "request_status": request_status,
+        }
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory):
+    """A portal process with a CA, whose ACME validation goes to loopback: http-01 to a free
     port (certbot's standalone server listens there), dns-01 to a local DNS server."""
     assert CERTBOT, "certbot is not installed (requirements-dev.txt)"
     assert OPENSSL, "openssl is not installed"
-    base = f"http://127.0.0.1:{live_server.thread.port}"
-    settings.SITE_URL = base
-    settings.REVOCATION_BASE_URL = base  # the OCSP URL in issued certificates
-    settings.ACME_REQUIRE_EAB = True
-    settings.ACME_HTTP01_ADDRESS = "127.0.0.1"
-    settings.ACME_HTTP01_PORT = free_port()
-    settings.ACME_ALLOW_PRIVATE_ADDRESSES = True
-    ca_pem = tmp_path / "ca.pem"
-    ca_pem.write_text(ca.certificate_pem)
-    with LocalDNS(tmp_path / "zone.json") as dns:
-        settings.ACME_DNS_RESOLVER = dns.address
-        yield Portal(base, settings.ACME_HTTP01_PORT, dns, ca_pem)
-
-
-def create_binding(*names: str, email: str = "ops@example.test") -> dict:
-    """EAB credentials as an administrator makes them: manage.py create_acme_binding --json."""
-    out = io.StringIO()
-    call_command("create_acme_binding", "--email", email, "--names", *names, "--json", stdout=out)
-    return json.loads(out.getvalue())
+    tmp = tmp_path_factory.mktemp("acme-portal")
+    http01_port = free_port()
+    with LocalDNS(tmp / "zone.json") as dns:
+        settings = {
+            "ACME_REQUIRE_EAB": "True",
+            "ACME_HTTP01_ADDRESS": "127.0.0.1",
+            "ACME_HTTP01_PORT": str(http01_port),
+            "ACME_ALLOW_PRIVATE_ADDRESSES": "True",
+            "ACME_DNS_RESOLVER": dns.address,
+        }
+        with PortalProcess(tmp, **settings) as process:
+            ca_pem = tmp / "ca.pem"
+            process.manage("export_ca", "--output", str(ca_pem))
+            yield Portal(process, http01_port, dns, ca_pem)
 
 
 @pytest.fixture
@@ -101,16 +126,6 @@ def leaf(path: Path) -> x509.Certificate:
 def dns_names(cert: x509.Certificate) -> list[str]:
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     return sorted(san.get_values_for_type(x509.DNSName))
-
-
-def hex_serial(cert: x509.Certificate) -> str:
-    return f"{cert.serial_number:x}"
-
-
-def portal_certificate(cert: x509.Certificate) -> Certificate:
-    found = Certificate.objects.by_serial(hex_serial(cert))
-    assert found is not None, f"the portal has no certificate {hex_serial(cert)}"
-    return found
 
 
 def openssl_verify(ca_pem: Path, live: Path) -> subprocess.CompletedProcess:
@@ -199,7 +214,7 @@ def ocsp_status(ca_pem: Path, cert_pem: Path, base: str) -> str:
     return result.stdout
 
 
-def test_local_dns_server_answers_what_the_hook_scripts_write(tmp_path, certbot, portal):
+def test_local_dns_server_answers_what_the_hook_scripts_write(certbot, portal):
     """The hook scripts certbot runs add and remove TXT records that the local DNS server
     then answers over UDP and TCP (and NXDOMAIN for a name it has none for)."""
     add, remove = certbot.dns_hooks(portal.dns.zone)
@@ -212,14 +227,15 @@ def test_local_dns_server_answers_what_the_hook_scripts_write(tmp_path, certbot,
     assert query_txt(portal.dns.address, name) == []
 
 
-def test_register_http01_verify_handshake_renew_revoke_ocsp(portal, certbot, agent):
+def test_register_http01_verify_handshake_renew_revoke_ocsp(portal, certbot):
     """An account bound with the agent's credentials gets a certificate for an approved name
     over http-01 (certbot's standalone server answers): installed, accepted by openssl
     verify, served in a TLS handshake by hostname; a forced renewal gets a new one; certbot's
     revoke makes OCSP answer revoked. Each is a CertificateRequest with channel acme."""
-    binding = create_binding("www.example.test")
+    binding = portal.create_binding("www.example.test")
     register(certbot, binding)
     assert len(certbot.accounts()) == 1
+    assert portal.binding(binding["kid"])["status"] == "bound"
 
     certbot.run("certonly", "--standalone", "-d", "www.example.test")
     live = certbot.live("www.example.test")
@@ -230,15 +246,15 @@ def test_register_http01_verify_handshake_renew_revoke_ocsp(portal, certbot, age
     handshake = tls_handshake(portal.ca_pem, live, "www.example.test")
     assert handshake.returncode == 0, handshake.stdout + handshake.stderr
     assert "Verification: OK" in handshake.stdout + handshake.stderr
-    issued = portal_certificate(first)
-    assert issued.issued_request.channel == "acme"
-    assert issued.issued_request.status == CertificateRequest.Status.COMPLETE
+    issued = portal.certificate(first)
+    assert issued["channel"] == "acme"
+    assert issued["request_status"] == "complete"
 
     certbot.run("renew", "--force-renewal")
     renewed = leaf(live / "cert.pem")
     assert renewed.serial_number != first.serial_number
     assert dns_names(renewed) == ["www.example.test"]
-    assert portal_certificate(renewed).issued_request.channel == "acme"
+    assert portal.certificate(renewed)["channel"] == "acme"
     assert openssl_verify(portal.ca_pem, live).returncode == 0
 
     assert "good" in ocsp_status(portal.ca_pem, live / "cert.pem", portal.base)
@@ -250,19 +266,19 @@ def test_register_http01_verify_handshake_renew_revoke_ocsp(portal, certbot, age
         "keycompromise",
         "--no-delete-after-revoke",
     )
-    revoked = portal_certificate(renewed)
-    assert revoked.status == Certificate.Status.REVOKED
-    assert revoked.revocation_reason == "keyCompromise"
+    revoked = portal.certificate(renewed)
+    assert revoked["status"] == "revoked"
+    assert revoked["reason"] == "keyCompromise"
     assert ": revoked" in ocsp_status(portal.ca_pem, live / "cert.pem", portal.base)
     # The first certificate was not touched by revoking its successor.
-    assert portal_certificate(first).status != Certificate.Status.REVOKED
+    assert portal.certificate(first)["status"] != "revoked"
 
 
 def test_dns01_wildcard_through_manual_hooks(portal, certbot):
     """A wildcard name over dns-01: certbot's manual hooks put the validation into the local
     DNS server, the portal's resolver finds it there, the certificate names the wildcard,
     and the cleanup hook takes the record out again."""
-    binding = create_binding("*.example.test")
+    binding = portal.create_binding("*.example.test")
     register(certbot, binding)
     add, remove = certbot.dns_hooks(portal.dns.zone)
     certbot.run(
@@ -285,13 +301,14 @@ def test_dns01_wildcard_through_manual_hooks(portal, certbot):
     assert openssl_verify(portal.ca_pem, live).returncode == 0
     assert ("_acme-challenge.example.test.", "TXT") in portal.dns.resolver.queries
     assert portal.dns.txt("_acme-challenge.example.test") == []  # cleaned up
-    assert portal_certificate(cert).issued_request.channel == "acme"
+    assert portal.certificate(cert)["channel"] == "acme"
 
 
 def test_register_without_or_with_wrong_eab_is_refused(portal, certbot):
     """certbot cannot make an account without EAB credentials, nor with a wrong HMAC key;
     the binding stays unused and nothing is issued."""
-    binding = create_binding("www.example.test")
+    binding = portal.create_binding("www.example.test", email="nobody@example.test")
+    issued_before = portal.process.query("SELECT count(*) FROM requests_app_certificate")
     bare = certbot.run("register", "-m", "ops@example.test", check=False)
     assert bare.returncode != 0
     assert (
@@ -311,7 +328,5 @@ def test_register_without_or_with_wrong_eab_is_refused(portal, certbot):
     )
     assert wrong.returncode != 0
     assert certbot.accounts() == []
-    from requests_app.acme.models import ExternalAccountBinding
-
-    assert ExternalAccountBinding.objects.get(kid=binding["kid"]).account is None
-    assert not Certificate.objects.exists()
+    assert portal.binding(binding["kid"])["status"] == "unused"
+    assert portal.process.query("SELECT count(*) FROM requests_app_certificate") == issued_before
