@@ -7,11 +7,17 @@ import json
 
 import josepy as jose
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from requests_app.acme import services as acme_services
+from requests_app.acme import validation
 from requests_app.acme.models import Account, ExternalAccountBinding
-from requests_app.models import AuditEvent
-from tests.helpers.acme import Signer, account_key
+from requests_app.models import AuditEvent, CertificateRequest
+from tests.helpers.acme import Signer, StubDNS, account_key, new_key_and_csr
 
 pytestmark = pytest.mark.django_db
 
@@ -309,3 +315,78 @@ def test_wildcard_orders_offer_dns01_only(signer):
     authz = signer.post(authz_path, None).json()
     assert authz["wildcard"] is True and authz["identifier"]["value"] == "example.com"
     assert [c["type"] for c in authz["challenges"]] == ["dns-01"]
+
+
+def test_without_eab_orders_go_to_the_agents(client, settings, empty_cache, ca, csr_factory):
+    """ACME_REQUIRE_EAB=False: an account needs a mailto: contact, and its finalized order
+    waits in the queue (processing, Retry-After) since no agent approved any name."""
+    settings.ACME_REQUIRE_EAB = False
+    signer = Signer(client)
+    refused = signer.post("/acme/new-account", {"termsOfServiceAgreed": True}, kid=None)
+    problem(refused, "invalidContact")
+    response = signer.post(
+        "/acme/new-account",
+        {"contact": ["mailto:web@example.com"], "termsOfServiceAgreed": True},
+        kid=None,
+    )
+    assert response.status_code == 201
+    signer.kid = response["Location"]
+    order = signer.post(
+        "/acme/new-order", {"identifiers": [{"type": "dns", "value": "app.example.com"}]}
+    )
+    assert order.status_code == 201
+    assert client.get("/acme/directory").json()["meta"]["externalAccountRequired"] is False
+    authz_path = order.json()["authorizations"][0].removeprefix("http://testserver")
+    challenge = next(
+        c for c in signer.post(authz_path, None).json()["challenges"] if c["type"] == "dns-01"
+    )
+    key_auth = (
+        f"{challenge['token']}.{jose.b64.b64encode(signer.key.public_key().thumbprint()).decode()}"
+    )
+    with StubDNS() as dns:
+        settings.ACME_DNS_RESOLVER = dns.address
+        dns.records[("_acme-challenge.app.example.com", "TXT")] = [validation.dns01_value(key_auth)]
+        assert (
+            signer.post(challenge["url"].removeprefix("http://testserver"), {}).json()["status"]
+            == "valid"
+        )
+    _, csr_pem = new_key_and_csr("app.example.com")
+    csr_der = x509.load_pem_x509_csr(csr_pem).public_bytes(serialization.Encoding.DER)
+    finalize_path = order.json()["finalize"].removeprefix("http://testserver")
+    response = signer.post(finalize_path, {"csr": jose.b64.b64encode(csr_der).decode()})
+    assert response.status_code == 200 and response.json()["status"] == "processing"
+    assert int(response["Retry-After"]) > 0
+    req = CertificateRequest.objects.get(channel="acme")
+    assert (
+        req.status == CertificateRequest.Status.PENDING and req.requester_email == "web@example.com"
+    )
+    cert_path = "/acme/cert/" + response["Location"].rsplit("/", 1)[-1]
+    problem(signer.post(cert_path, None), "malformed", 404)
+
+
+_values = st.one_of(
+    st.none(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=2)
+)
+
+
+@given(
+    header=st.dictionaries(
+        st.sampled_from(["alg", "jwk", "kid", "nonce", "url", "crit", "b64"]), _values, max_size=6
+    ),
+    payload=st.binary(max_size=40),
+)
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_hostile_headers_never_crash(client, header, payload):
+    """Arbitrary protected headers and payloads: always a problem document, never a 500."""
+    body = {
+        "protected": jose.b64.b64encode(json.dumps(header).encode()).decode(),
+        "payload": jose.b64.b64encode(payload).decode(),
+        "signature": jose.b64.b64encode(b"sig").decode(),
+    }
+    response = client.post(
+        "/acme/new-order", json.dumps(body), content_type="application/jose+json"
+    )
+    assert response.status_code in (400, 403)
+    assert response["Content-Type"] == PROBLEM

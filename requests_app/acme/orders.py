@@ -112,6 +112,8 @@ def new_order(
     names = _identifier_names(identifiers)
     replaced = None
     if replaces is not None:
+        if not isinstance(replaces, str):
+            raise AcmeProblem("malformed", "replaces must be an ARI CertID")
         replaced = certificate_for_cert_id(replaces)
         if replaced is None or not _owns(account, replaced):
             raise AcmeProblem("malformed", "replaces names no certificate of this account")

@@ -254,7 +254,7 @@ def _binding_for_eab(eab, *, jwk: jose.JWK, url: str) -> ExternalAccountBinding:
     try:
         inner = jws.JWS.from_json(eab)
         header = inner.signature.combined
-    except (jose.Error, KeyError, ValueError, TypeError, AssertionError):
+    except Exception:  # any error of josepy's reading hostile input means malformed
         raise AcmeProblem("malformed", "externalAccountBinding cannot be read") from None
     if header.alg is None or header.alg.name not in jws.EAB_ALGORITHMS:
         raise AcmeProblem("badSignatureAlgorithm", "the EAB must be signed with HS256/384/512")
@@ -275,7 +275,7 @@ def _binding_for_eab(eab, *, jwk: jose.JWK, url: str) -> ExternalAccountBinding:
         raise refused
     try:
         bound_key = jose.JWK.json_loads(inner.payload)
-    except (jose.Error, ValueError, TypeError, KeyError):
+    except Exception:  # as above
         raise AcmeProblem("malformed", "the EAB payload is not a JWK") from None
     if bound_key.thumbprint() != jwk.thumbprint():
         raise AcmeProblem("unauthorized", "the EAB binds another key than the account's")
@@ -283,7 +283,7 @@ def _binding_for_eab(eab, *, jwk: jose.JWK, url: str) -> ExternalAccountBinding:
         raise AcmeProblem("unauthorized", "the external account binding was revoked")
     if binding.is_expired:
         raise AcmeProblem("unauthorized", "the external account binding has expired")
-    if binding.account_id is not None:
+    if binding.account_id is not None or binding.bound_at is not None:
         raise AcmeProblem("unauthorized", "the external account binding was used already")
     return binding
 
