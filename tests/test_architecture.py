@@ -24,6 +24,7 @@ SURFACES = (
     "requests_app/dogtag",
     "requests_app/revocation",
     "requests_app/acme/views.py",
+    "requests_app/acme/management",
     "delivery/views.py",
     "delivery/admin.py",
     "delivery/management",
