@@ -388,7 +388,11 @@ def refresh_order(order: Order) -> Order:
             order = Order.objects.select_for_update().get(pk=order.pk)
             _expire(order)
         return order
-    order = Order.objects.select_for_update().select_related("request", "account").get(pk=order.pk)
+    order = (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("request", "account")
+        .get(pk=order.pk)
+    )
     req = order.request
     if order.status != Order.Status.PROCESSING:
         return order
