@@ -220,6 +220,10 @@ def main() -> None:
         + "\n\nInterleaved rounds of single approvals (services.approve_request)."
     )
 
+    from bench.acme import section as acme_section  # ACME orders against the services
+
+    sections.append(acme_section(run, quick))
+
     sections.append((ROOT / "bench" / "analysis.md").read_text().strip())
     report = "\n\n".join(sections) + "\n"
     print(report)

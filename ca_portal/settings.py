@@ -456,6 +456,8 @@ if env.str("DELIVERY_WEBHOOK_URL", default=""):
             "timeout": env.int("DELIVERY_WEBHOOK_TIMEOUT", default=10),
         },
     }
+# ACME: the mail that hands an agent's binding credentials to the requester (delivery/acme.py).
+DELIVERY_BACKENDS["acme_credentials"] = {"BACKEND": "delivery.backends.acme.AcmeCredentialsEmail"}
 # Which backends run on approval, per profile; None means each profile's own default
 # (server: none, user: email_link, agent: email_link).
 DELIVERY_POLICY = env.json("DELIVERY_POLICY", default=None)

@@ -50,6 +50,7 @@ class DeliveryAdmin(AgentActionsMixin, ReadOnlyAdmin):
                 "fields": [
                     "public_id",
                     "request",
+                    "acme_binding",
                     "certificate",
                     "kind",
                     "backend",

@@ -23,3 +23,5 @@ class DeliveryConfig(AppConfig):
         # With the durable task queue, a node is healthy only if some worker beat lately.
         if liveness.durable_tasks():
             extensions.register_health_check("worker", liveness.worker_health)
+        # The receiver that mails ACME binding credentials (delivery/acme.py).
+        from . import acme  # noqa: F401

@@ -32,12 +32,28 @@ class Delivery(models.Model):
         REQUEST_CANCELED = "request_canceled", "request canceled (to the requester)"
         CERTIFICATE_REVOKED = "certificate_revoked", "certificate revoked (to the holder)"
         EMAIL_CONFIRMATION = "email_confirmation", "email confirmation code (to the requester)"
+        ACME_CREDENTIALS = "acme_credentials", "ACME account credentials (to the requester)"
 
     # What URLs, headers and pages show: random, so that nobody can walk the outbox by
     # counting (the integer primary key stays internal).
     public_id = models.CharField(max_length=20, unique=True, default=new_public_id, editable=False)
+    #: The request a delivery is about; None only for an ACME binding's credentials, which
+    #: belong to no request (the check constraint keeps one or the other).
     request = models.ForeignKey(
-        CertificateRequest, on_delete=models.PROTECT, related_name="deliveries"
+        CertificateRequest,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+    )
+    #: The ACME binding whose credentials a delivery mails (kind acme_credentials); the
+    #: row never holds the key, which is read when the message is built.
+    acme_binding = models.ForeignKey(
+        "acme.ExternalAccountBinding",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
     )
     certificate = models.ForeignKey(
         Certificate, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
@@ -70,6 +86,12 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["status", "lease_until"], name="delivery_lease"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(request__isnull=False) | models.Q(acme_binding__isnull=False),
+                name="delivery_about_request_or_binding",
+            )
         ]
 
     def __str__(self) -> str:

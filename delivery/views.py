@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -62,4 +63,6 @@ def retry(request, public_id: str):
     else:
         delivery.refresh_from_db()
         messages.success(request, f"Retried delivery to {delivery.recipient}: {delivery.status}.")
+    if delivery.request is None:  # an ACME binding's credentials belong to no request
+        return _back(request, reverse("agent:acme_accounts"))
     return _back(request, delivery.request.get_agent_url())

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from .revocation import views as revocation
-from .views import agent, agent_certificates
+from .views import acme_accounts, agent, agent_certificates
 
 app_name = "agent"
 
@@ -31,4 +31,8 @@ urlpatterns = [
         agent_certificates.unlink,
         name="unlink_certificate",
     ),
+    # ACME: agent-approved accounts (external account bindings).
+    path("acme/", acme_accounts.binding_list, name="acme_accounts"),
+    path("acme/new/", acme_accounts.create_binding, name="acme_create_binding"),
+    path("acme/<str:kid>/revoke/", acme_accounts.revoke_binding, name="acme_revoke_binding"),
 ]

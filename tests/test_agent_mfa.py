@@ -54,6 +54,7 @@ ARGUMENTS = {
     "content_type_id": "1",
     "app_label": "requests_app",
     "url": "nowhere/",
+    "kid": "eab-0000",  # ACME bindings (agent/acme/<kid>/revoke/)
 }
 
 

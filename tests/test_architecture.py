@@ -25,6 +25,7 @@ SURFACES = (
     "requests_app/revocation",
     "requests_app/rest",
     "requests_app/acme/views.py",
+    "requests_app/acme/management",
     "delivery/views.py",
     "delivery/admin.py",
     "delivery/management",
