@@ -74,7 +74,8 @@ def _renewed_names(
         names = profiles.requested_sans(
             prof,
             csr_sans=info.sans,
-            subject_cn=subject.get("CN"),
+            # The CSR's own CN: an empty subject takes the old one, but names nothing new.
+            subject_cn=subject.get("CN") if len(info.csr.subject) else None,
             extra_hostnames=[],
             requester_email=email,
         )
