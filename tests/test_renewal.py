@@ -373,5 +373,6 @@ def test_the_confirmation_mail_goes_to_the_original_requester(
     with django_capture_on_commit_callbacks(execute=True):
         req, _ = services.submit_web_renewal(old, csr=make_csr(cn=None))
     assert mailed_code(mailoutbox, "ops@example.test")
+    assert f"renewal of certificate {old.serial}" in mailoutbox[-1].body
     assert all(m.to == ["ops@example.test"] for m in mailoutbox)
     assert req.requester_email == "ops@example.test"
