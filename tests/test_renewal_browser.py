@@ -127,3 +127,20 @@ def test_renewal_from_the_reminder_link_to_the_new_certificate(
     assert (old.status, old.revocation_reason) == (Certificate.Status.REVOKED, "superseded")
     assert fresh(new).status == Certificate.Status.VALID
     assert requester.violations == clerk.violations == []
+
+
+def test_the_renewal_pages_fit_a_phone(browser, site, ca, agent):
+    """On a phone-sized screen the renewal forms do not scroll sideways."""
+    old, _ = issued_user(agent)
+    phone = Watched(browser, width=390, height=844, is_mobile=True, has_touch=True)
+    for name, path in {
+        "phone-renew": f"/certificates/{old.serial}/renew/",
+        "phone-renew-server-key": f"/certificates/{old.serial}/renew/server-key/",
+    }.items():
+        phone.page.goto(f"{site}{path}")
+        phone.shot(name)
+        overflow = phone.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} is {overflow}px too wide"
+    assert phone.violations == []
