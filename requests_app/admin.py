@@ -366,6 +366,8 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
                     "revoked_at",
                     "revocation_reason",
                     "invalidity_date",
+                    "superseded_by",
+                    "superseded_at",
                     "not_before",
                     "not_after",
                     "fingerprint_sha256",

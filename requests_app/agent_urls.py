@@ -3,7 +3,7 @@
 from django.urls import path
 
 from .revocation import views as revocation
-from .views import acme_accounts, agent, agent_certificates
+from .views import acme_accounts, agent, agent_certificates, renewal
 
 app_name = "agent"
 
@@ -15,6 +15,11 @@ urlpatterns = [
     path("requests/<str:public_id>/reject/", agent.reject, name="reject"),
     path("requests/<str:public_id>/cancel/", agent.cancel, name="cancel"),
     path("requests/<str:public_id>/issued/", agent.certificate_issued, name="certificate_issued"),
+    path(
+        "requests/<str:public_id>/revoke-superseded/",
+        renewal.revoke_superseded,
+        name="revoke_superseded",
+    ),
     path("certificates/<str:serial>/", revocation.certificate, name="certificate"),
     path("certificates/<str:serial>/revoke/", revocation.revoke, name="revoke"),
     path("certificates/<str:serial>/release/", revocation.release_hold, name="release_hold"),

@@ -396,3 +396,26 @@ class AgentCertificateKeyForm(ServerKeyEnrollmentForm):
         super().__init__(*args, **kwargs)
         del self.fields["requester_name"]
         del self.fields["requester_email"]
+
+
+class RenewalForm(EnrollmentForm):
+    """A renewal's CSR (a new key, or the same one) and a note: the profile, subject, names
+    and requester are the renewed certificate's."""
+
+    def __init__(self, *args, profile: Profile, **kwargs):
+        super().__init__(*args, profile=profile, **kwargs)
+        for name in ("extra_hostnames", "requester_name", "requester_email"):
+            self.fields.pop(name, None)
+        self.fields["csr"].help_text = (
+            "Paste the whole CSR, including the BEGIN and END lines. It may be signed by the "
+            "certificate's own key or a new one; it may leave names out, not add any."
+        )
+
+
+class RenewalServerKeyForm(ServerKeyEnrollmentForm):
+    """A renewal with a key made here: only the new passphrase (and a note)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("requester_name", "requester_email"):
+            self.fields.pop(name, None)

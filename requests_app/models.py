@@ -248,6 +248,12 @@ class Certificate(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revocation_reason = models.CharField(max_length=32, blank=True)
     invalidity_date = models.DateTimeField(null=True, blank=True)
+    #: Renewal: the certificate issued for a renewal of this one, and when. The old one
+    #: stays valid until it expires, unless an agent revokes it (reason "superseded").
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="supersedes"
+    )
+    superseded_at = models.DateTimeField(null=True, blank=True)
 
     objects = CertificateQuerySet.as_manager()
 

@@ -50,6 +50,10 @@ class Profile:
     dogtag_ids: tuple[str, ...] = ()
     #: Issue at once, without an agent (never for renewals).
     auto_approve: bool = False
+    #: Issue a renewal at once when its CSR is signed by the key of the certificate it
+    #: renews (valid, unrevoked, unexpired) and it names the same subject and SANs; audited
+    #: as renewal_auto_approved. Off: every renewal waits for an agent (CVE-2021-20179).
+    auto_approve_same_key_renewal: bool = False
     #: Proof of the mailbox: a request waits until its requester confirms the address with
     #: the code mailed to it, and only then reaches the agents (the certificate names it).
     confirm_email: bool = False

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import ee, links, mailbox
+from .views import ee, links, mailbox, renewal
 
 urlpatterns = [
     path("", ee.home, name="home"),
@@ -25,6 +25,13 @@ urlpatterns = [
     ),
     path("certificates/<str:serial>/pkcs12/", ee.certificate_pkcs12, name="certificate_pkcs12"),
     path("certificates/<str:serial>/import/", ee.certificate_import, name="certificate_import"),
+    # Renewal from the certificate's page.
+    path("certificates/<str:serial>/renew/", renewal.renew, name="renew"),
+    path(
+        "certificates/<str:serial>/renew/server-key/",
+        renewal.renew_server_key,
+        name="renew_server_key",
+    ),
     path("retrieve/<str:token>/", links.retrieve, name="retrieve"),
     path("ca/", ee.ca_page, name="ca_page"),
     path("ca/<int:ca_id>/ca.cer", ee.ca_certificate, {"fmt": "der"}, name="ca_issuers"),

@@ -18,7 +18,8 @@ the modules are where each behaviour lives:
     decisions     approve, reject, cancel
     issuance      what an approval checks and signs (shared with bulk)
     bulk          approve every pending request, a chunk per transaction
-    renewals      renewal by serial number
+    renewals      renewal by serial number; what a renewal changes, the same-key rule
+    web_renewals  renewal from the end-entity pages (a new CSR, the same key, a key made here)
     authorities   create and import CAs
     hierarchy     subordinate CAs: a CSR for an offline root and its completion, or one
                   signed by a root held here
@@ -98,7 +99,14 @@ from .mailbox import (
     issue_email_confirmation_code,
 )
 from .records import status_counts
-from .renewals import submit_renewal
+from .renewals import (
+    AUTO_APPROVAL_RULE,
+    RenewalChanges,
+    approve_renewal_if_allowed,
+    auto_approval_refusal,
+    renewal_changes,
+    submit_renewal,
+)
 from .revocation import create_ocsp_responder, release_hold, revoke_certificate
 from .server_keys import (
     PKCS12_FORMATS,
@@ -116,10 +124,12 @@ from .submission import (
     submit_enrollment,
     submit_request,
 )
+from .web_renewals import submit_renewal_with_server_key, submit_web_renewal
 
 __all__ = [
     "AGENTS_GROUP",
     "AGENT_PROFILE",
+    "AUTO_APPROVAL_RULE",
     "CERTIFICATE_HOLD",
     "PKCS12_FORMATS",
     "REMOVE_FROM_CRL",
@@ -139,6 +149,7 @@ __all__ = [
     "NotAllowed",
     "NotOnHold",
     "RecordBusy",
+    "RenewalChanges",
     "RequestNotFound",
     "ServerKeyState",
     "ServiceError",
@@ -147,8 +158,10 @@ __all__ = [
     "WrongSecondFactor",
     "agents_group",
     "approve_all_pending",
+    "approve_renewal_if_allowed",
     "approve_request",
     "audit",
+    "auto_approval_refusal",
     "begin_totp_enrolment",
     "cancel_request",
     "complete_passkey_registration",
@@ -186,6 +199,7 @@ __all__ = [
     "reject_request",
     "release_hold",
     "remove_second_factor_device",
+    "renewal_changes",
     "request_agent_certificate",
     "request_agent_certificate_with_server_key",
     "request_subordinate_ca",
@@ -198,8 +212,10 @@ __all__ = [
     "status_counts",
     "submit_enrollment",
     "submit_renewal",
+    "submit_renewal_with_server_key",
     "submit_request",
     "submit_request_with_server_key",
+    "submit_web_renewal",
     "unlink_agent_certificate",
     "verify_agent_certificate",
     "verify_audit",

@@ -20,6 +20,7 @@ from .issuance import (
     lint_refusal_audit,
     sign,
     signing_ca,
+    supersede,
 )
 from .records import move_count
 
@@ -113,6 +114,7 @@ def _approve_chunk(ids, ca, agent, validity_days, refused) -> list[Certificate]:
     )
     for req, cert, _ in issued:
         link_on_approval(req, cert, agent=agent, ip=None)
+        supersede(req, cert, agent=agent, ip=None)
     for req, cert, _ in issued:
         signals.certificate_issued.send(
             sender=Certificate, certificate=cert, request=req, actor=agent

@@ -17,6 +17,7 @@ from .issuance import (
     lint_refusal_audit,
     sign,
     signing_ca,
+    supersede,
 )
 from .records import lock_request, move_count, require_pending
 
@@ -90,6 +91,7 @@ def _approve(
     edited = sans is not None and list(sans) != req.requested_sans
     approval_audit(req, cert, agent=agent, ip=ip, days=days, edited_sans=edited).save()
     link_on_approval(req, cert, agent=agent, ip=ip)
+    supersede(req, cert, agent=agent, ip=ip)
     signals.certificate_issued.send(sender=Certificate, certificate=cert, request=req, actor=agent)
     return cert
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from .. import keys, pki, profiles
 from ..models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
-from .audit_log import audit_event
+from .audit_log import audit, audit_event
 from .errors import CAUnavailable, InvalidRequest, InvalidTransition, LintFailed
 
 Status = CertificateRequest.Status
@@ -66,6 +66,11 @@ def sign(
 
     A request that was accepted but cannot be signed (a CSR that no longer reads, a subject
     the profile now refuses) is an InvalidRequest naming the cause, never a crash."""
+    if req.renewal_of_id is not None and req.renewal_of.status == Certificate.Status.REVOKED:
+        raise InvalidTransition(
+            f"certificate {req.renewal_of.serial} was revoked after this renewal was "
+            "requested; reject the request"
+        )
     if req.csr_pem or req.renewal_of_id is None:
         try:
             csr = pki.load_csr(req.csr_pem)
@@ -74,12 +79,9 @@ def sign(
             raise InvalidRequest(
                 f"the stored CSR cannot be signed: {exc}; reject the request", field="csr"
             ) from None
+        if req.renewal_of_id is not None and not len(subject):
+            subject = req.renewal_of.x509.subject  # a renewal's CSR that carries only the key
     else:  # a renewal by serial (Dogtag protocol) has no CSR: the renewed certificate's key
-        if req.renewal_of.status == Certificate.Status.REVOKED:
-            raise InvalidTransition(
-                f"certificate {req.renewal_of.serial} was revoked after this renewal was "
-                "requested; reject the request"
-            )
         public_key, subject = req.renewal_of.x509.public_key(), req.renewal_of.x509.subject
     try:
         # Rebuilt from the checked attributes, never copied from the requester's DER.
@@ -204,4 +206,31 @@ def approval_audit(
         validity_days=days,
         sans=cert.sans,
         edited_sans=edited_sans,
+    )
+
+
+def supersede(
+    req: CertificateRequest, cert: Certificate, *, agent: User | None, ip: str | None
+) -> None:
+    """A renewal was issued: mark the certificate it renews superseded by cert, in the
+    issuance's transaction, with an audit row. The old one stays valid."""
+    if req.renewal_of_id is None:
+        return
+    now = timezone.now()
+    marked = Certificate.objects.filter(pk=req.renewal_of_id, superseded_by__isnull=True).update(
+        superseded_by=cert, superseded_at=now
+    )
+    if not marked:  # renewed before (a certmonger renewal and a web one): the first one counts
+        return
+    old = req.renewal_of
+    old.superseded_by, old.superseded_at = cert, now
+    audit(
+        "certificate_superseded",
+        actor=agent,
+        request=req,
+        certificate=old,
+        ca=old.ca,
+        ip=ip,
+        serial=old.serial,
+        superseded_by=cert.serial,
     )

@@ -31,6 +31,7 @@ from .audit_log import audit
 from .decisions import approve_request
 from .errors import CAUnavailable, InvalidRequest, InvalidTransition
 from .records import lock_request, move_count
+from .renewals import approve_renewal_if_allowed, refuse_second_pending_renewal
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
@@ -116,6 +117,7 @@ def confirm_email(
         raise InvalidTransition(
             f"Request {req.display_id} is {req.status_text}, so it cannot be confirmed any more."
         )
+    refuse_second_pending_renewal(req)
     match.used_at = now
     match.save(update_fields=["used_at"])
     req.status = Status.PENDING
@@ -138,7 +140,11 @@ def confirm_email(
 
 
 def _approve_if_automatic(req: CertificateRequest, *, ip: str | None) -> None:
-    """An auto_approve profile issues once the address is proved (never a renewal)."""
+    """An auto_approve profile issues once the address is proved (never a renewal: a
+    renewal only by its profile's same-key rule)."""
+    if req.renewal_of_id is not None:
+        approve_renewal_if_allowed(req, ip=ip)
+        return
     try:
         automatic = profiles.get_profile(req.profile).auto_approve
     except profiles.ProfileError:

@@ -173,6 +173,7 @@ def _render_detail(
             "profile": profile,
             "csr": _csr_details(req),
             "events": _history(req),
+            "changes": services.renewal_changes(req),
             "approve_form": approve_form or ApproveForm(request=req),
             "reject_form": reject_form or RejectForm(),
             "cancel_form": cancel_form or CancelForm(),
@@ -273,6 +274,7 @@ def certificate_issued(request: HttpRequest, public_id: str) -> HttpResponse:
         {
             "req": req,
             "cert": cert,
+            "replaced": req.renewal_of if req.renewal_of_id else None,
             "summary": describe_certificate(cert.x509),
             "panels": extensions.render_agent_panels(request, req, cert),
         },

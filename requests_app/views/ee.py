@@ -308,12 +308,14 @@ def _find_shared_page(request: HttpRequest, serial: str) -> Shared | None:
             "revocation_reason",
             "request__encrypted_private_key",
             "request__key_erased_at",
+            "superseded_by_id",
         )
         .first()
     )
     if state is None or state[3] or state[4]:  # unknown, or a portal-made key: its own form
         return None
     fingerprint, status, reason = (str(part) for part in state[:3])
+    status = f"{status}:superseded-by-{state[5]}" if state[5] else status  # a renewal shown
 
     def render_page() -> Shared | None:
         response = _certificate_page(request, serial)
