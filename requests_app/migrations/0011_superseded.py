@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0009_audit_chain'),
+        ('requests_app', '0010_ca_hierarchy'),
     ]
 
     operations = [
