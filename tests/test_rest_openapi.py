@@ -1,0 +1,260 @@
+"""The REST API's OpenAPI description: it is served, it is valid OpenAPI 3.1, it names exactly
+the paths and methods the URL resolver routes to the REST adapter (so that it cannot drift from
+the code), and schemathesis, driven by it against a live portal, finds no 500 and no answer
+outside what it documents (status codes, content types, JSON shapes), for an agent with
+valid credentials, for nobody, and for a user who is no agent.
+
+The number of generated cases is bounded for `make test` (EXAMPLES per operation and mode);
+CI=true runs many more and explores (no derandomisation)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import requests
+import schemathesis
+from django.urls import URLPattern, URLResolver, get_resolver
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from requests_app import services
+from requests_app.rest import openapi
+from tests.helpers.agent_certs import escaped, issue_agent_certificate, make_agent
+from tests.helpers.csrs import make_csr
+
+CI = os.environ.get("CI") == "true"
+#: Cases per operation and generation mode (positive, negative).
+EXAMPLES = 150 if CI else 12
+REST_PREFIXES = ("ca/rest/", "pki/rest/")
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+# -- the description against the code -------------------------------------------------------
+
+
+def _routes(resolver=None, prefix: str = ""):
+    """(route text, pattern) of every URL pattern, with the prefixes of its includes."""
+    resolver = resolver or get_resolver()
+    for pattern in resolver.url_patterns:
+        text = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            yield from _routes(pattern, text)
+        elif isinstance(pattern, URLPattern):
+            yield text, pattern
+
+
+def _template(route: str) -> str:
+    """A route (path() or re_path()) with each parameter as {}, without anchors."""
+    route = re.sub(r"<(?:\w+:)?\w+>", "{}", route)
+    route = re.sub(r"\(\?P<\w+>[^)]*\)", "{}", route)
+    return route.replace("^", "").replace("$", "").lstrip("/")
+
+
+def _documented() -> dict[str, set[str]]:
+    return {
+        re.sub(r"\{[^}]+\}", "{}", path).lstrip("/"): {m for m in item if m in METHODS}
+        for path, item in openapi.document()["paths"].items()
+    }
+
+
+def _sample(template: str) -> str:
+    return "/" + template.replace("{}", "1")
+
+
+def test_every_rest_route_is_documented_and_nothing_else():
+    """The paths under /ca/rest/ and /pki/rest/ that the resolver routes are exactly the
+    documented ones, and each documented path resolves to the REST adapter."""
+    routed = {_template(route) for route, _ in _routes()}
+    routed = {t for t in routed if t.startswith(REST_PREFIXES)}
+    documented = set(_documented())
+    assert routed == documented, (
+        f"routed, undocumented: {sorted(routed - documented)}; "
+        f"documented, not routed: {sorted(documented - routed)}"
+    )
+    from django.urls import resolve
+
+    for template in documented:
+        match = resolve(_sample(template))
+        assert match.func.__module__.startswith("requests_app.rest"), (template, match.func)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("empty_cache")
+def test_documented_methods_are_the_ones_answered(client):
+    """Each documented method of each path is answered (not 405) and every other method
+    gets 405 from the portal, as a Dogtag error."""
+    for template, methods in _documented().items():
+        path = _sample(template)
+        for method in METHODS:
+            response = getattr(client, method)(path, content_type="application/json")
+            if method in methods:
+                assert response.status_code != 405, (method, path)
+            else:
+                assert response.status_code == 405, (method, path, response.status_code)
+
+
+def test_the_description_is_openapi_3_1_and_served(client, db):
+    """/ca/rest/openapi.json serves the description as JSON; schemathesis loads it as
+    OpenAPI 3.1 with every operation valid; every operation documents its error answers as
+    Dogtag's PKIException JSON."""
+    response = client.get(openapi.OPENAPI_PATH)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    document = response.json()
+    assert document == openapi.document()
+    assert document["openapi"] == "3.1.0"
+    schema = schemathesis.openapi.from_dict(document)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == sum(len(m) for m in _documented().values())
+    error = {"$ref": "#/components/schemas/PKIException"}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    name = answer["$ref"].rsplit("/", 1)[1]
+                    body = document["components"]["responses"][name]["content"]
+                    assert body["application/json"]["schema"] == error, (path, method, status)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["agentPassword"] == {**schemes["agentPassword"], "scheme": "basic"}
+    assert schemes["agentCertificate"]["type"] == "mutualTLS"
+
+
+# -- schemathesis against a live portal --------------------------------------------------------
+
+
+@pytest.fixture
+def portal(live_server, settings, ca, agent):
+    """A live portal with something to find: a pending request, an issued certificate and
+    one on hold; the agent's certificate (believed from 127.0.0.1, the test's proxy)."""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    bob = make_agent("bob")
+    pending = services.submit_request(
+        profile="server", csr=make_csr(cn="pending.example.test"), requester_email="a@example.test"
+    )
+    done = services.submit_request(
+        profile="server", csr=make_csr(cn="issued.example.test"), requester_email="a@e.test"
+    )
+    issued = services.approve_request(done, agent=bob)
+    held = services.approve_request(
+        services.submit_request(
+            profile="server", csr=make_csr(cn="held.example.test"), requester_email="a@e.test"
+        ),
+        agent=bob,
+    )
+    services.revoke_certificate(held, reason="certificateHold", actor=bob)
+    agent_cert, _ = issue_agent_certificate(agent, bob)
+    return {
+        "url": live_server.url,
+        "agent_headers": {"X-SSL-Client-Cert": escaped(agent_cert)},
+        "request_ids": [str(pending.pk), str(done.pk)],
+        "serials": ["0x" + issued.serial, "0x" + held.serial],
+    }
+
+
+def _with_real_ids(document: dict, portal: dict) -> dict:
+    """The description with the path parameters widened to prefer the portal's real IDs, so
+    that generated calls reach existing requests and certificates as well as missing ones."""
+    known = {"requestId": portal["request_ids"], "serial": portal["serials"]}
+    for item in document["paths"].values():
+        for operation in item.values():
+            for param in operation.get("parameters", []):
+                if param["in"] == "path" and param["name"] in known:
+                    param["schema"] = {"anyOf": [{"enum": known[param["name"]]}, param["schema"]]}
+    return document
+
+
+CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def _explore(operation, mode, *, base_url, session, headers, verdict) -> int:
+    """EXAMPLES generated calls of one operation in one mode; each answer is no 500, passes
+    schemathesis's checks and `verdict(operation, case, response)`."""
+    calls = 0
+
+    @hypothesis_settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=not CI,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def check(case):
+        nonlocal calls
+        response = case.call(base_url=base_url, session=session, headers=headers)
+        calls += 1
+        assert response.status_code < 500, (case.as_curl_command(), response.text)
+        verdict(operation, case, response)
+        case.validate_response(response, checks=CHECKS)
+
+    check()
+    return calls
+
+
+def _run(schema, base_url: str, headers: dict, verdict, *, only=lambda op: True) -> int:
+    """Every operation (that `only` selects), with valid and invalid input. Returns the
+    number of calls made."""
+    session = requests.Session()
+    calls = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if only(operation):
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                calls += _explore(
+                    operation,
+                    mode,
+                    base_url=base_url,
+                    session=session,
+                    headers=headers,
+                    verdict=verdict,
+                )
+    return calls
+
+
+def _is_agent(operation) -> bool:
+    return operation.path.startswith("/ca/rest/agent/")
+
+
+def test_schemathesis_as_an_agent(portal):
+    """With a linked agent certificate, every operation of the description answers no 500
+    and only what it documents, for valid and invalid input alike."""
+    document = _with_real_ids(openapi.document(), portal)
+    schema = schemathesis.openapi.from_dict(document)
+    assert _run(schema, portal["url"], portal["agent_headers"], lambda *a: None) > 0
+
+
+def _refused(status: int, class_name: str):
+    def verdict(operation, case, response):
+        if not _is_agent(operation):
+            return
+        assert response.status_code in (status, 405), (case.as_curl_command(), response.text)
+        if response.status_code == status:
+            assert response.json()["ClassName"].endswith(class_name), response.text
+
+    return verdict
+
+
+def test_schemathesis_agent_resources_without_credentials(portal):
+    """Without credentials, every agent resource answers 401 (UnauthorizedException) to
+    every generated call, and the public ones still answer no 500."""
+    schema = schemathesis.openapi.from_dict(_with_real_ids(openapi.document(), portal))
+    assert _run(schema, portal["url"], {}, _refused(401, "UnauthorizedException"), only=_is_agent)
+
+
+def test_schemathesis_agent_resources_as_a_user(portal, settings):
+    """A user's client certificate from this portal (no agent's) gets 403 from every agent
+    resource, whatever the input."""
+    user = services.issue_certificate(
+        profile="user", csr=make_csr(cn="Ada"), requester_email="ada@example.test"
+    )
+    schema = schemathesis.openapi.from_dict(_with_real_ids(openapi.document(), portal))
+    headers = {"X-SSL-Client-Cert": escaped(user)}
+    assert _run(schema, portal["url"], headers, _refused(403, "ForbiddenException"), only=_is_agent)
