@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("requests_app.urls")),
     path("", include("requests_app.revocation.urls")),  # CRL distribution points, OCSP
     path("", include("requests_app.dogtag.urls")),  # Dogtag's end-entity servlets (certmonger)
+    path("", include("requests_app.rest.urls")),  # Dogtag's REST API (/pki/rest, /ca/rest)
     path("agent/deliveries/", include("delivery.urls")),
     path("agent/", include("requests_app.agent_urls")),
     path("accounts/login/certificate/", certificate_login, name="certificate_login"),

@@ -23,7 +23,7 @@ Status = CertificateRequest.Status
 User = AbstractBaseUser
 
 #: Channels through which anybody may submit, so the per-recipient mail limit applies.
-PUBLIC_CHANNELS = ("web", "dogtag")
+PUBLIC_CHANNELS = ("web", "dogtag", "rest")
 
 
 @transaction.atomic
