@@ -15,7 +15,7 @@ import re
 import pytest
 import requests
 import schemathesis
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.generation import GenerationMode
@@ -41,49 +41,70 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def _routes(resolver=None, prefix: str = ""):
-    """(route text, pattern) of every URL pattern, with the prefixes of its includes."""
+    """(full route text, view) of every URL pattern, with the prefixes of its includes."""
     resolver = resolver or get_resolver()
     for pattern in resolver.url_patterns:
         text = prefix + str(pattern.pattern)
         if isinstance(pattern, URLResolver):
             yield from _routes(pattern, text)
         elif isinstance(pattern, URLPattern):
-            yield text, pattern
-
-
-def _template(route: str) -> str:
-    """A route (path() or re_path()) with each parameter as {}, without anchors."""
-    route = re.sub(r"<(?:\w+:)?\w+>", "{}", route)
-    route = re.sub(r"\(\?P<\w+>[^)]*\)", "{}", route)
-    return route.replace("^", "").replace("$", "").lstrip("/")
+            yield text, pattern.callback
 
 
 def _documented() -> dict[str, set[str]]:
+    """Documented path -> its methods."""
     return {
-        re.sub(r"\{[^}]+\}", "{}", path).lstrip("/"): {m for m in item if m in METHODS}
+        path: {m for m in item if m in METHODS}
         for path, item in openapi.document()["paths"].items()
     }
 
 
-def _sample(template: str) -> str:
-    return "/" + template.replace("{}", "1")
+def _sample(path: str) -> str:
+    """A concrete URL of a documented path (every parameter 1)."""
+    return re.sub(r"\{[^}]+\}", "1", path)
+
+
+def _is_rest(route: str) -> bool:
+    return route.lstrip("^/").startswith(REST_PREFIXES)
 
 
 def test_every_rest_route_is_documented_and_nothing_else():
-    """The paths under /ca/rest/ and /pki/rest/ that the resolver routes are exactly the
-    documented ones, and each documented path resolves to the REST adapter."""
-    routed = {_template(route) for route, _ in _routes()}
-    routed = {t for t in routed if t.startswith(REST_PREFIXES)}
-    documented = set(_documented())
-    assert routed == documented, (
-        f"routed, undocumented: {sorted(routed - documented)}; "
-        f"documented, not routed: {sorted(documented - routed)}"
-    )
-    from django.urls import resolve
+    """Each documented path resolves to a REST view, and the routes they resolve to are
+    exactly the routes under /ca/rest/ and /pki/rest/: nothing is routed undocumented."""
+    routed = {route for route, _ in _routes() if _is_rest(route)}
+    reached = set()
+    for path in _documented():
+        match = resolve(_sample(path))
+        assert match.func.__module__.startswith("requests_app.rest."), (path, match.func)
+        reached.add(match.route)
+    assert reached == routed, f"routed, undocumented: {sorted(routed - reached)}"
 
-    for template in documented:
-        match = resolve(_sample(template))
-        assert match.func.__module__.startswith("requests_app.rest"), (template, match.func)
+
+def test_documented_actions_are_the_ones_taken(db, client, settings, ca, agent):
+    """Where one route takes an action name (.../certrequests/{id}/{action}, .../certs/
+    {serial}/{action}), the views take exactly the documented actions: an agent's call of
+    each names the missing request or certificate, an undocumented action is no such action."""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    bob = make_agent("bob")
+    agent_cert, _ = issue_agent_certificate(agent, bob)
+    headers = {"HTTP_X_SSL_CLIENT_CERT": escaped(agent_cert)}
+    documented = [p for p in _documented() if p.startswith("/ca/rest/agent/")]
+    for base in ("/ca/rest/agent/certrequests/{requestId}/", "/ca/rest/agent/certs/{serial}/"):
+        actions = [p.removeprefix(base) for p in documented if p.startswith(base)]
+        assert actions
+        for action in [*actions, "frobnicate"]:
+            response = client.post(
+                _sample(base) + action, {}, content_type="application/json", **headers
+            )
+            body = response.json()
+            if action == "frobnicate":
+                assert (response.status_code, body["Message"]) == (
+                    404,
+                    "No such action: frobnicate",
+                )
+            else:
+                assert "No such action" not in body["Message"], (action, body)
+                assert response.status_code in (400, 404), (action, body)
 
 
 @pytest.mark.django_db
@@ -99,6 +120,7 @@ def test_documented_methods_are_the_ones_answered(client):
                 assert response.status_code != 405, (method, path)
             else:
                 assert response.status_code == 405, (method, path, response.status_code)
+                assert response.json()["Code"] == 405, (method, path)
 
 
 def test_the_description_is_openapi_3_1_and_served(client, db):

@@ -12,9 +12,9 @@ portal with it.
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse
 
+from .http import reply, resource
 from .openapi_schemas import SCHEMAS, ref
 
 JSON = "application/json"
@@ -25,51 +25,55 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
-def _error(name: str) -> dict:
-    return {"$ref": f"#/components/responses/{name}"}
-
-
+#: The error answers (each PKIException JSON), by name: (status, what it means).
 ERRORS = {
-    "BadRequest": "Bad input: com.netscape.certsrv.base.BadRequestException",
-    "Unauthorized": "No or wrong credentials: com.netscape.certsrv.base.UnauthorizedException",
-    "Forbidden": "Not an agent, or no second factor: com.netscape.certsrv.base.ForbiddenException",
-    "NotFound": "No such request, certificate or profile (a ResourceNotFoundException subclass)",
-    "MethodNotAllowed": "The resource does not take this method",
-    "Conflict": "The state forbids it: com.netscape.certsrv.base.ConflictingOperationException",
-    "TooLarge": "The body is larger than the portal accepts",
-    "UnsupportedMediaType": "The body is not JSON",
-    "TooManyRequests": "Too many requests or failed logins from this address",
-    "Unavailable": "The CA cannot sign now",
-}
-ERROR_STATUS = {
-    "BadRequest": "400",
-    "Unauthorized": "401",
-    "Forbidden": "403",
-    "NotFound": "404",
-    "MethodNotAllowed": "405",
-    "Conflict": "409",
-    "TooLarge": "413",
-    "UnsupportedMediaType": "415",
-    "TooManyRequests": "429",
-    "Unavailable": "503",
+    "BadRequest": (
+        "400",
+        "Bad input, a request that is not pending, a missing or used nonce, an unknown "
+        "profile, or a POST to an agent resource that is not application/json: "
+        "com.netscape.certsrv.base.BadRequestException",
+    ),
+    "Unauthorized": (
+        "401",
+        "No credentials, or wrong ones (WWW-Authenticate: Basic): "
+        "com.netscape.certsrv.base.UnauthorizedException",
+    ),
+    "Forbidden": (
+        "403",
+        "Not an agent, a nonce of another review, a cross-site request, a lockout: "
+        "com.netscape.certsrv.base.ForbiddenException",
+    ),
+    "NotFound": (
+        "404",
+        "No such request (RequestNotFoundException), certificate (CertNotFoundException) "
+        "or issuer (ResourceNotFoundException)",
+    ),
+    "MethodNotAllowed": (
+        "405",
+        "The resource does not take this method (Allow names those it does)",
+    ),
+    "Conflict": (
+        "409",
+        "The CA cannot sign now, or the record is busy: "
+        "com.netscape.certsrv.base.ConflictingOperationException",
+    ),
+    "TooManyRequests": ("429", "Too many enrollments from this address (Retry-After)"),
 }
 
-PUBLIC = [{}]
+PUBLIC: list = [{}]
 AGENT = [{"agentPassword": []}, {"agentCertificate": []}, {"agentSession": []}]
+AGENT_ERRORS = ("BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict")
 
 
-def _responses(ok: dict, *, errors: tuple[str, ...] = ("BadRequest", "NotFound")) -> dict:
+def _responses(ok: dict, *errors: str) -> dict:
     answers = dict(ok)
-    for name in (*errors, "MethodNotAllowed", "TooManyRequests", "Unavailable"):
-        answers[ERROR_STATUS[name]] = _error(name)
+    for name in ("BadRequest", *errors, "MethodNotAllowed"):
+        answers[ERRORS[name][0]] = {"$ref": f"#/components/responses/{name}"}
     return answers
 
 
-AGENT_ERRORS = ("BadRequest", "Unauthorized", "Forbidden", "NotFound")
-
-
-def _param(name: str, where: str, schema: dict, description: str = "", **extra) -> dict:
-    param = {"name": name, "in": where, "schema": schema, **extra}
+def _param(name: str, where: str, schema: dict, description: str = "") -> dict:
+    param = {"name": name, "in": where, "schema": schema}
     if description:
         param["description"] = description
     if where == "path":
@@ -77,20 +81,23 @@ def _param(name: str, where: str, schema: dict, description: str = "", **extra) 
     return param
 
 
-_page = {"type": "integer", "minimum": 0}
+_count = {"type": "integer", "minimum": 0}
+_text = {"type": "string"}
 REQUEST_ID = _param(
     "requestId",
     "path",
     {"type": "string", "minLength": 1},
-    "A request ID as Dogtag writes it: decimal (as in requestURL), or 0x + hexadecimal "
-    "(requestID). It is the portal's request number; the public request ID that the web "
-    "pages and certmonger use is accepted too.",
+    "A request ID as Dogtag writes it: decimal (as at the end of requestURL) or 0x + "
+    "hexadecimal (requestID). The number is the portal's public request ID (20 characters of "
+    "Crockford's base32, 100 random bits) read as a number, so the public ID itself "
+    "(ABCD-EFGH-JKMN-PQRS-TVWX, any case, with or without hyphens) is accepted too.",
 )
 SERIAL = _param(
     "serial",
     "path",
     {"type": "string", "minLength": 1},
-    "The certificate's serial number: 0x + hexadecimal (as in certId), or decimal.",
+    "A serial number: 0x + hexadecimal (as in certId), decimal (as in certURL), or "
+    "hexadecimal with a letter and no 0x (as the portal's pages show it).",
 )
 PROFILE_ID = _param(
     "profileId",
@@ -98,7 +105,29 @@ PROFILE_ID = _param(
     {"type": "string", "minLength": 1},
     "A Dogtag profile ID (caServerCert, caUserCert, ...) or a portal profile name.",
 )
-ISSUER_ID = _param("issuer-id", "query", {"type": "string"}, "the authority (CA) to issue from")
+ISSUER_ID = _param(
+    "issuer-id", "query", _text, "Dogtag's authority ID: the portal has one CA, so omit it"
+)
+PAGE = [_param("start", "query", _count), _param("size", "query", _count)]
+SEARCH_QUERY = [
+    *PAGE,
+    _param("maxResults", "query", _count, "sent by dogtag-pki, not used"),
+    _param("maxTime", "query", _count, "sent by dogtag-pki, not used"),
+]
+#: GET search: CertSearchRequest's keys as query parameters (without any, every certificate).
+SEARCH_CRITERIA = [
+    _param(name, "query", _text)
+    for name in (
+        "status",
+        "serialNumberRangeInUse",
+        "serialFrom",
+        "serialTo",
+        "subjectInUse",
+        "commonName",
+        "eMail",
+        "matchExactly",
+    )
+]
 
 
 def _op(summary: str, op_id: str, responses: dict, *, security=PUBLIC, **extra) -> dict:
@@ -115,18 +144,37 @@ def _body(schema_name: str, *, required: bool = True) -> dict:
     return {"required": required, "content": {JSON: {"schema": ref(schema_name)}}}
 
 
+def _search(op_id: str, method: str) -> dict:
+    if method == "post":
+        extra = {"parameters": SEARCH_QUERY, "requestBody": _body("CertSearchRequest")}
+    else:
+        extra = {"parameters": [*SEARCH_QUERY, *SEARCH_CRITERIA]}
+    return _op(
+        "Search certificates, newest first, paged by start and size",
+        op_id,
+        _responses({"200": _json(ref("CertDataInfos"), "a page of certificates")}),
+        **extra,
+    )
+
+
+#: The actions on a pending request, as dogtag-pki names them.
+ACTIONS = {
+    "approve": "Approve: issues the certificate at once (edits: range, subjAltNames)",
+    "reject": "Reject (requestNotes is the reason)",
+    "cancel": "Cancel",
+    "update": "Refused (400): the portal takes an agent's edits with approve",
+    "validate": "Refused (400): the portal checks an agent's edits when approving",
+    "assign": "Refused (400): the portal's queue has no request owners",
+    "unassign": "Refused (400): the portal's queue has no request owners",
+}
+
+
 def _action(name: str, what: str) -> dict:
     return {
         "post": _op(
-            what,
+            what + "; the body is the review with its nonce, which is then used up",
             f"{name}Request",
-            _responses(
-                {
-                    "200": _json(ref("CertRequestInfo"), "done"),
-                    "204": {"description": "done (Dogtag's answer)"},
-                },
-                errors=(*AGENT_ERRORS, "Conflict", "TooLarge", "UnsupportedMediaType"),
-            ),
+            _responses({"204": {"description": "done"}}, *AGENT_ERRORS),
             security=AGENT,
             parameters=[REQUEST_ID],
             requestBody=_body("ReviewEcho"),
@@ -142,7 +190,7 @@ def _cert_action(name: str, what: str, *, body: bool) -> dict:
             name,
             _responses(
                 {"200": _json(ref("CertRequestInfo"), "the revocation request, complete")},
-                errors=(*AGENT_ERRORS, "Conflict", "TooLarge", "UnsupportedMediaType"),
+                *AGENT_ERRORS,
             ),
             security=AGENT,
             parameters=[SERIAL, ISSUER_ID],
@@ -151,40 +199,23 @@ def _cert_action(name: str, what: str, *, body: bool) -> dict:
     }
 
 
-ACTIONS = {
-    "approve": "Approve a pending request (issues the certificate at once)",
-    "reject": "Reject a pending request",
-    "cancel": "Cancel a pending request",
-    "update": "Update a pending request (refused: the portal edits at approval)",
-    "validate": "Validate a pending request (refused: the portal checks at submission)",
-    "assign": "Assign a request to the agent (refused: the portal has no owners)",
-    "unassign": "Unassign a request (refused: the portal has no owners)",
-}
-
-
 def _paths() -> dict:
-    info = {
-        "get": _op(
-            "Server info", "serverInfo", _responses({"200": _json(ref("Info"), "")}, errors=())
-        )
-    }
+    info = _responses({"200": _json(ref("Info"), "the server's name and API version")})
     paths = {
-        "/pki/rest/info": info,
-        "/ca/rest/info": {"get": {**info["get"], "operationId": "caInfo"}},
+        "/pki/rest/info": {"get": _op("Server info", "pkiInfo", info)},
+        "/ca/rest/info": {"get": _op("CA info", "caInfo", info)},
         "/ca/rest/certrequests/profiles": {
             "get": _op(
-                "Enrollment templates (the visible profiles)",
+                "Enrollment templates: the enabled profiles, under Dogtag's IDs and their own",
                 "listEnrollmentTemplates",
                 _responses({"200": _json(ref("ProfileDataInfos"), "a page of profiles")}),
-                parameters=[
-                    _param("start", "query", _page),
-                    _param("size", "query", _page),
-                ],
+                parameters=PAGE,
             )
         },
         "/ca/rest/certrequests/profiles/{profileId}": {
             "get": _op(
-                "One enrollment template with its inputs",
+                "One enrollment template with its inputs (an unknown profile is a "
+                "BadRequest, as in Dogtag)",
                 "getEnrollmentTemplate",
                 _responses({"200": _json(ref("EnrollmentTemplate"), "the template")}),
                 parameters=[PROFILE_ID],
@@ -192,17 +223,19 @@ def _paths() -> dict:
         },
         "/ca/rest/certrequests": {
             "post": _op(
-                "Submit an enrollment request (the template with its values)",
+                "Submit an enrollment (the template with its values filled in), or a renewal "
+                "(Renewal true, SerialNumber)",
                 "submitEnrollment",
                 _responses(
-                    {"200": _json(ref("CertRequestInfos"), "the requests made (one)")},
-                    errors=(
-                        "BadRequest",
-                        "NotFound",
-                        "Conflict",
-                        "TooLarge",
-                        "UnsupportedMediaType",
-                    ),
+                    {
+                        "200": _json(
+                            ref("CertRequestInfos"), "the request made, pending or complete"
+                        )
+                    },
+                    "Forbidden",
+                    "NotFound",
+                    "Conflict",
+                    "TooManyRequests",
                 ),
                 parameters=[ISSUER_ID],
                 requestBody=_body("EnrollmentRequest"),
@@ -212,96 +245,87 @@ def _paths() -> dict:
             "get": _op(
                 "A request's status, with the certificate's serial once issued",
                 "getRequest",
-                _responses({"200": _json(ref("CertRequestInfo"), "the request")}),
+                _responses({"200": _json(ref("CertRequestInfo"), "the request")}, "NotFound"),
                 parameters=[REQUEST_ID],
             )
+        },
+        "/ca/rest/certs": {
+            "get": _search("listCerts", "get"),
+            "post": _search("findCerts", "post"),
+        },
+        "/ca/rest/certs/search": {
+            "get": _search("searchCertsByQuery", "get"),
+            "post": _search("searchCerts", "post"),
         },
         "/ca/rest/certs/{serial}": {
             "get": _op(
                 "A certificate, with its PEM and PKCS#7 chain",
                 "getCert",
-                _responses({"200": _json(ref("CertData"), "the certificate")}),
+                _responses({"200": _json(ref("CertData"), "the certificate")}, "NotFound"),
                 parameters=[SERIAL],
             )
         },
-        "/ca/rest/certs/search": {
-            "post": _op(
-                "Search certificates (paged)",
-                "searchCerts",
-                _responses(
-                    {"200": _json(ref("CertDataInfos"), "a page of certificates")},
-                    errors=("BadRequest", "TooLarge", "UnsupportedMediaType"),
-                ),
-                parameters=[
-                    _param("start", "query", _page),
-                    _param("size", "query", _page),
-                    _param("maxResults", "query", _page),
-                    _param("maxTime", "query", _page),
-                ],
-                requestBody=_body("CertSearchRequest", required=False),
-            ),
-        },
         "/ca/rest/agent/certrequests": {
             "get": _op(
-                "The request queue (agents)",
+                "The request queue, newest first (without requestStatus: what agents can act "
+                "on, as on the agent pages)",
                 "listRequests",
                 _responses(
-                    {"200": _json(ref("CertRequestInfos"), "a page of requests")},
-                    errors=AGENT_ERRORS,
+                    {"200": _json(ref("CertRequestInfos"), "a page of requests")}, *AGENT_ERRORS
                 ),
                 security=AGENT,
                 parameters=[
-                    _param("requestStatus", "query", {"type": "string"}),
-                    _param("requestType", "query", {"type": "string"}),
-                    _param("start", "query", {"type": "string"}, "first request ID"),
-                    _param("pageSize", "query", _page),
-                    _param("maxResults", "query", _page),
-                    _param("maxTime", "query", _page),
+                    _param(
+                        "requestStatus",
+                        "query",
+                        _text,
+                        "pending, complete, rejected, canceled or awaiting_email",
+                    ),
+                    _param("requestType", "query", _text, "enrollment or renewal"),
+                    _param("start", "query", _count, "an offset"),
+                    _param("pageSize", "query", _count),
+                    _param("maxResults", "query", _count, "at most this many"),
+                    _param("maxTime", "query", _count, "sent by dogtag-pki, not used"),
                 ],
             )
         },
         "/ca/rest/agent/certrequests/{requestId}": {
             "get": _op(
-                "Review a request; the answer carries a single-use nonce",
+                "Review a request; the answer carries a nonce for one action",
                 "reviewRequest",
-                _responses(
-                    {"200": _json(ref("CertReviewResponse"), "the review")}, errors=AGENT_ERRORS
-                ),
+                _responses({"200": _json(ref("CertReviewResponse"), "the review")}, *AGENT_ERRORS),
                 security=AGENT,
                 parameters=[REQUEST_ID],
             )
         },
         "/ca/rest/agent/certs/{serial}": {
             "get": _op(
-                "Review a certificate; the answer carries a Nonce for revoke",
+                "Review a certificate; the answer carries a Nonce for one revocation",
                 "reviewCert",
                 _responses(
-                    {"200": _json(ref("CertData"), "the certificate, with Nonce")},
-                    errors=AGENT_ERRORS,
+                    {"200": _json(ref("CertData"), "the certificate, with Nonce")}, *AGENT_ERRORS
                 ),
                 security=AGENT,
                 parameters=[SERIAL],
             )
         },
         "/ca/rest/agent/certs/{serial}/revoke": _cert_action(
-            "revokeCert", "Revoke a certificate (Certificate_Hold puts it on hold)", body=True
+            "revokeCert",
+            "Revoke with a reason and an invalidity date (Certificate_Hold: on hold; "
+            "Remove_from_CRL: released); the body echoes the review's Nonce",
+            body=True,
         ),
         "/ca/rest/agent/certs/{serial}/revoke-ca": _cert_action(
-            "revokeCACert", "Revoke a CA certificate (refused for any other)", body=True
+            "revokeCACert", "Revoke a CA certificate (400 for any other)", body=True
         ),
         "/ca/rest/agent/certs/{serial}/unrevoke": _cert_action(
-            "unrevokeCert", "Release a certificate from hold", body=False
+            "unrevokeCert", "Release a certificate from hold (no body)", body=False
         ),
         OPENAPI_PATH: {
             "get": _op(
                 "This description",
                 "openapi",
-                {
-                    "200": {
-                        "description": "OpenAPI 3.1",
-                        "content": {JSON: {"schema": {"type": "object"}}},
-                    }
-                },
+                _responses({"200": _json({"type": "object"}, "OpenAPI 3.1")}),
             )
         },
     }
@@ -319,9 +343,10 @@ def document() -> dict:
             "version": "11",
             "description": (
                 "The resources of Dogtag 11's CA REST API that dogtag-pki 11.2.1 "
-                "(pki.cert.CertClient) uses. Request IDs are the portal's request numbers "
-                "(decimal in URLs, 0x-hexadecimal in requestID); serial numbers are "
-                "0x-hexadecimal (decimal accepted). Every failure is Dogtag's PKIException "
+                "(pki.cert.CertClient) uses. A request ID is the portal's public request ID "
+                "read as a number: decimal in URLs, 0x-hexadecimal in requestID; serial "
+                "numbers are 0x-hexadecimal (decimal accepted). Every failure is Dogtag's "
+                "PKIException "
                 "JSON. Agents authenticate with HTTP basic (the password followed by the "
                 "current TOTP code; the session cookie then carries the login) or a client "
                 "certificate linked to the agent, passed by the trusted TLS terminator."
@@ -332,7 +357,9 @@ def document() -> dict:
         "paths": _paths(),
         "components": {
             "schemas": SCHEMAS,
-            "responses": {name: _json(ref("PKIException"), text) for name, text in ERRORS.items()},
+            "responses": {
+                name: _json(ref("PKIException"), text) for name, (_, text) in ERRORS.items()
+            },
             "securitySchemes": {
                 "agentPassword": {
                     "type": "http",
@@ -361,7 +388,7 @@ def document() -> dict:
     }
 
 
-@require_GET
-def openapi_json(request: HttpRequest) -> JsonResponse:
+@resource("GET")
+def openapi_json(request: HttpRequest) -> HttpResponse:
     """GET /ca/rest/openapi.json: the description above."""
-    return JsonResponse(document(), json_dumps_params={"indent": 1})
+    return reply(document())

@@ -273,8 +273,16 @@ def _collection(item: str) -> dict:
         "type": "object",
         "required": ["entries"],
         "properties": {
-            "total": {"type": "integer"},
+            "total": {"type": "integer", "description": "entries so far (no table is counted)"},
             "entries": {"type": "array", "items": ref(item)},
+            "Link": {
+                "type": "array",
+                "description": "rel next: the next page, when more follow",
+                "items": {
+                    "type": "object",
+                    "properties": {"rel": {"type": "string"}, "href": {"type": "string"}},
+                },
+            },
         },
     }
 
@@ -353,8 +361,15 @@ CERT_REVOKE = {
 
 INFO = {
     "type": "object",
-    "properties": {"Name": {"type": "string"}, "Version": {"type": "string"}},
+    "required": ["Name", "Version"],
+    "properties": {
+        "Attributes": ref("Attributes"),
+        "Name": {"type": "string"},
+        "Version": _string("the Dogtag REST API version spoken, x.y.z"),
+        "ArchivalMechanism": _string("key archival: none (ca-portal has no KRA)"),
+    },
 }
+
 
 SCHEMAS = {
     "PKIException": PKI_EXCEPTION,
