@@ -246,11 +246,14 @@ def _run(
 ) -> int:
     """Every operation (that `only` selects), with valid and (unless `modes` says otherwise)
     invalid input. Returns the number of calls made."""
-    session = requests.Session()
     calls = 0
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        if only(operation):
+    # Closed at the end, so that no keep-alive connection outlives the test in the live
+    # server's threads (they would close the test's database connection from another thread).
+    with requests.Session() as session:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            if not only(operation):
+                continue
             for mode in modes:
                 calls += _explore(
                     operation,
