@@ -13,6 +13,7 @@ import pytest
 from requests_app import pki as portal_pki
 from requests_app import services
 from requests_app.models import AuditEvent, CertificateRequest
+from requests_app.rest import ids
 from tests.helpers import certs
 from tests.helpers.agent_certs import (
     escaped,
@@ -30,7 +31,6 @@ pki_client = pytest.importorskip(
     reason="dogtag-pki is not installed (it needs python-ldap: apt-get install libldap2-dev "
     "libsasl2-dev, then pip install -r requirements-clients.txt; .ci/run does)",
 )
-import pki  # noqa: E402  (after the skip: the package itself needs python-ldap)
 from pki.client import PKIConnection  # noqa: E402
 
 pytestmark = [
@@ -114,8 +114,8 @@ def _p256(tmp_path) -> str:
 
 
 def _pending(request_id: str) -> CertificateRequest:
-    """The request a Dogtag request ID names (decimal, or 0x-hexadecimal)."""
-    return CertificateRequest.objects.get(pk=int(request_id, 0))
+    """The request a Dogtag request ID (decimal) names: its public ID read as a number."""
+    return CertificateRequest.objects.get(public_id=ids.public_id_of(int(request_id)))
 
 
 def test_agent_certificate_reviews_and_approves_through_nginx(tls_portal, tmp_path, agent):
@@ -156,22 +156,23 @@ def test_agent_certificate_reviews_and_approves_through_nginx(tls_portal, tmp_pa
     assert as_agent.get_cert(info.cert_id).status == "VALID"
 
 
-@pytest.mark.parametrize("identity", ["user", "stranger", None])
-def test_certificates_of_no_agent_are_refused(tls_portal, tmp_path, identity):
+@pytest.mark.parametrize(
+    ("identity", "reason"),
+    [("user", "wrong_profile"), ("stranger", "other_ca"), (None, None)],
+)
+def test_certificates_of_no_agent_are_refused(tls_portal, tmp_path, identity, reason):
     """A user certificate from this portal, a certificate from another CA, and no
-    certificate at all: the agent resources refuse (a typed exception, or the client's None
-    for 401), and the request stays pending."""
+    certificate at all: the agent resources answer 401 UnauthorizedException (which
+    dogtag-pki turns into None), the refusal is audited with its reason, and the request
+    stays pending."""
     request_id = _submit(tls_portal["client"](None), tmp_path, "refused.example.test")
     client = tls_portal["client"](identity)
-    try:
-        answer = client.review_request(request_id)
-    except pki.PKIException as exc:
-        assert isinstance(exc, pki.ForbiddenException), exc
-    else:
-        assert answer is None  # 401 Unauthorized: dogtag-pki returns None for it
-    with pytest.raises((pki.PKIException, ValueError, TypeError, AttributeError)):
-        client.approve_request(request_id)
+    assert client.review_request(request_id) is None
+    assert client.approve_request(request_id) is None  # its own review first, then the POST
+    assert client.list_requests() is None
     assert _pending(request_id).status == CertificateRequest.Status.PENDING
+    refusals = AuditEvent.objects.filter(action="agent_certificate_login_refused")
+    assert [e.details["reason"] for e in refusals] == [reason] * (4 if reason else 0)
 
 
 def test_forged_certificate_header_around_nginx_is_not_believed(tls_portal, tmp_path):
