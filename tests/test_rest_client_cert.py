@@ -6,6 +6,7 @@ is no agent's, and a forged header sent around nginx, change nothing."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -36,6 +37,7 @@ from pki.client import PKIConnection  # noqa: E402
 pytestmark = [
     pytest.mark.usefixtures("empty_cache"),
     pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run does)"),
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed"),
 ]
 
 

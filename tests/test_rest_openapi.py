@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import os
 import re
+from pathlib import Path
 
 import pytest
 import requests
 import schemathesis
-from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
@@ -108,6 +109,25 @@ def test_documented_actions_are_the_ones_taken(db, client, settings, ca, agent):
             else:
                 assert "No such action" not in body["Message"], (action, body)
                 assert response.status_code in (400, 404), (action, body)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_the_readme_names_only_documented_paths():
+    """Every REST path the README's "Automating with the REST API" section names (its table
+    and its curl examples) is a documented path that the resolver routes to the adapter."""
+    text = README.read_text().split("## Automating with the REST API", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"(/(?:ca|pki)/rest/[^\s`'\")?]*)", text)) - {"/ca/rest/"}
+    assert len(named) > 15
+    documented = {resolve(_sample(path)).route for path in _documented()}
+    for path in named:
+        concrete = re.sub(r"\{[^}]+\}|\.\.\.|…", "1", path)
+        try:
+            route = resolve(concrete).route
+        except Resolver404:
+            route = None
+        assert route in documented, f"the README names {path}, which is no documented path"
 
 
 @pytest.mark.django_db
