@@ -21,3 +21,6 @@ urlpatterns = [
     # Tracking webhooks of django-anymail: only with an ESP and ANYMAIL_WEBHOOK_SECRET.
     *tracking_urlpatterns(),
 ]
+
+# Unknown paths under /ca/rest/ and /pki/rest/ answer Dogtag's JSON; elsewhere Django's page.
+handler404 = "requests_app.rest.views.page_not_found"

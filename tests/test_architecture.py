@@ -23,6 +23,7 @@ SURFACES = (
     "requests_app/management",
     "requests_app/dogtag",
     "requests_app/revocation",
+    "requests_app/rest",
     "delivery/views.py",
     "delivery/admin.py",
     "delivery/management",

@@ -5,14 +5,19 @@ passed by the trusted proxy."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
 
 from requests_app import pki, services
 from requests_app.models import AuditEvent, Certificate, CertificateRequest
-from requests_app.rest import auth, ids
+from requests_app.rest import auth, ids, nonces
+from requests_app.rest.errors import RestError
 from tests.helpers.agent_certs import issue_agent_certificate, make_agent
 from tests.helpers.mfa import add_totp_device, login_verified, totp_code
 from tests.helpers.rest import AGENT_PASSWORD, agent_secret, basic
@@ -95,7 +100,8 @@ def test_password_and_code_once_then_the_session_cookie(client, agent, device):
     """Password + TOTP passes once; the session the client keeps carries it (the same code
     is not checked again), and the login is audited."""
     header = basic("agent1", agent_secret(device))
-    assert client.get(QUEUE, HTTP_AUTHORIZATION=header).status_code == 200
+    first = client.get(QUEUE, HTTP_AUTHORIZATION=header)
+    assert first.status_code == 200 and first["Cache-Control"] == "no-store"
     assert client.get(QUEUE, HTTP_AUTHORIZATION=header).status_code == 200
     assert AuditEvent.objects.filter(action="agent_second_factor_passed").count() == 1
     login = AuditEvent.objects.get(action="agent_login")
@@ -254,12 +260,51 @@ def test_a_revoked_agent_certificate_is_refused(client, ca, agent, trusted_proxy
     _error(client.get(QUEUE, **_cert_header(cert)), 401, UNAUTHORIZED)
 
 
-def test_the_agent_certificate_session_needs_the_same_certificate(
-    client, ca, agent, trusted_proxy
-):
+def test_the_agent_certificate_session_needs_the_same_certificate(client, ca, agent, trusted_proxy):
     """A session opened by a certificate is not carried by the cookie alone."""
     bob = make_agent("bob")
     cert, _key = issue_agent_certificate(bob, agent)
     assert client.get(QUEUE, **_cert_header(cert)).status_code == 200
     _error(client.get(QUEUE, REMOTE_ADDR=PROXY), 401, UNAUTHORIZED)
     assert pki.sha256_hex(cert.x509) == client.session[auth.SESSION_KEY]["fingerprint"]
+
+
+def _redis_cache():
+    """Django's Redis cache on this branch's database (3), or None when no Redis runs."""
+    from django.core.cache.backends.redis import RedisCache
+
+    shared = RedisCache("redis://127.0.0.1:6379/3", {"KEY_PREFIX": f"rest-{os.getpid()}"})
+    try:
+        shared.get("ping")
+    except Exception:
+        return None
+    return shared
+
+
+@pytest.mark.parametrize("backend", ["locmem", "redis"])
+def test_one_nonce_passes_once_among_simultaneous_actions(backend, monkeypatch, agent):
+    """20 threads echo the same nonce at the same instant: exactly one is accepted, in
+    process memory and in the cache that several processes share."""
+    if backend == "redis":
+        shared = _redis_cache()
+        if shared is None:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+        monkeypatch.setattr(nonces, "cache", shared)
+    target = f"race-{backend}-{threading.get_ident()}"
+    nonce = nonces.issue(agent, "cert-request", target)
+    barrier = threading.Barrier(20)
+
+    def act(_):
+        barrier.wait()
+        try:
+            nonces.consume(agent, "cert-request", target, str(nonce), shown=target)
+        except RestError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(act, range(20)))
+    assert outcomes.count(True) == 1
+    if backend == "redis":  # only this test's keys: the database outlives the test
+        used = hashlib.sha256(f"{agent.pk}:{nonce}".encode()).hexdigest()
+        shared.delete_many([nonces._key(agent, "cert-request", target), f"rest-nonce-used:{used}"])

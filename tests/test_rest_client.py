@@ -193,7 +193,9 @@ def test_reject_and_cancel(live_server, ca, agent_api, tmp_path):
     agent_api.cancel_request(two.request_id)
     assert public.get_request(one.request_id).request_status == "rejected"
     assert public.get_request(two.request_id).request_status == "canceled"
-    assert AuditEvent.objects.filter(action__in=["request_rejected", "request_canceled"]).count() == 2
+    assert (
+        AuditEvent.objects.filter(action__in=["request_rejected", "request_canceled"]).count() == 2
+    )
 
 
 def test_approval_via_rest_delivers_like_the_agent_page(
@@ -240,3 +242,18 @@ def test_approval_via_rest_delivers_like_the_agent_page(
     assert [shape(m, req) for m in rest_mail] == [shape(m, web) for m in web_mail]
     assert "Your certificate is ready" in rest_mail[-1]["Subject"]
     assert req.display_id in rest_mail[-1]["Subject"]
+
+
+def test_an_auto_approve_profile_completes_without_an_agent(live_server, ca, settings, tmp_path):
+    """enroll_cert needs no agent when the profile issues at once: the submit reply says
+    complete with the certificate ID, and the client skips the review."""
+    settings.CA_PROFILES = {"server": {"auto_approve": True}}
+    public = cert_client(live_server.url)
+    inputs = {
+        "cert_request_type": "pkcs10",
+        "cert_request": openssl_csr(tmp_path, cn="auto.example.test"),
+        "requestor_email": "ops@example.test",
+    }
+    [result] = public.enroll_cert("caServerCert", inputs)
+    assert result.request.request_status == "complete"
+    assert result.cert.serial_number == f"0x{Certificate.objects.get().serial}"

@@ -40,15 +40,13 @@ NOT_TAKEN = {
 REQUEST_NONCE, CERT_NONCE = "cert-request", "cert-revoke"
 
 
-@resource("GET")
+@resource("GET", private=True)
 def request_list(request: HttpRequest) -> HttpResponse:
     """The queue, newest first: requestStatus and requestType filter (without a status,
     requests still awaiting their requester's email confirmation are left out, as on the
     agent pages); start is an offset, pageSize (at most maxResults) a page's size."""
     authenticated_agent(request)
-    rows = CertificateRequest.objects.select_related("certificate").order_by(
-        "-submitted_at", "-pk"
-    )
+    rows = CertificateRequest.objects.select_related("certificate").order_by("-submitted_at", "-pk")
     status = request.GET.get("requestStatus", "").strip().lower()
     if status:
         if status not in LIST_STATUSES:
@@ -84,7 +82,7 @@ def _request(request_id: str) -> CertificateRequest:
     return req
 
 
-@resource("GET")
+@resource("GET", private=True)
 def request_review(request: HttpRequest, request_id: str) -> HttpResponse:
     """The review document of a request, with a fresh nonce for the action that follows."""
     agent = authenticated_agent(request)
@@ -119,10 +117,28 @@ def _edits(req: CertificateRequest, body: dict) -> dict:
             raise RestError("BadRequest", f"The validity range must be days, not {days[:20]!r}")
         edits["validity_days"] = int(days)
     if "subjAltNames" in values:
-        sans = [name.strip() for name in values["subjAltNames"].split(",") if name.strip()]
+        entries = [name.strip() for name in values["subjAltNames"].split(",") if name.strip()]
+        sans = list(dict.fromkeys(_san_text(entry) for entry in entries))
         if sans != list(req.requested_sans):
             edits["sans"] = sans
     return edits
+
+
+_SAN_KINDS = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI"}
+
+
+def _san_text(entry: str) -> str:
+    """One SAN as "DNS:x", "IP:y" or "email:z"; a bare hostname, IP or address is accepted
+    (as on the agent page)."""
+    kind, sep, value = entry.partition(":")
+    if sep and kind.lower() in _SAN_KINDS:
+        return f"{_SAN_KINDS[kind.lower()]}:{value.strip()}"
+    if "@" in entry:
+        return f"email:{entry}"
+    try:
+        return pki.san_to_text(pki.parse_san(entry))
+    except pki.InvalidName as exc:
+        raise RestError("BadRequest", f"Subject alternative name {entry[:80]!r}: {exc}") from None
 
 
 def _notes(req: CertificateRequest, body: dict) -> str:
@@ -131,7 +147,7 @@ def _notes(req: CertificateRequest, body: dict) -> str:
     return "" if notes == (req.requester_note or "").strip() else notes
 
 
-@resource("POST")
+@resource("POST", private=True)
 def request_action(request: HttpRequest, request_id: str, action: str) -> HttpResponse:
     """approve, reject or cancel a pending request, echoing the review (and its nonce);
     answered with 204 as Dogtag does."""
@@ -160,7 +176,7 @@ def request_action(request: HttpRequest, request_id: str, action: str) -> HttpRe
 # --- certificates ----------------------------------------------------------------------
 
 
-@resource("GET")
+@resource("GET", private=True)
 def certificate_review(request: HttpRequest, serial: str) -> HttpResponse:
     """A certificate with a nonce for the revocation that follows."""
     agent = authenticated_agent(request)
@@ -174,12 +190,18 @@ def _invalidity_date(value) -> dt.datetime | None:
         return None
     try:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
-        if isinstance(value, str):
+            when = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+        elif isinstance(value, str):
             when = dt.datetime.fromisoformat(value.strip())
-            return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+            when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        else:
+            when = None
     except (ValueError, OverflowError, OSError):
-        pass
+        when = None
+    if when is not None:
+        if when > pki.utcnow():  # refused here too, so that the nonce is not spent on it
+            raise RestError("BadRequest", "InvalidityDate cannot be in the future")
+        return when
     raise RestError(
         "BadRequest", "InvalidityDate must be epoch milliseconds or an ISO 8601 date and time"
     )
@@ -192,7 +214,7 @@ def _is_ca(cert) -> bool:
         return False
 
 
-@resource("POST")
+@resource("POST", private=True)
 def certificate_action(request: HttpRequest, serial: str, action: str) -> HttpResponse:
     """revoke (and revoke-ca, for CA certificates only) with a reason, an invalidity date and
     the review's Nonce; unrevoke releases a hold. Remove_from_CRL as a reason is unrevoke."""

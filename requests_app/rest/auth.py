@@ -142,9 +142,7 @@ def _from_certificate(request: HttpRequest, pem: str | None, source: str):
             return user
     ip = client_ip(request)
     if not throttle.certificate_login_allowed(ip):
-        raise RestError(
-            "Forbidden", "Too many certificate logins from this address; wait a while"
-        )
+        raise RestError("Forbidden", "Too many certificate logins from this address; wait a while")
     try:
         link = services.verify_agent_certificate(pem, ip=ip, source=source)
     except services.CertificateRefused as exc:
@@ -191,8 +189,7 @@ def _from_basic(request: HttpRequest, username: str, secret: str):
                 if login_throttle.is_locked(request, user):
                     raise _locked() from None
                 raise _unauthorized(
-                    "Wrong or already used code: wait for the next code of the "
-                    "authenticator app"
+                    "Wrong or already used code: wait for the next code of the authenticator app"
                 ) from None
             login_throttle.clear_failures(request, user)
         else:
@@ -228,3 +225,25 @@ def authenticated_agent(request: HttpRequest):
     if not services.is_active_agent(user):
         raise RestError("Forbidden", f"{user.get_username()} is not a Certificate Manager agent")
     return user
+
+
+def has_credentials(request: HttpRequest) -> bool:
+    """Whether the caller presents anything that could make it an agent."""
+    _pem, source = presented_certificate(request)
+    return source != "none" or request.META.get("HTTP_AUTHORIZATION", "").lower().startswith(
+        "basic "
+    )
+
+
+def optional_agent(request: HttpRequest):
+    """The agent calling a public resource that shows agents more, or None: anonymous
+    callers, and callers who are not agents (or may not act now), get the public view;
+    wrong credentials are refused as on agent resources."""
+    if not has_credentials(request):
+        return None
+    try:
+        return authenticated_agent(request)
+    except RestError as exc:
+        if exc.kind == "Forbidden":
+            return None
+        raise

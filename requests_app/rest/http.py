@@ -66,14 +66,21 @@ def service_error(exc: services.ServiceError) -> RestError:
     return RestError("BadRequest", exc.message)
 
 
-def resource(*methods: str):
+def resource(*methods: str, private: bool = False):
     """A REST resource: these methods only (no CSRF token: see auth.py for what stands in
-    for it), every refusal and failure as PKIException JSON, never an HTML page."""
+    for it), every refusal and failure as PKIException JSON, never an HTML page. A private
+    resource (the agents') is never stored by a cache: reviews carry nonces."""
 
     def decorator(view: Callable[..., HttpResponse]):
         @csrf_exempt
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            response = _answer(request, *args, **kwargs)
+            if private:
+                response["Cache-Control"] = "no-store"
+            return response
+
+        def _answer(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if request.method not in methods:
                 response = error_response(
                     "BadRequest", f"Method {request.method} is not allowed here", status=405

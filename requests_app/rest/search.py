@@ -7,8 +7,9 @@ import datetime as dt
 import re
 
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Length
 
-from .. import pki
+from .. import pki, profiles
 from ..models import Certificate
 from . import ids
 from .errors import RestError
@@ -78,6 +79,25 @@ def _range(rows: QuerySet, criteria: dict, field: str, low: str, high: str) -> Q
     return rows
 
 
+def _serial_range(rows: QuerySet, low: int | None, high: int | None) -> QuerySet:
+    """Serials are stored as lower-case hex without leading zeros, so numeric order is
+    (length, text) order: the range is two indexed comparisons, no scan in Python."""
+    if low is None and high is None:
+        return rows
+    rows = rows.annotate(serial_length=Length("serial"))
+    if low is not None:
+        text = format(low, "x")
+        rows = rows.filter(
+            Q(serial_length__gt=len(text)) | Q(serial_length=len(text), serial__gte=text)
+        )
+    if high is not None:
+        text = format(high, "x")
+        rows = rows.filter(
+            Q(serial_length__lt=len(text)) | Q(serial_length=len(text), serial__lte=text)
+        )
+    return rows
+
+
 def _status(rows: QuerySet, status: str) -> QuerySet:
     now = pki.utcnow()
     valid, revoked = Certificate.Status.VALID, Certificate.Status.REVOKED
@@ -91,9 +111,15 @@ def _status(rows: QuerySet, status: str) -> QuerySet:
     return rows.filter(filters[status])
 
 
-def search(criteria: dict) -> QuerySet:
-    """The certificates matching the criteria, newest first."""
+def search(criteria: dict, *, public: bool = True) -> QuerySet:
+    """The certificates matching the criteria, newest first; public: server certificates
+    only (those of profiles that name hostnames, not people)."""
     rows = Certificate.objects.select_related("ca").order_by("-created", "-pk")
+    if public:
+        hostname_profiles = [
+            p.name for p in profiles.all_profiles(enabled_only=False) if p.takes_hostnames
+        ]
+        rows = rows.filter(profile__in=hostname_profiles)
     status = _text(criteria, "status").upper()
     if status:
         if status not in STATUSES:
@@ -103,15 +129,7 @@ def search(criteria: dict) -> QuerySet:
         rows = _status(rows, status)
     if _flag(criteria, "serialNumberRangeInUse"):
         low, high = _serial(criteria, "serialFrom"), _serial(criteria, "serialTo")
-        if low is not None or high is not None:
-            # Serials are stored as hex text: compare numbers, in Python, on the survivors.
-            wanted = [
-                cert.pk
-                for cert in rows.only("pk", "serial")
-                if (low is None or int(cert.serial, 16) >= low)
-                and (high is None or int(cert.serial, 16) <= high)
-            ][:10_000]
-            rows = rows.filter(pk__in=wanted)
+        rows = _serial_range(rows, low, high)
     if _flag(criteria, "subjectInUse"):
         exact = _flag(criteria, "matchExactly")
         for name, attribute in SUBJECT_FIELDS.items():

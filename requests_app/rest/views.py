@@ -7,12 +7,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import urlencode
+from django.views import defaults
 
 from .. import pki, services, throttle
 from ..httputil import client_ip
 from ..paging import MAX_PAGE
 from . import ids, shapes
-from .errors import RestError
+from .auth import optional_agent
+from .errors import RestError, error_response
 from .http import int_param, json_body, reply, resource, text_value
 from .search import search
 
@@ -155,7 +157,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
     if not csr:
         raise RestError("BadRequest", "cert_request (the PKCS#10 CSR) is missing")
     phone = values.get("requestor_phone", "")
-    req, _cert = services.submit_enrollment(
+    req, cert = services.submit_enrollment(
         profile=profile.name,
         csr=csr,
         requester_email=_requester_email(values.get("requestor_email", ""), csr, profile),
@@ -164,6 +166,8 @@ def enroll(request: HttpRequest) -> HttpResponse:
         ip=ip,
         channel="rest",
     )
+    if cert is not None:  # an auto_approve profile: issued at once (on a copy of req)
+        req.refresh_from_db()
     return reply(shapes.collection([shapes.request_info(request, req)]))
 
 
@@ -205,7 +209,10 @@ def certificate(request: HttpRequest, serial: str) -> HttpResponse:
 @resource("GET", "POST")
 def certificate_search(request: HttpRequest) -> HttpResponse:
     """Certificates matching CertSearchRequest criteria (POST body, or GET query), newest
-    first, paged by start/size; a next link when more follow (nothing counts the table)."""
+    first, paged by start/size; a next link when more follow (nothing counts the table).
+    Anyone sees server certificates (what every TLS handshake shows anyway); certificates
+    that name a person and their mailbox (user, agent) are listed to agents only, as the
+    web pages never list them: anyone else finds one only by its serial."""
     if request.method == "POST":
         criteria = json_body(request, required=False)
     else:
@@ -213,7 +220,8 @@ def certificate_search(request: HttpRequest) -> HttpResponse:
         criteria.setdefault("serialNumberRangeInUse", "true")
     start = int_param(request, "start", 0, low=0, high=MAX_START)
     size = int_param(request, "size", 20, low=1, high=MAX_PAGE_SIZE)
-    rows = list(search(criteria)[start : start + size + 1])
+    public = optional_agent(request) is None
+    rows = list(search(criteria, public=public)[start : start + size + 1])
     more = len(rows) > size
     entries = [shapes.cert_data_info(cert) for cert in rows[:size]]
     next_url = ""
@@ -222,3 +230,16 @@ def certificate_search(request: HttpRequest) -> HttpResponse:
         query["start"] = start + size
         next_url = request.build_absolute_uri(f"{request.path}?{urlencode(query)}")
     return reply(shapes.collection(entries, total=start + len(entries), next_url=next_url))
+
+
+# --- outside any resource --------------------------------------------------------------
+
+REST_PREFIXES = ("/ca/rest/", "/pki/rest/")
+
+
+def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
+    """The project's 404 handler: under /ca/rest/ and /pki/rest/ Dogtag's JSON (a client of
+    the API never gets an HTML page), elsewhere Django's page."""
+    if request.path.startswith(REST_PREFIXES) or request.path in ("/ca/rest", "/pki/rest"):
+        return error_response("ResourceNotFound", f"No such resource: {request.path[:200]}")
+    return defaults.page_not_found(request, exception)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 try:  # requirements-clients.txt; python-ldap needs libldap2-dev/libsasl2-dev to build
-    import pki  # noqa: F401
+    import pki
     import pki.cert
     import pki.client
 
