@@ -36,7 +36,7 @@ from tests.helpers.csrs import make_csr
 
 CI = os.environ.get("CI") == "true"
 #: Cases per operation: valid input, and invalid input (which is slower to generate).
-EXAMPLES = {"positive": 100, "negative": 50} if CI else {"positive": 8, "negative": 3}
+EXAMPLES = {"positive": 40, "negative": 15} if CI else {"positive": 8, "negative": 3}
 REST_PREFIXES = ("ca/rest/", "pki/rest/")
 METHODS = ("get", "post", "put", "patch", "delete")
 

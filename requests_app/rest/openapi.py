@@ -46,7 +46,7 @@ ERRORS = {
     "NotFound": (
         "404",
         "No such request (RequestNotFoundException), certificate (CertNotFoundException) "
-        "or issuer (ResourceNotFoundException)",
+        "or issuer, or no such path (ResourceNotFoundException)",
     ),
     "MethodNotAllowed": (
         "405",
@@ -150,9 +150,12 @@ def _search(op_id: str, method: str) -> dict:
     else:
         extra = {"parameters": [*SEARCH_QUERY, *SEARCH_CRITERIA]}
     return _op(
-        "Search certificates, newest first, paged by start and size",
+        "Search certificates, newest first, paged by start and size. Anyone sees server "
+        "certificates; certificates of people (user, agent profiles) are listed to agents "
+        "only (credentials are optional, and wrong ones are refused)",
         op_id,
-        _responses({"200": _json(ref("CertDataInfos"), "a page of certificates")}),
+        _responses({"200": _json(ref("CertDataInfos"), "a page of certificates")}, "Unauthorized"),
+        security=[{}, *AGENT],
         **extra,
     )
 
@@ -217,7 +220,7 @@ def _paths() -> dict:
                 "One enrollment template with its inputs (an unknown profile is a "
                 "BadRequest, as in Dogtag)",
                 "getEnrollmentTemplate",
-                _responses({"200": _json(ref("EnrollmentTemplate"), "the template")}),
+                _responses({"200": _json(ref("EnrollmentTemplate"), "the template")}, "NotFound"),
                 parameters=[PROFILE_ID],
             )
         },
