@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from delivery.tracking import tracking_urlpatterns
+from requests_app.rest.openapi import openapi_json
 from requests_app.views.agent_certificates import certificate_login
 from requests_app.views.health import healthz
 
 urlpatterns = [
+    path("ca/rest/openapi.json", openapi_json, name="rest_openapi"),  # the REST API described
     path("", include("requests_app.urls")),
     path("", include("requests_app.revocation.urls")),  # CRL distribution points, OCSP
     path("", include("requests_app.dogtag.urls")),  # Dogtag's end-entity servlets (certmonger)
