@@ -59,25 +59,43 @@ class KeyBackend:
     def __init__(self, alias: str, **options):
         self.alias = alias
 
+    def close(self) -> None:
+        """Let go of what the backend holds open (sessions, handles); it may be used again."""
+
+    # --- command-line options of init_ca and import_ca ----------------------------------
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        """Add this backend's own options to init_ca and import_ca (an argparse group)."""
+
+    @classmethod
+    def key_options(cls, options: dict) -> dict:
+        """The keyword options of generate_key/import_key, from the commands' parsed options
+        (a CAKeyError for a bad value)."""
+        return {}
+
     def _missing(self, hook: str):
         return NotImplementedError(f"{type(self).__name__} does not implement {hook}()")
 
     # --- custody of a new CA's key ---------------------------------------------------
 
-    def generate_key(self, key_type: str) -> NewKey:
-        """Make a new key of key_type (a CA's, or its OCSP responder's)."""
+    def generate_key(self, key_type: str, **options) -> NewKey:
+        """Make a new key of key_type (a CA's, or its OCSP responder's); options are the
+        backend's own, from key_options() (none for an OCSP responder)."""
         raise self._missing("generate_key")
 
-    def import_key(self, data: bytes, passphrase: str | None) -> NewKey:
-        """Take a CA key given as PEM or DER (encrypted under passphrase, or not)."""
+    def import_key(self, data: bytes | None, passphrase: str | None, **options) -> NewKey:
+        """Take a CA key given as PEM or DER (encrypted under passphrase, or not), or one the
+        backend already holds, named by options (from key_options())."""
         raise self._missing("import_key")
 
     def sign_with_new_key(self, key: NewKey, builder: x509.CertificateBuilder) -> x509.Certificate:
         """Sign a builder (a new root's own certificate) with a key not stored yet."""
         raise self._missing("sign_with_new_key")
 
-    def key_reference(self, cert: x509.Certificate) -> str:
-        """What the CA row keeps (its key_filename) to find the key of this CA certificate."""
+    def key_reference(self, cert: x509.Certificate, key: NewKey | None = None) -> str:
+        """What the CA row keeps (its key_filename) to find the key of this CA certificate
+        (key: the NewKey it was made or imported with). Never a secret."""
         raise self._missing("key_reference")
 
     def store_key(self, ca: CertificateAuthority, key: NewKey) -> None:

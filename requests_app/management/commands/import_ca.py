@@ -17,7 +17,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--cert", required=True, metavar="PATH")
-        parser.add_argument("--key", required=True, metavar="PATH", help="PEM or DER, PKCS#8/1")
+        parser.add_argument(
+            "--key", metavar="PATH", help="PEM or DER, PKCS#8/1 (not for a key in a token)"
+        )
         parser.add_argument("--chain", metavar="PATH", help="the CA's issuers, nearest first")
         parser.add_argument(
             "--key-passphrase-env",
@@ -30,6 +32,7 @@ class Command(BaseCommand):
             action="store_true",
             help="make the imported CA the default even if one exists (the old one stays)",
         )
+        keys.add_backend_arguments(parser)  # --key-backend, and each backend's own options
 
     def handle(self, *args, cert, key, chain, key_passphrase_env, force, **options):
         passphrase = None
@@ -39,7 +42,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"the environment variable {key_passphrase_env} is not set or is empty"
                 )
-        cert_data, key_data = read_input(cert), read_input(key)
+        cert_data, key_data = read_input(cert), read_input(key) if key else None
         chain_data = read_input(chain) if chain else None
         try:
             ca = services.import_ca(
@@ -48,7 +51,11 @@ class Command(BaseCommand):
                 chain_data=chain_data,
                 key_passphrase=passphrase,
                 force=force,
+                key_backend=options["key_backend"],
+                key_options=keys.backend_options(options["key_backend"], options),
             )
+        except keys.CAKeyError as exc:
+            raise CommandError(str(exc)) from None
         except services.ServiceError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(

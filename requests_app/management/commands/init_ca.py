@@ -26,12 +26,20 @@ class Command(BaseCommand):
             action="store_true",
             help="make the new CA the default even if one exists (the old one stays)",
         )
+        keys.add_backend_arguments(parser)  # --key-backend, and each backend's own options
 
     def handle(self, *args, subject, key_type, validity_days, force, **options):
         try:
             ca = services.create_ca(
-                subject, key_type=key_type, validity_days=validity_days, force=force
+                subject,
+                key_type=key_type,
+                validity_days=validity_days,
+                force=force,
+                key_backend=options["key_backend"],
+                key_options=keys.backend_options(options["key_backend"], options),
             )
+        except keys.CAKeyError as exc:
+            raise CommandError(str(exc)) from None
         except services.ServiceError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(

@@ -1,9 +1,10 @@
 """Show every CA (the default one marked): names, keys, validity and fingerprints."""
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand
 from django.db.models import Count
 
-from requests_app import pki
+from requests_app import keys, pki
 from requests_app.management._util import write_json
 from requests_app.models import CertificateAuthority
 
@@ -24,8 +25,18 @@ def ca_data(ca: CertificateAuthority) -> dict:
         "fingerprint_sha256": pki.fingerprint(cert),
         "chain": [c.subject.rfc4514_string() for c in ca.chain],
         "key_file": ca.key_filename,
+        "key_backend": ca.key_backend,
+        "key_location": key_location(ca),
         "certificates_issued": ca.issued,
     }
+
+
+def key_location(ca: CertificateAuthority) -> str:
+    """Where the CA's key lives (a file path; a token and the key's label), never a secret."""
+    try:
+        return keys.backend_for(ca).key_location(ca)
+    except (ImproperlyConfigured, pki.CAError) as exc:
+        return f"unknown ({exc})"
 
 
 class Command(BaseCommand):
