@@ -274,7 +274,9 @@ def test_import_ca_takes_a_key_already_in_the_token(token, tmp_path):
 def _assert_nothing_stored(req: CertificateRequest) -> None:
     req.refresh_from_db()
     assert req.status == CertificateRequest.Status.PENDING
+    assert req.certificate_id is None
     assert not Certificate.objects.filter(request=req).exists()
+    assert not AuditEvent.objects.filter(request=req, action="request_approved").exists()
 
 
 @pytest.mark.django_db
@@ -355,3 +357,57 @@ def test_missing_token_label_is_a_clear_error(token, settings):
     ca.key_filename = ca.key_filename.replace(token.label, "no-such-token")
     with pytest.raises(pki.CAError, match="no token labelled 'no-such-token'"):
         keys.backend_for(ca).check_usable(ca)
+
+
+@pytest.mark.django_db
+def test_token_removed_while_signing_stores_nothing(token, monkeypatch):
+    """A token that goes between the approval's check and its signature: the signature
+    fails with a clear error, the approval stores nothing, and the next approval after the
+    token's return opens a new session."""
+    init_token_ca("p256")
+    approve_server("one.example.test")  # the session and the key's handle are pooled
+    req = services.submit_request(
+        profile="server", csr=make_csr(cn="two.example.test"), requester_email="o@example.test"
+    )
+    backend = keys.backends["pkcs11"]
+    monkeypatch.setattr(type(backend), "check_usable", lambda self, ca: None)
+    token.delete()
+    with pytest.raises(services.CAUnavailable, match=r"failed while signing .* removed"):
+        services.approve_request(req, agent=None)
+    _assert_nothing_stored(req)
+
+
+@pytest.mark.django_db
+def test_a_ca_row_pointed_at_another_key_does_not_sign(token):
+    """A CA row whose reference was changed to another key of the token (say, its OCSP
+    responder's or another CA's) is refused: the key must match the CA certificate."""
+    ca = init_token_ca("p256", "--key-label", "first")
+    other = init_token_ca("p256", "--key-label", "second", "--force")
+    ca.key_filename = other.key_filename.replace("object=second", "object=second")
+    keys.reset()
+    with pytest.raises(pki.CAError, match="does not match the certificate of CA"):
+        keys.backend_for(ca).check_usable(ca)
+
+
+@pytest.mark.django_db
+def test_the_pin_is_nowhere_in_the_database_or_output(token, settings, capsys):
+    """After a CA is made and used, no row of the database and no command output holds the
+    PIN: the CA row names the token and the key only."""
+    from io import StringIO
+
+    from django.core import serializers
+
+    out = StringIO()
+    call_command("init_ca", "--subject", SUBJECT, "--key-backend", "pkcs11", stdout=out, stderr=out)
+    approve_server()
+    call_command("show_ca", "--json", stdout=out)
+    dump = serializers.serialize(
+        "json",
+        [
+            *CertificateAuthority.objects.all(),
+            *Certificate.objects.all(),
+            *AuditEvent.objects.all(),
+        ],
+    )
+    assert token.pin not in dump
+    assert token.pin not in out.getvalue() + "".join(capsys.readouterr())
