@@ -17,9 +17,10 @@ class RequestsAppConfig(AppConfig):
         access_audit.connect()  # agent access changes, audited from any surface
 
         from . import extensions
-        from .keys.pkcs11 import token_health
+        from .keys.pkcs11 import token_health, tokens_configured
 
-        extensions.register_health_check("ca_key_tokens", token_health)
+        if tokens_configured():  # a deployment that keeps CA keys in a token
+            extensions.register_health_check("ca_key_tokens", token_health)
 
 
 class AgentAdminConfig(admin_apps.AdminConfig):

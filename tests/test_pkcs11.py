@@ -383,10 +383,18 @@ def test_a_ca_row_pointed_at_another_key_does_not_sign(token):
     responder's or another CA's) is refused: the key must match the CA certificate."""
     ca = init_token_ca("p256", "--key-label", "first")
     other = init_token_ca("p256", "--key-label", "second", "--force")
-    ca.key_filename = other.key_filename.replace("object=second", "object=second")
-    keys.reset()
+    approve_server()  # the other CA's key is found and kept in the pooled session
+    ca.key_filename = other.key_filename
+    backend = keys.backend_for(ca)
     with pytest.raises(pki.CAError, match="does not match the certificate of CA"):
-        keys.backend_for(ca).check_usable(ca)
+        backend.check_usable(ca)
+    builder = pki.ocsp_responder_builder(
+        ca_cert=ca.certificate,
+        public_key=pki.generate_private_key("p256").public_key(),
+        validity_days=1,
+    )
+    with pytest.raises(pki.CAError, match="does not match the certificate of CA"):
+        backend.sign_certificate(ca, builder)
 
 
 @pytest.mark.django_db
@@ -411,3 +419,21 @@ def test_the_pin_is_nowhere_in_the_database_or_output(token, settings, capsys):
     )
     assert token.pin not in dump
     assert token.pin not in out.getvalue() + "".join(capsys.readouterr())
+
+
+def test_healthz_checks_tokens_where_a_module_is_configured(settings):
+    """The token check joins /healthz in a deployment that names a PKCS#11 module (in
+    PKCS11_MODULE or a pkcs11 backend's OPTIONS), and not elsewhere."""
+    from requests_app.keys.pkcs11 import tokens_configured
+
+    settings.PKCS11_MODULE = ""
+    assert not tokens_configured()
+    settings.CA_KEY_BACKENDS = settings.CA_KEY_BACKENDS | {
+        "hsm2": {
+            "BACKEND": "requests_app.keys.pkcs11.PKCS11Backend",
+            "OPTIONS": {"module": "/usr/lib/x.so"},
+        }
+    }
+    assert tokens_configured()
+    settings.PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+    assert tokens_configured()

@@ -101,10 +101,13 @@ def init_token(directory: Path, *, label: str | None = None, pin: str = PIN) -> 
 
 
 def use_token(token: Token, monkeypatch, settings) -> None:
-    """Point this process (its PKCS#11 module, the settings) at the token."""
-    from requests_app import keys
+    """Point this process (its PKCS#11 module, the settings) at the token; /healthz checks
+    token keys, as in a deployment with PKCS11_MODULE set at start-up."""
+    from requests_app import extensions, keys
+    from requests_app.keys.pkcs11 import token_health
     from requests_app.keys.pkcs11.session import library
 
+    monkeypatch.setitem(extensions._health_checks, "ca_key_tokens", token_health)
     monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
     loaded = library(token.module)
     if loaded._lib is not None:  # SoftHSM2 reads SOFTHSM2_CONF when it is initialised

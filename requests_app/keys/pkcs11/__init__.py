@@ -3,6 +3,6 @@ its pooled sessions (session.py), and the key objects cryptography's builders si
 (wrappers.py)."""
 
 from .backend import KeyRef, PKCS11Backend
-from .health import token_health
+from .health import token_health, tokens_configured
 
-__all__ = ["KeyRef", "PKCS11Backend", "token_health"]
+__all__ = ["KeyRef", "PKCS11Backend", "token_health", "tokens_configured"]

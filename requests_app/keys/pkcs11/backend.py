@@ -369,8 +369,11 @@ class PKCS11Backend(KeyBackend):
         return token_key(signer, ca.certificate.public_key())
 
     def _private(self, session, tokens: TokenSession, ca: CertificateAuthority, *, fresh=False):
-        """The CA's private key object, found once per session (or again when fresh)."""
-        cached = tokens.cache.get(ca.key_filename)
+        """The CA's private key object, found once per session (or again when fresh) and
+        checked against the CA certificate when first found."""
+        # Keyed by the certificate too: a row pointed at another CA's key is checked anew.
+        cache_key = (ca.key_filename, ca.certificate_pem)
+        cached = tokens.cache.get(cache_key)
         if cached is not None and not fresh:
             return cached
         ref = KeyRef.parse(ca.key_filename)
@@ -383,7 +386,7 @@ class PKCS11Backend(KeyBackend):
                 raise CAKeyError(
                     f"the key {ref.describe()} does not match the certificate of CA '{ca.name}'"
                 )
-        tokens.cache[ca.key_filename] = private
+        tokens.cache[cache_key] = private
         return private
 
     # --- OCSP: the delegated responder, or the CA itself -----------------------------

@@ -11,6 +11,20 @@ from ... import pki
 logger = logging.getLogger(__name__)
 
 
+def tokens_configured() -> bool:
+    """Whether a PKCS#11 module is configured (PKCS11_MODULE, or a pkcs11 backend's OPTIONS):
+    /healthz then checks the token keys."""
+    from django.conf import settings
+
+    if getattr(settings, "PKCS11_MODULE", ""):
+        return True
+    return any(
+        str(config.get("BACKEND", "")).startswith("requests_app.keys.pkcs11")
+        and (config.get("OPTIONS") or {}).get("module")
+        for config in getattr(settings, "CA_KEY_BACKENDS", {}).values()
+    )
+
+
 def token_health() -> str | None:
     """None when every unexpired CA kept in a token reaches its key, else which cannot (the
     reason goes to the log: an answer names no token, module or setting)."""
