@@ -190,6 +190,7 @@ def test_no_public_function_returns_a_private_key(db, monkeypatch, settings):
     )
     services.import_ca(pki.to_pem(root).encode(), plain, force=True)
     services.rewrap_keys()
+    keys.reset()  # closes every backend
 
     methods = {
         name

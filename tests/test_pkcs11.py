@@ -437,3 +437,27 @@ def test_healthz_checks_tokens_where_a_module_is_configured(settings):
     assert tokens_configured()
     settings.PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
     assert tokens_configured()
+
+
+@pytest.mark.django_db
+def test_ocsp_without_the_token_answers_internal_error(token):
+    """With the token gone an OCSP request gets an unsigned internalError answer, not a 500
+    and not an answer signed by anything else."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+
+    from requests_app.revocation.ocsp import respond
+
+    ca = init_token_ca("p256")
+    cert = approve_server()
+    request = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(cert.x509, ca.certificate, hashes.SHA1())  # noqa: S303 - OCSP's CertID
+        .build()
+        .public_bytes(serialization.Encoding.DER)
+    )
+    good = ocsp.load_der_ocsp_response(respond(request))
+    assert good.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    token.delete()
+    failed = ocsp.load_der_ocsp_response(respond(request))
+    assert failed.response_status == ocsp.OCSPResponseStatus.INTERNAL_ERROR

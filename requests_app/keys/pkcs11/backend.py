@@ -20,20 +20,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
-from pkcs11 import exceptions as p11
-from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+from pkcs11.util.ec import encode_named_curve_parameters
 
 from ... import pki
 from ..base import CAKeyError, KeyBackend, NewKey
+from .objects import (
+    PRIVATE_TEMPLATE,
+    PUBLIC_TEMPLATE,
+    KeyRef,
+    Pending,
+    copy_to_token,
+    key_id_of,
+    one_private_key,
+    private_keys,
+    public_key_object,
+    public_key_of,
+)
 from .session import TokenSession, read_pin
 from .wrappers import token_key
 
@@ -45,95 +52,6 @@ logger = logging.getLogger(__name__)
 _CURVES = {"p256": "secp256r1", "p384": "secp384r1"}
 #: How long a process trusts what it read of a CA's OCSP responder before it looks again.
 RESPONDER_TTL = 5.0
-
-# A private key made here: only the token uses it, and only to sign.
-_PRIVATE_TEMPLATE = {
-    Attribute.SENSITIVE: True,
-    Attribute.EXTRACTABLE: False,
-    Attribute.PRIVATE: True,
-    Attribute.SIGN: True,
-    Attribute.DECRYPT: False,
-    Attribute.UNWRAP: False,
-    Attribute.DERIVE: False,
-}
-_PUBLIC_TEMPLATE = {
-    Attribute.VERIFY: True,
-    Attribute.ENCRYPT: False,
-    Attribute.WRAP: False,
-}
-
-
-@dataclass(frozen=True)
-class KeyRef:
-    """Where a key is: its token, and its label and/or ID there (RFC 7512's URI)."""
-
-    token: str
-    label: str = ""
-    key_id: bytes = b""
-
-    def uri(self) -> str:
-        parts = [f"token={quote(self.token, safe='')}"]
-        if self.label:
-            parts.append(f"object={quote(self.label, safe='')}")
-        if self.key_id:
-            parts.append("id=" + "".join(f"%{b:02x}" for b in self.key_id))
-        return "pkcs11:" + ";".join(parts)
-
-    @classmethod
-    def parse(cls, uri: str) -> KeyRef:
-        if not uri.startswith("pkcs11:"):
-            raise CAKeyError(f"{uri!r} is not a PKCS#11 key reference")
-        fields = dict(part.partition("=")[::2] for part in uri[7:].split(";") if part)
-        return cls(
-            token=unquote(fields.get("token", "")),
-            label=unquote(fields.get("object", "")),
-            key_id=bytes(unquote(fields.get("id", ""), encoding="latin-1"), "latin-1"),
-        )
-
-    def describe(self) -> str:
-        text = f"token {self.token!r}"
-        if self.label:
-            text += f", key {self.label!r}"
-        if self.key_id:
-            text += f" (ID {self.key_id.hex()})"
-        return text
-
-    def template(self) -> dict:
-        found: dict = {}
-        if self.label:
-            found[Attribute.LABEL] = self.label
-        if self.key_id:
-            found[Attribute.ID] = self.key_id
-        return found
-
-
-@dataclass
-class _Pending:
-    """NewKey's secret for this backend: a key in a token session, not yet on the token
-    (stored=False), or a key found on it (stored=True)."""
-
-    tokens: TokenSession
-    ref: KeyRef
-    private: Any
-    public: Any
-    stored: bool
-
-
-def public_key_of(public_obj) -> pki.PublicKey:
-    """The cryptography public key of a token's public key object."""
-    if public_obj.key_type == KeyType.RSA:
-        exponent = int.from_bytes(public_obj[Attribute.PUBLIC_EXPONENT], "big")
-        modulus = int.from_bytes(public_obj[Attribute.MODULUS], "big")
-        return rsa.RSAPublicNumbers(exponent, modulus).public_key()
-    if public_obj.key_type == KeyType.EC:
-        return serialization.load_der_public_key(encode_ec_public_key(public_obj))
-    raise CAKeyError(f"token keys must be RSA or EC, not {public_obj.key_type.name}")
-
-
-def _key_id(public_key: pki.PublicKey) -> bytes:
-    """The ID a new key gets: its subject key identifier (SHA-1 of the public key), which
-    the CA certificate carries too."""
-    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
 
 
 class PKCS11Backend(KeyBackend):
@@ -250,7 +168,7 @@ class PKCS11Backend(KeyBackend):
         tokens = self._tokens(token_label, module)
 
         def generate(session):
-            if key_label and _private_keys(session, KeyRef(tokens.token_label, key_label)):
+            if key_label and private_keys(session, KeyRef(tokens.token_label, key_label)):
                 raise CAKeyError(
                     f"the token {tokens.token_label!r} already holds a key labelled "
                     f"{key_label!r}: use import_ca for a CA of that key, or another label"
@@ -263,22 +181,22 @@ class PKCS11Backend(KeyBackend):
                 )
                 return params.generate_keypair(
                     store=False,
-                    public_template=_PUBLIC_TEMPLATE,
-                    private_template=_PRIVATE_TEMPLATE,
+                    public_template=PUBLIC_TEMPLATE,
+                    private_template=PRIVATE_TEMPLATE,
                 )
             return session.generate_keypair(
                 KeyType.RSA,
                 int(key_type[3:]),
                 store=False,
-                public_template=_PUBLIC_TEMPLATE,
-                private_template=_PRIVATE_TEMPLATE,
+                public_template=PUBLIC_TEMPLATE,
+                private_template=PRIVATE_TEMPLATE,
             )
 
         public, private = tokens.run(generate, what="making a key")
         public_key = public_key_of(public)
-        new_id = key_id or _key_id(public_key)
+        new_id = key_id or key_id_of(public_key)
         ref = KeyRef(tokens.token_label, key_label or f"ca-{new_id.hex()[:16]}", new_id)
-        return NewKey(public_key, _Pending(tokens, ref, private, public, stored=False))
+        return NewKey(public_key, Pending(tokens, ref, private, public, stored=False))
 
     def import_key(
         self,
@@ -303,9 +221,9 @@ class PKCS11Backend(KeyBackend):
         wanted = KeyRef(tokens.token_label, key_label, key_id)
 
         def find(session):
-            private = _one_private_key(session, wanted)
+            private = one_private_key(session, wanted)
             ref = KeyRef(tokens.token_label, private.label or "", private.id or b"")
-            public = _public_key_object(session, ref)
+            public = public_key_object(session, ref)
             if public is None:
                 raise CAKeyError(
                     f"the token holds no public key beside {ref.describe()}; store it there "
@@ -314,10 +232,10 @@ class PKCS11Backend(KeyBackend):
             return ref, private, public
 
         ref, private, public = tokens.run(find, what="finding the key")
-        return NewKey(public_key_of(public), _Pending(tokens, ref, private, public, stored=True))
+        return NewKey(public_key_of(public), Pending(tokens, ref, private, public, stored=True))
 
     def sign_with_new_key(self, key: NewKey, builder: x509.CertificateBuilder) -> x509.Certificate:
-        pending: _Pending = key._secret
+        pending: Pending = key._secret
 
         def signer(data, mechanism):
             return pending.tokens.run(
@@ -332,11 +250,11 @@ class PKCS11Backend(KeyBackend):
         return key._secret.ref.uri()
 
     def store_key(self, ca: CertificateAuthority, key: NewKey) -> None:
-        pending: _Pending = key._secret
+        pending: Pending = key._secret
         if pending.stored:
             return
         pending.tokens.run(
-            lambda session: _copy_to_token(pending, pending.ref), what="storing the key"
+            lambda session: copy_to_token(pending, pending.ref), what="storing the key"
         )
 
     def key_location(self, ca: CertificateAuthority) -> str:
@@ -377,9 +295,9 @@ class PKCS11Backend(KeyBackend):
         if cached is not None and not fresh:
             return cached
         ref = KeyRef.parse(ca.key_filename)
-        private = _one_private_key(session, ref, what=f"of CA '{ca.name}'")
+        private = one_private_key(session, ref, what=f"of CA '{ca.name}'")
         if cached is None:
-            public = _public_key_object(session, ref)
+            public = public_key_object(session, ref)
             if public is not None and not pki.same_public_key(
                 public_key_of(public), ca.certificate.public_key()
             ):
@@ -392,12 +310,12 @@ class PKCS11Backend(KeyBackend):
     # --- OCSP: the delegated responder, or the CA itself -----------------------------
 
     def _responder_label(self, ca: CertificateAuthority) -> str:
-        return f"ocsp-{_key_id(ca.certificate.public_key()).hex()[:16]}"
+        return f"ocsp-{key_id_of(ca.certificate.public_key()).hex()[:16]}"
 
     def store_ocsp_responder(self, ca, key: NewKey, cert: x509.Certificate) -> None:
         """The responder's key goes onto the CA's token, then its certificate object
         replaces the previous one, whose key is destroyed."""
-        pending: _Pending = key._secret
+        pending: Pending = key._secret
         ca_ref = KeyRef.parse(ca.key_filename)
         if pending.tokens is not self._tokens(ca_ref.token):
             raise CAKeyError(
@@ -406,7 +324,7 @@ class PKCS11Backend(KeyBackend):
             )
         label = self._responder_label(ca)
         serial = pki.serial_hex(cert.serial_number)[:16]
-        ref = KeyRef(ca_ref.token, f"{label}-{serial}", _key_id(key.public_key))
+        ref = KeyRef(ca_ref.token, f"{label}-{serial}", key_id_of(key.public_key))
 
         def store(session):
             previous = list(
@@ -414,7 +332,7 @@ class PKCS11Backend(KeyBackend):
                     {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label}
                 )
             )
-            _copy_to_token(pending, ref)
+            copy_to_token(pending, ref)
             session.create_object(
                 {
                     Attribute.CLASS: ObjectClass.CERTIFICATE,
@@ -482,8 +400,8 @@ class PKCS11Backend(KeyBackend):
             if not objects:
                 return None
             cert = x509.load_der_x509_certificate(bytes(objects[-1][Attribute.VALUE]))
-            key_ref = KeyRef(ref.token, "", _key_id(cert.public_key()))
-            _one_private_key(session, key_ref, what="of the OCSP responder")
+            key_ref = KeyRef(ref.token, "", key_id_of(cert.public_key()))
+            one_private_key(session, key_ref, what="of the OCSP responder")
             return cert, key_ref
 
         found = tokens.run(find, what="reading the OCSP responder")
@@ -498,50 +416,9 @@ class PKCS11Backend(KeyBackend):
             def sign(session):
                 private = tokens.cache.get(key_ref)
                 if private is None:
-                    private = tokens.cache[key_ref] = _one_private_key(session, key_ref)
+                    private = tokens.cache[key_ref] = one_private_key(session, key_ref)
                 return private.sign(data, mechanism=mechanism)
 
             return tokens.run(sign, what="signing an OCSP answer")
 
         return cert, token_key(signer, cert.public_key())
-
-
-# --- token objects --------------------------------------------------------------------
-
-
-def _private_keys(session, ref: KeyRef) -> list:
-    return list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, **ref.template()}))
-
-
-def _one_private_key(session, ref: KeyRef, *, what: str = ""):
-    found = _private_keys(session, ref)
-    if not found:
-        raise CAKeyError(
-            f"no private key {what + ' ' if what else ''}in the token: {ref.describe()} "
-            "was not found (was the token removed or replaced, or the key deleted?)"
-        )
-    if len(found) > 1:
-        raise CAKeyError(f"several private keys match {ref.describe()}; name it by --key-id")
-    return found[0]
-
-
-def _public_key_object(session, ref: KeyRef):
-    try:
-        return next(
-            iter(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, **ref.template()}))
-        )
-    except StopIteration:
-        return None
-    except p11.PKCS11Error:
-        return None
-
-
-def _copy_to_token(pending: _Pending, ref: KeyRef) -> None:
-    """Copy a session key pair onto the token under ref's label and ID; the private key
-    stays sensitive and never extractable (the copy keeps those attributes)."""
-    stored = {Attribute.TOKEN: True, Attribute.LABEL: ref.label, Attribute.ID: ref.key_id}
-    private = pending.private.copy(stored)
-    pending.public.copy(stored)
-    for obj in (pending.private, pending.public):
-        obj.destroy()
-    pending.private, pending.stored, pending.ref = private, True, ref
