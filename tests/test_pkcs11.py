@@ -461,3 +461,56 @@ def test_ocsp_without_the_token_answers_internal_error(token):
     token.delete()
     failed = ocsp.load_der_ocsp_response(respond(request))
     assert failed.response_status == ocsp.OCSPResponseStatus.INTERNAL_ERROR
+
+
+@pytest.mark.django_db
+def test_no_public_method_returns_a_private_key_object(token, monkeypatch):
+    """Every public method of the PKCS#11 backend, run through a CA's life (create, issue,
+    CRL, OCSP responder, OCSP answer, location, check, close), returns certificates, bytes,
+    text or NewKeys, never a key object that signs (not even the token key's wrapper)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509 import ocsp
+
+    from requests_app.keys.pkcs11 import PKCS11Backend
+    from requests_app.revocation.ocsp import respond
+
+    returned: dict[str, list] = {}
+    names = [
+        name
+        for name, member in vars(PKCS11Backend).items()
+        if not name.startswith("_") and callable(member)
+    ]
+    for name in names:
+        real = getattr(PKCS11Backend, name)
+
+        def recording(self, *args, _name=name, _real=real, **kwargs):
+            value = _real(self, *args, **kwargs)
+            returned.setdefault(_name, []).append(value)
+            return value
+
+        monkeypatch.setattr(PKCS11Backend, name, recording)
+
+    ca = init_token_ca("p256")
+    cert = approve_server()
+    services.publish_crl(ca)
+    services.create_ocsp_responder(validity_days=7)
+    request = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(cert.x509, ca.certificate, hashes.SHA1())  # noqa: S303 - OCSP's CertID
+        .build()
+        .public_bytes(serialization.Encoding.DER)
+    )
+    assert respond(request)
+    backend = keys.backend_for(ca)
+    backend.key_location(ca)
+    keys.reset()
+    assert {"generate_key", "sign_with_new_key", "key_reference", "store_key"} <= set(returned)
+    assert {"check_usable", "sign_certificate", "sign_crl", "sign_ocsp_response"} <= set(returned)
+    assert {"store_ocsp_responder", "key_location", "close"} <= set(returned)
+    for name, values in returned.items():
+        for value in values:
+            assert not isinstance(value, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey), name
+    for new_key in returned["generate_key"]:
+        assert isinstance(new_key, keys.NewKey)
+        assert "pkcs11" not in repr(new_key).lower() and token.pin not in repr(new_key)
