@@ -254,6 +254,13 @@ def test_import_ca_takes_a_key_already_in_the_token(token, tmp_path):
             "import_ca", "--cert", str(tmp_path / "ca.pem"), "--key-backend", "pkcs11",
             "--key-label", "missing",
         )  # fmt: skip
+    other_root = tmp_path / "other.pem"
+    other_root.write_text(pki.to_pem(pki.create_ca("CN=Someone Else,C=US")[1]))
+    with pytest.raises(CommandError, match="does not match the CA certificate"):
+        call_command(
+            "import_ca", "--cert", str(other_root), "--key-backend", "pkcs11",
+            "--key-label", "external",
+        )  # fmt: skip
     with pytest.raises(CommandError, match="does not take a key file"):
         call_command(
             "import_ca", "--cert", str(tmp_path / "ca.pem"), "--key", str(tmp_path / "ca.pem"),
@@ -264,6 +271,7 @@ def test_import_ca_takes_a_key_already_in_the_token(token, tmp_path):
         "--key-id", "4242", stdout=open("/dev/null", "w"),  # noqa: SIM115
     )  # fmt: skip
     ca = CertificateAuthority.objects.default()
+    assert CertificateAuthority.objects.count() == 1  # the refusals stored nothing
     assert ca.key_filename == f"pkcs11:token={token.label};object=external;id=%42%42"
     assert verify(ca, approve_server(), tmp_path).returncode == 0
 
