@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 
+from bench import pkcs11
 from bench.common import ROOT, machine, postgres_available, table
 
 
@@ -219,6 +220,8 @@ def main() -> None:
         )
         + "\n\nInterleaved rounds of single approvals (services.approve_request)."
     )
+
+    sections.append(pkcs11.section(run, quick))  # the CA key in SoftHSM2 against the file
 
     sections.append((ROOT / "bench" / "analysis.md").read_text().strip())
     report = "\n\n".join(sections) + "\n"
