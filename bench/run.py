@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 
+from bench import pkcs11
 from bench.common import ROOT, machine, postgres_available, table
 
 
@@ -223,6 +224,7 @@ def main() -> None:
     from bench.acme import section as acme_section  # ACME orders against the services
 
     sections.append(acme_section(run, quick))
+    sections.append(pkcs11.section(run, quick))  # the CA key in SoftHSM2 against the file
 
     sections.append((ROOT / "bench" / "analysis.md").read_text().strip())
     report = "\n\n".join(sections) + "\n"

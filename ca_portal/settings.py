@@ -152,6 +152,19 @@ CA_KEY_BACKENDS = {
 # least); existing files are rewrapped by `manage.py rewrap_keys`. Read once per process.
 CA_KEY_KDF_ROUNDS = env.int("CA_KEY_KDF_ROUNDS", default=600_000)
 
+# --- CA keys in a hardware token (PKCS#11) ----------------------------------------------
+# The "pkcs11" key backend (manage.py init_ca --key-backend pkcs11): the module (a shared
+# library, e.g. /usr/lib/softhsm/libsofthsm2.so), the token new keys go to, and its user PIN,
+# given here or as the first line of PKCS11_PIN_FILE. The PIN is read from the environment
+# only: never the database, a log or a page. A CA row keeps the token and key labels.
+PKCS11_MODULE = env.str("PKCS11_MODULE", default="")
+PKCS11_TOKEN_LABEL = env.str("PKCS11_TOKEN_LABEL", default="")
+PKCS11_PIN = env.str("PKCS11_PIN", default="")
+PKCS11_PIN_FILE = env.str("PKCS11_PIN_FILE", default="")
+# Its OPTIONS (module, token_label, pin, pin_file) default to the settings above; another
+# token with another PIN is another alias with its own OPTIONS.
+CA_KEY_BACKENDS["pkcs11"] = {"BACKEND": "requests_app.keys.pkcs11.PKCS11Backend", "OPTIONS": {}}
+
 # The audit log's signed checkpoints (HMAC-SHA256): the key (default: derived from
 # SECRET_KEY; set it to keep checkpoints verifiable across a SECRET_KEY rotation), and how
 # often one is written: every so many rows, or after so many seconds, whichever comes first.

@@ -16,6 +16,12 @@ class RequestsAppConfig(AppConfig):
 
         access_audit.connect()  # agent access changes, audited from any surface
 
+        from . import extensions
+        from .keys.pkcs11 import token_health, tokens_configured
+
+        if tokens_configured():  # a deployment that keeps CA keys in a token
+            extensions.register_health_check("ca_key_tokens", token_health)
+
 
 class AgentAdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin with requests_app.admin_site.AgentAdminSite as admin.site."""

@@ -330,7 +330,7 @@ def test_show_ca_text(ca):
     assert key_path(ca).read_text().splitlines()[1] not in output
 
 
-def test_show_ca_json_lists_every_ca_default_first(ca, offline, monkeypatch):
+def test_show_ca_json_lists_every_ca_default_first(ca, offline, monkeypatch, settings):
     """--json lists all CAs, the default first, with fingerprints, validity and chains."""
     services.issue_certificate(
         profile="server", csr=make_csr(cn="a.example.test"), requester_email="a@example.test"
@@ -356,6 +356,8 @@ def test_show_ca_json_lists_every_ca_default_first(ca, offline, monkeypatch):
         "fingerprint_sha256": authority.fingerprint_sha256,
         "chain": ["CN=Offline Root CA,O=Offline,C=US"],
         "key_file": authority.key_filename,
+        "key_backend": "default",
+        "key_location": str(settings.CA_KEY_DIR / authority.key_filename),
         "certificates_issued": 0,
         "role": "subordinate, default",
         "status": "active",

@@ -189,8 +189,10 @@ def test_no_public_function_returns_a_private_key(db, monkeypatch, settings):
         serialization.NoEncryption(),
     )
     services.import_ca(pki.to_pem(root).encode(), plain, force=True)
-    services.request_subordinate_ca("CN=Pending Sub,C=US")  # a key made before its certificate
+    pending = services.request_subordinate_ca("CN=Pending Sub,C=US")  # key before certificate
+    keys.backend_for(pending).check_key_options(pending)  # import_ca --certificate's check
     services.rewrap_keys()
+    keys.reset()  # closes every backend
 
     methods = {
         name

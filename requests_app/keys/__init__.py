@@ -33,8 +33,11 @@ __all__ = [
     "KeyBackendHandler",
     "NewKey",
     "Rewrapped",
+    "add_backend_arguments",
     "backend_for",
+    "backend_options",
     "backends",
+    "names_key",
     "reset",
 ]
 
@@ -86,9 +89,21 @@ class KeyBackendHandler:
         return backend_class(alias, **options)
 
     def reset(self) -> None:
-        """Forget every backend, and with them the keys they hold."""
+        """Forget every backend, and with them the keys they hold (sessions are closed)."""
         with self._lock:
-            self._backends = {}
+            forgotten, self._backends = list(self._backends.values()), {}
+        for backend in forgotten:
+            backend.close()
+
+    def backend_class(self, alias: str) -> type[KeyBackend]:
+        """The class configured under alias (ImproperlyConfigured if it does not load)."""
+        return plugin_class(
+            "CA_KEY_BACKENDS",
+            alias,
+            KeyBackend,
+            kind="key backend",
+            base_name="requests_app.keys.KeyBackend",
+        )[0]
 
 
 backends = KeyBackendHandler()
@@ -97,6 +112,53 @@ backends = KeyBackendHandler()
 def backend_for(ca: CertificateAuthority) -> KeyBackend:
     """The backend that holds the CA's key."""
     return backends[ca.key_backend]
+
+
+def add_backend_arguments(parser) -> None:
+    """init_ca/import_ca: --key-backend, and each configured backend's own options (a group
+    per backend class, added once however many aliases use it)."""
+    parser.add_argument(
+        "--key-backend",
+        metavar="ALIAS",
+        help=f"where the CA key is kept: an alias of CA_KEY_BACKENDS ({', '.join(backends)}), "
+        f"by default {DEFAULT_ALIAS!r} (import_ca completing a pending CA: where its key was "
+        "made)",
+    )
+    seen: set[type] = set()
+    for alias in backends:
+        try:
+            backend_class = backends.backend_class(alias)
+        except ImproperlyConfigured:
+            continue  # the system check names it
+        if backend_class in seen:
+            continue
+        seen.add(backend_class)
+        group = parser.add_argument_group(f"key backend {alias!r} ({backend_class.__name__})")
+        backend_class.add_arguments(group)
+
+
+def backend_options(alias: str | None, options: dict) -> dict:
+    """The options of the backend under alias (the default one if None) for
+    generate_key/import_key, from a command's parsed options; CAKeyError for an unknown
+    alias or a bad value."""
+    alias = alias or DEFAULT_ALIAS
+    if alias not in backends:
+        raise CAKeyError(
+            f"no key backend {alias!r} in CA_KEY_BACKENDS (configured: {', '.join(backends)})"
+        )
+    try:
+        return backends.backend_class(alias).key_options(options)
+    except ImproperlyConfigured as exc:
+        raise CAKeyError(str(exc)) from None
+
+
+def names_key(alias: str | None, key_options: dict) -> bool:
+    """Whether key_options of the backend under alias name a key it already holds (import_ca
+    without --key: import that key, rather than complete a pending CA)."""
+    try:
+        return backends.backend_class(alias or DEFAULT_ALIAS).names_key(key_options)
+    except ImproperlyConfigured as exc:
+        raise CAKeyError(str(exc)) from None
 
 
 def reset() -> None:
@@ -110,5 +172,7 @@ def reset() -> None:
 @receiver(setting_changed)
 def _reset_on_new_settings(*, setting, **kwargs):
     # A key kept under another directory or passphrase must not outlive the change.
-    if setting in ("CA_KEY_BACKENDS", "CA_KEY_DIR", "CA_KEY_PASSPHRASE"):
+    if setting in ("CA_KEY_BACKENDS", "CA_KEY_DIR", "CA_KEY_PASSPHRASE") or setting.startswith(
+        "PKCS11_"
+    ):
         reset()

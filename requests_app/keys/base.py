@@ -59,30 +59,62 @@ class KeyBackend:
     def __init__(self, alias: str, **options):
         self.alias = alias
 
+    def close(self) -> None:
+        """Let go of what the backend holds open (sessions, handles); it may be used again."""
+
+    # --- command-line options of init_ca and import_ca ----------------------------------
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        """Add this backend's own options to init_ca and import_ca (an argparse group)."""
+
+    @classmethod
+    def key_options(cls, options: dict) -> dict:
+        """The keyword options of generate_key/import_key, from the commands' parsed options
+        (a CAKeyError for a bad value)."""
+        return {}
+
+    @classmethod
+    def names_key(cls, key_options: dict) -> bool:
+        """Whether key_options (from key_options()) name a key the backend already holds:
+        import_ca without --key then imports that key rather than completing a pending CA."""
+        return False
+
+    def check_key_options(self, ca: CertificateAuthority, **options) -> None:
+        """CAKeyError unless options (from key_options()) fit the key the backend holds for
+        ca (import_ca --certificate completing a pending CA names where its key is)."""
+
     def _missing(self, hook: str):
         return NotImplementedError(f"{type(self).__name__} does not implement {hook}()")
 
     # --- custody of a new CA's key ---------------------------------------------------
 
-    def generate_key(self, key_type: str) -> NewKey:
-        """Make a new key of key_type (a CA's, or its OCSP responder's)."""
+    def generate_key(self, key_type: str, **options) -> NewKey:
+        """Make a new key of key_type (a CA's, or its OCSP responder's); options are the
+        backend's own, from key_options() (none for an OCSP responder)."""
         raise self._missing("generate_key")
 
-    def import_key(self, data: bytes, passphrase: str | None) -> NewKey:
-        """Take a CA key given as PEM or DER (encrypted under passphrase, or not)."""
+    def import_key(self, data: bytes | None, passphrase: str | None, **options) -> NewKey:
+        """Take a CA key given as PEM or DER (encrypted under passphrase, or not), or one the
+        backend already holds, named by options (from key_options())."""
         raise self._missing("import_key")
 
-    def sign_with_new_key(self, key: NewKey, builder: x509.CertificateBuilder) -> x509.Certificate:
-        """Sign a builder (a new root's own certificate) with a key not stored yet."""
+    def sign_with_new_key(
+        self, key: NewKey, builder: x509.CertificateBuilder | x509.CertificateSigningRequestBuilder
+    ) -> x509.Certificate | x509.CertificateSigningRequest:
+        """Sign a builder with a key not stored yet: a new root's own certificate, or the CSR
+        of a subordinate CA for its root (init_ca --csr-only)."""
         raise self._missing("sign_with_new_key")
 
-    def key_reference(self, cert: x509.Certificate) -> str:
-        """What the CA row keeps (its key_filename) to find the key of this CA certificate."""
+    def key_reference(self, cert: x509.Certificate, key: NewKey | None = None) -> str:
+        """What the CA row keeps (its key_filename) to find the key of this CA certificate
+        (key: the NewKey it was made or imported with). Never a secret."""
         raise self._missing("key_reference")
 
-    def pending_key_reference(self, public_key: pki.PublicKey) -> str:
+    def pending_key_reference(self, public_key: pki.PublicKey, key: NewKey | None = None) -> str:
         """What a pending CA's row keeps (its key_filename) for a key made before the CA has
-        a certificate (init_ca --csr-only); the CA keeps it once its certificate arrives."""
+        a certificate (init_ca --csr-only); the CA keeps it once its certificate arrives
+        (key: the NewKey, where the reference depends on more than the public key)."""
         raise self._missing("pending_key_reference")
 
     def store_key(self, ca: CertificateAuthority, key: NewKey) -> None:

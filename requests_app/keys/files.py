@@ -98,17 +98,21 @@ class EncryptedFileBackend(KeyBackend):
         key = pki.generate_private_key(key_type)
         return NewKey(key.public_key(), key)
 
-    def import_key(self, data: bytes, passphrase: str | None) -> NewKey:
+    def import_key(self, data: bytes | None, passphrase: str | None) -> NewKey:
+        if not data:
+            raise CAKeyError("give the CA's private key (--key) to import it into CA_KEY_DIR")
         key = pki.load_private_key(data, passphrase, what="the CA key")
         return NewKey(key.public_key(), key)
 
-    def sign_with_new_key(self, key: NewKey, builder: x509.CertificateBuilder) -> x509.Certificate:
+    def sign_with_new_key(
+        self, key: NewKey, builder: x509.CertificateBuilder | x509.CertificateSigningRequestBuilder
+    ) -> x509.Certificate | x509.CertificateSigningRequest:
         return pki.sign(builder, key._secret)
 
-    def key_reference(self, cert: x509.Certificate) -> str:
+    def key_reference(self, cert: x509.Certificate, key: NewKey | None = None) -> str:
         return f"ca-{pki.serial_hex(cert.serial_number)[:24]}.key.pem"
 
-    def pending_key_reference(self, public_key: pki.PublicKey) -> str:
+    def pending_key_reference(self, public_key: pki.PublicKey, key: NewKey | None = None) -> str:
         return f"ca-{pki.public_key_sha256(public_key)[:24]}.key.pem"
 
     def store_key(self, ca: CertificateAuthority, key: NewKey) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
 from .. import keys, pki, signals
@@ -36,8 +37,14 @@ def _store_ca(
             "(the old one stays, for the certificates it issued)"
         )
     serial = pki.serial_hex(cert.serial_number)
-    filename = backend.key_reference(cert)
-    if CertificateAuthority.with_pending.filter(key_filename=filename).exists():
+    filename = backend.key_reference(cert, key)
+    existing = CertificateAuthority.with_pending.filter(key_filename=filename).first()
+    if existing is not None and existing.is_pending:
+        raise CARefused(
+            f"the key is that of the pending CA {existing.pk} ({existing.name}): complete it "
+            "with import_ca --certificate FILE, without naming its key"
+        )
+    if existing is not None:
         raise CARefused("this CA certificate is already installed")
     if current is not None:
         hand_over_default(current, chain)
@@ -83,6 +90,18 @@ def hand_over_default(current: CertificateAuthority, chain: list[pki.X509Certifi
     current.save(update_fields=["is_default", "status"])
 
 
+def _key_backend(alias: str) -> keys.KeyBackend:
+    """The backend under alias, or CARefused naming the configured ones."""
+    if alias not in keys.backends:
+        raise CARefused(
+            f"no key backend {alias!r} in CA_KEY_BACKENDS (configured: {', '.join(keys.backends)})"
+        )
+    try:
+        return keys.backends[alias]
+    except ImproperlyConfigured as exc:
+        raise CARefused(str(exc)) from None
+
+
 @transaction.atomic
 def create_ca(
     subject: str,
@@ -91,12 +110,15 @@ def create_ca(
     validity_days: int = 3650,
     force: bool = False,
     actor: User | None = None,
+    key_backend: str = keys.DEFAULT_ALIAS,
+    key_options: dict | None = None,
 ) -> CertificateAuthority:
-    """Create a self-signed root CA, store its key encrypted, and make it the default."""
-    backend = keys.backends[keys.DEFAULT_ALIAS]
+    """Create a self-signed root CA, its key made by key_backend (with that backend's
+    key_options), and make it the default."""
+    backend = _key_backend(key_backend)
     try:
         pki.check_new_ca(subject, key_type=key_type, validity_days=validity_days)
-        key = backend.generate_key(key_type)
+        key = backend.generate_key(key_type, **(key_options or {}))
         builder = pki.ca_certificate_builder(subject, key.public_key, validity_days=validity_days)
         cert = backend.sign_with_new_key(key, builder)
     except pki.PKIError as exc:
@@ -116,22 +138,25 @@ def create_ca(
 @transaction.atomic
 def import_ca(
     cert_data: bytes,
-    key_data: bytes,
+    key_data: bytes | None,
     *,
     chain_data: bytes | None = None,
     key_passphrase: str | None = None,
     force: bool = False,
     actor: User | None = None,
+    key_backend: str = keys.DEFAULT_ALIAS,
+    key_options: dict | None = None,
 ) -> CertificateAuthority:
-    """Import an existing (root or intermediate) CA with its chain after checking it."""
-    backend = keys.backends[keys.DEFAULT_ALIAS]
+    """Import an existing (root or intermediate) CA with its chain after checking it; its
+    key is given (key_data), or already held by key_backend (named by key_options)."""
+    backend = _key_backend(key_backend)
     try:
         certs = pki.load_certificates(cert_data)
         cert, chain = certs[0], certs[1:]
         if chain_data:
             chain += pki.load_certificates(chain_data)
         chain = pki.issuer_order(cert, [c for c in chain if c != cert])
-        key = backend.import_key(key_data, key_passphrase)
+        key = backend.import_key(key_data, key_passphrase, **(key_options or {}))
         pki.check_ca(cert, key.public_key, chain)
     except pki.PKIError as exc:
         raise CARefused(str(exc)) from None

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from .. import keys, pki, signals
 from ..models import CertificateAuthority
 from .audit_log import audit
-from .authorities import _store_ca, hand_over_default
+from .authorities import _key_backend, _store_ca, hand_over_default
 from .errors import CARefused
 
 User = AbstractBaseUser
@@ -42,11 +42,13 @@ def request_subordinate_ca(
     permitted_dns: Sequence[str] = (),
     excluded_dns: Sequence[str] = (),
     key_backend: str = keys.DEFAULT_ALIAS,
+    key_options: dict | None = None,
     actor: User | None = None,
 ) -> CertificateAuthority:
-    """Make a subordinate CA's key in the key backend and its CSR for an outside root; the
-    CA stays pending (not usable, not the default) until complete_subordinate_ca."""
-    backend = keys.backends[key_backend]
+    """Make a subordinate CA's key in key_backend (with that backend's key_options) and its
+    CSR for an outside root; the CA stays pending (not usable, not the default) until
+    complete_subordinate_ca."""
+    backend = _key_backend(key_backend)
     try:
         pki.check_new_ca(subject, key_type=key_type, validity_days=1)  # the root sets validity
         builder = pki.subordinate_csr_builder(
@@ -56,11 +58,11 @@ def request_subordinate_ca(
             excluded_dns=excluded_dns,
         )
         details = _constraint_details(path_length, permitted_dns, excluded_dns)
-        key = backend.generate_key(key_type)
+        key = backend.generate_key(key_type, **(key_options or {}))
         csr = backend.sign_with_new_key(key, builder)
+        filename = backend.pending_key_reference(key.public_key, key)
     except pki.PKIError as exc:
         raise CARefused(str(exc)) from None
-    filename = backend.pending_key_reference(key.public_key)
     if CertificateAuthority.with_pending.filter(key_filename=filename).exists():
         raise CARefused("a CA with this key already exists")
     ca = CertificateAuthority.with_pending.create(
@@ -120,11 +122,14 @@ def complete_subordinate_ca(
     *,
     chain_data: bytes | None = None,
     force: bool = False,
+    key_backend: str | None = None,
+    key_options: dict | None = None,
     actor: User | None = None,
 ) -> CertificateAuthority:
     """Complete a pending CA with the certificate an outside root signed for its CSR: the
     certificate must certify the pending key, be a CA certificate, and chain up to a
-    self-signed root (in chain_data or after the certificate). It becomes the default."""
+    self-signed root (in chain_data or after the certificate). It becomes the default.
+    key_backend and key_options, if given, must name where the pending key is."""
     try:
         certs = pki.load_certificates(cert_data)
         cert, chain = certs[0], certs[1:]
@@ -134,6 +139,15 @@ def complete_subordinate_ca(
     except pki.PKIError as exc:
         raise CARefused(str(exc)) from None
     ca = _pending_for(cert)
+    if key_backend is not None and key_backend != ca.key_backend:
+        raise CARefused(
+            f"the key of the pending CA {ca.pk} ({ca.name}) is in the key backend "
+            f"{ca.key_backend!r}, not {key_backend!r}"
+        )
+    try:
+        keys.backend_for(ca).check_key_options(ca, **(key_options or {}))
+    except pki.CAError as exc:
+        raise CARefused(str(exc)) from None
     try:
         pki.check_ca(cert, cert.public_key(), chain)
         pki.check_chain_to_root(cert, chain)
@@ -195,23 +209,25 @@ def create_subordinate_ca(
     excluded_dns: Sequence[str] = (),
     force: bool = False,
     key_backend: str = keys.DEFAULT_ALIAS,
+    key_options: dict | None = None,
     actor: User | None = None,
 ) -> CertificateAuthority:
-    """Make a subordinate CA signed by a CA held here (parent_id) and make it the default:
-    without force only when the parent is the default (it hands issuing over)."""
+    """Make a subordinate CA signed by a CA held here (parent_id), its key made by
+    key_backend (with that backend's key_options), and make it the default: without force
+    only when the parent is the default (it hands issuing over)."""
     parent = CertificateAuthority.objects.select_for_update().filter(pk=parent_id).first()
     if parent is None:
         raise CARefused(f"no CA has the id {parent_id}; show_ca lists them")
     if parent.status != Status.ACTIVE:
         raise CARefused(f"CA {parent.pk} ({parent.name}) is {parent.status}: it signs no new CA")
-    backend = keys.backends[key_backend]
+    backend = _key_backend(key_backend)
     wanted = DEFAULT_SUBORDINATE_PATH_LENGTH if path_length is None else path_length
     try:
         pki.check_new_ca(subject, key_type=key_type, validity_days=validity_days)
         length = pki.check_path_length(wanted, parent.certificate, parent.chain)
         details = _constraint_details(length, permitted_dns, excluded_dns)
         keys.backend_for(parent).check_usable(parent)
-        key = backend.generate_key(key_type)
+        key = backend.generate_key(key_type, **(key_options or {}))
         builder = pki.subordinate_certificate_builder(
             parent=parent.certificate,
             subject=subject,

@@ -152,6 +152,8 @@ def create_ocsp_responder(
     # Written last: if anything above fails, no responder is swapped in.
     try:
         backend.store_ocsp_responder(ca, key, cert)
+    except pki.CAError as exc:  # a key backend that keeps it elsewhere (a token) refused
+        raise CAUnavailable(f"cannot store the OCSP responder: {exc}") from None
     except OSError as exc:
         raise CAUnavailable(
             f"cannot write the OCSP responder files: {exc.strerror or exc}"

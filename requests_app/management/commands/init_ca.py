@@ -1,6 +1,6 @@
-"""Create a self-signed root CA and make it the default (the key goes to CA_KEY_DIR); or a
-subordinate: its key and a CSR for an offline root (--csr-only), or signed by a CA held here
-(--parent)."""
+"""Create a self-signed root CA and make it the default (its key made by a key backend:
+CA_KEY_DIR, or a token); or a subordinate: its key and a CSR for an offline root
+(--csr-only), or signed by a CA held here (--parent)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -10,8 +10,10 @@ from requests_app.management._util import non_negative_int, positive_int, write_
 
 class Command(BaseCommand):
     help = (
-        "Create a self-signed root CA and make it the default. Its key is stored encrypted "
-        "under CA_KEY_PASSPHRASE in CA_KEY_DIR (mode 0600), never in the database."
+        "Create a self-signed root CA (or a subordinate: --csr-only, --parent) and make it "
+        "the default. Its key is made by the key backend (--key-backend): encrypted under "
+        "CA_KEY_PASSPHRASE in CA_KEY_DIR (mode 0600) by default, or in a hardware token "
+        "(pkcs11); never in the database."
     )
 
     def add_arguments(self, parser):
@@ -74,6 +76,7 @@ class Command(BaseCommand):
             help="rollover: make the new CA the default for new requests (as --force); the "
             "old one keeps its CRL and OCSP answers for what it issued",
         )
+        keys.add_backend_arguments(parser)  # --key-backend, and each backend's own options
 
     def handle(self, *args, subject, key_type, validity_days, force, **options):
         force = force or options.get("make_default", False)
@@ -83,10 +86,18 @@ class Command(BaseCommand):
         constrained = options.get("permitted_dns") or options.get("excluded_dns")
         if options.get("path_length") is not None or constrained:
             raise CommandError("--path-length and the name constraints are for subordinates")
+        alias = options["key_backend"] or keys.DEFAULT_ALIAS
         try:
             ca = services.create_ca(
-                subject, key_type=key_type, validity_days=validity_days, force=force
+                subject,
+                key_type=key_type,
+                validity_days=validity_days,
+                force=force,
+                key_backend=alias,
+                key_options=keys.backend_options(alias, options),
             )
+        except keys.CAKeyError as exc:
+            raise CommandError(str(exc)) from None
         except services.ServiceError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(
@@ -95,7 +106,7 @@ class Command(BaseCommand):
         self.stdout.write(f"subject      {ca.subject}")
         self.stdout.write(f"valid until  {ca.not_after:%Y-%m-%d %H:%M:%S} UTC")
         self.stdout.write(f"SHA-256      {ca.fingerprint_sha256}")
-        self.stdout.write(f"key file     {keys.backend_for(ca).key_location(ca)} (encrypted)")
+        self.stdout.write(f"key          {keys.backend_for(ca).key_location(ca)}")
 
     def _subordinate(self, subject, key_type, validity_days, force, options) -> None:
         constraints = {
@@ -105,9 +116,13 @@ class Command(BaseCommand):
         }
         if options["csr_only"] and options["parent"]:
             raise CommandError("--csr-only is for an outside root; --parent for one held here")
+        alias = options["key_backend"] or keys.DEFAULT_ALIAS
         try:
+            key = {"key_backend": alias, "key_options": keys.backend_options(alias, options)}
             if options["csr_only"]:
-                ca = services.request_subordinate_ca(subject, key_type=key_type, **constraints)
+                ca = services.request_subordinate_ca(
+                    subject, key_type=key_type, **constraints, **key
+                )
             else:
                 ca = services.create_subordinate_ca(
                     subject,
@@ -116,7 +131,10 @@ class Command(BaseCommand):
                     validity_days=validity_days,
                     force=force,
                     **constraints,
+                    **key,
                 )
+        except keys.CAKeyError as exc:
+            raise CommandError(str(exc)) from None
         except services.ServiceError as exc:
             raise CommandError(exc.message) from None
         location = keys.backend_for(ca).key_location(ca)

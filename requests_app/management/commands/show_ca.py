@@ -1,9 +1,10 @@
 """Show every CA (the default one marked): names, keys, validity and fingerprints."""
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand
 from django.db.models import Count, Max
 
-from requests_app import pki
+from requests_app import keys, pki
 from requests_app.management._util import write_json
 from requests_app.models import CertificateAuthority
 
@@ -19,6 +20,8 @@ def pending_data(ca: CertificateAuthority) -> dict:
         "subject": ca.subject,
         "key_type": ca.key_type,
         "key_file": ca.key_filename,
+        "key_backend": ca.key_backend,
+        "key_location": key_location(ca),
         "csr_pem": ca.csr_pem,
         "next_step": "have the root sign its CSR, then import_ca --certificate FILE",
     }
@@ -42,6 +45,8 @@ def ca_data(ca: CertificateAuthority) -> dict:
         "fingerprint_sha256": pki.fingerprint(cert),
         "chain": [c.subject.rfc4514_string() for c in ca.chain],
         "key_file": ca.key_filename,
+        "key_backend": ca.key_backend,
+        "key_location": key_location(ca),
         "certificates_issued": ca.issued,
         # The hierarchy and rollover: what the CA is, who signed it, until when it answers.
         "role": ca.role,
@@ -50,6 +55,14 @@ def ca_data(ca: CertificateAuthority) -> dict:
         "path_length": pki.path_length_of(cert),
         "last_certificate_expires": ca.last_expiry,
     }
+
+
+def key_location(ca: CertificateAuthority) -> str:
+    """Where the CA's key lives (a file path; a token and the key's label), never a secret."""
+    try:
+        return keys.backend_for(ca).key_location(ca)
+    except (ImproperlyConfigured, pki.CAError) as exc:
+        return f"unknown ({exc})"
 
 
 class Command(BaseCommand):
