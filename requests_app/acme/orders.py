@@ -447,7 +447,8 @@ def certificate_for_cert_id(cert_id: str) -> Certificate | None:
 def revoke_by_acme(
     *, certificate_der: bytes, reason, account: Account | None, jwk, ip: str | None = None
 ) -> Certificate:
-    """revokeCert (RFC 8555 7.6): by the account that ordered it, or signed with the
+    """revokeCert (RFC 8555 7.6): by the account that ordered it, by an account holding valid
+    authorizations for all its names (reason cessationOfOperation), or signed with the
     certificate's own key. Through services.revoke_certificate (CRL, OCSP, audit, signal)."""
     try:
         given = x509.load_der_x509_certificate(certificate_der)
@@ -461,11 +462,17 @@ def revoke_by_acme(
     cert = Certificate.objects.filter(fingerprint_sha256=fingerprint).first()
     if cert is None:
         raise AcmeProblem("malformed", "this CA did not issue that certificate", status=404)
-    if account is not None:
-        allowed = _owns(account, cert)
-    else:
-        allowed = jws.thumbprint_of_public_key(given.public_key()) == jws.thumbprint(jwk)
-    if not allowed:
+    method = "certificate-key"
+    requested = ACME_REASONS[reason]
+    if account is not None and _owns(account, cert):
+        method = "subscriber"
+    elif account is not None:
+        method = "control"
+        _require_control(account, given)
+        # Like Let's Encrypt: an account that is not the subscriber revokes only because the
+        # names left the subscriber's hands (RFC 5280 cessationOfOperation).
+        reason = 5
+    elif jws.thumbprint_of_public_key(given.public_key()) != jws.thumbprint(jwk):
         raise AcmeProblem(
             "unauthorized", "neither this account nor this key may revoke that certificate"
         )
@@ -489,5 +496,68 @@ def revoke_by_acme(
             ip=ip,
             account=account.slug if account else None,
             reason=ACME_REASONS[reason],
+            method=method,
+            **({"requested_reason": requested} if requested != ACME_REASONS[reason] else {}),
         )
     return cert
+
+
+def certificate_dns_names(cert: x509.Certificate) -> list[tuple[str, bool]]:
+    """The names a certificate is for, as (name without "*.", wildcard) pairs, like the
+    identifiers of authorizations (RFC 8555 7.1.4); unauthorized for a name that no ACME
+    authorization can cover (an IP address, an email address, a non-DNS common name)."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        sans = []
+    texts: set[str] = set()
+    for san in sans:
+        if not isinstance(san, x509.DNSName):
+            raise AcmeProblem(
+                "unauthorized",
+                f"the certificate names {pki.san_to_text(san)}, which no ACME authorization "
+                "covers: only its subscriber or its key may revoke it",
+            )
+        texts.add(san.value.lower().removesuffix("."))
+    cn = pki.common_name(cert.subject)
+    if cn:
+        texts.add(cn.lower().removesuffix("."))
+    if not texts:
+        raise AcmeProblem("unauthorized", "the certificate names no DNS identifier")
+    pairs = []
+    for text in sorted(texts):
+        wildcard = text.startswith("*.")
+        try:
+            name = pki.normalize_hostname(text.removeprefix("*."))
+        except pki.InvalidName:
+            raise AcmeProblem(
+                "unauthorized", f"the certificate's name {text!r} is not a DNS identifier"
+            ) from None
+        pairs.append((name, wildcard))
+    return pairs
+
+
+def _require_control(account: Account, cert: x509.Certificate) -> None:
+    """RFC 8555 7.6: an account other than the subscriber may revoke a certificate only if it
+    holds valid, unexpired authorizations for every name in it. A wildcard name needs a
+    wildcard authorization for its base name (dns-01 at that name, RFC 8555 7.1.3); an
+    authorization for the base name alone does not cover the wildcard, nor a wildcard
+    authorization the names below it (as Let's Encrypt matches identifiers exactly). The
+    account's binding must still be usable: an agent's revocation withdraws it all."""
+    _require_usable_binding(account)
+    needed = certificate_dns_names(cert)
+    held = set(
+        Authorization.objects.filter(
+            order__account=account,
+            status=Authorization.Status.VALID,
+            expires_at__gt=timezone.now(),
+            name__in=[name for name, _ in needed],
+        ).values_list("name", "wildcard")
+    )
+    missing = [("*." if wild else "") + name for name, wild in needed if (name, wild) not in held]
+    if missing:
+        raise AcmeProblem(
+            "unauthorized",
+            "this account did not order that certificate and holds no valid authorization "
+            f"for {', '.join(missing)}",
+        )
