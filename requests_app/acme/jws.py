@@ -208,6 +208,11 @@ def _account_for_kid(request: HttpRequest, kid) -> Account:
 
 def thumbprint_of_public_key(public_key) -> str:
     """The RFC 7638 thumbprint of a cryptography public key (a CSR's, a certificate's)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return thumbprint(jose.JWKRSA(key=public_key))
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return thumbprint(jose.JWKEC(key=public_key))
+    # Any other kind (Ed25519): josepy's loader, as before (no PEM round trip for the rest).
     return thumbprint(
         jose.JWK.load(
             public_key.public_bytes(
