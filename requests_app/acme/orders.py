@@ -346,7 +346,6 @@ def finalize_order(
         raise AcmeProblem("badCSR", exc.message) from None
     order.request = req
     order.status = Order.Status.PROCESSING
-    order.save(update_fields=["request", "status"])
     approved = binding is not None and all(name_approved(n, binding.names) for n in order.names)
     services.audit(
         "acme_order_finalized",
@@ -366,9 +365,11 @@ def finalize_order(
                 req, agent=None, ip=ip, note="within the ACME account binding's approval"
             )
         except services.ServiceError:
-            return order
-        order.status = Order.Status.VALID
-        order.save(update_fields=["status"])
+            pass
+        else:
+            order.status = Order.Status.VALID
+    # One write for the order: processing (with its request), or valid when issued at once.
+    order.save(update_fields=["request", "status"])
     return order
 
 
