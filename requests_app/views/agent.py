@@ -7,9 +7,10 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
-from .. import extensions, paging, pki, profiles, services
+from .. import expiry, extensions, paging, pki, profiles, services
 from ..forms import ApproveForm, CancelForm, RejectForm, RequestFilterForm
 from ..httputil import agent_required, client_ip
 from ..models import (
@@ -88,8 +89,20 @@ def request_list(request: HttpRequest) -> HttpResponse:
                 if value not in CertificateRequest.NOT_IN_QUEUE
             ],
             "status_filter": filters.get("status", ""),
+            "expiring_counts": _expiring_counts(),
         },
     )
+
+
+def _expiring_counts() -> list[tuple[int, str]]:
+    """Certificates expiring in 7 and 30 days, unrenewed: index walks capped at
+    expiry.COUNT_CAP (shown as "1000+")."""
+    now = timezone.now()
+    counts = []
+    for days in (7, 30):
+        n = expiry.count_expiring(now=now, within_days=days)
+        counts.append((days, f"{expiry.COUNT_CAP}+" if n > expiry.COUNT_CAP else str(n)))
+    return counts
 
 
 @agent_required
