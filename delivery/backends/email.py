@@ -311,6 +311,7 @@ def expiry_context(cert) -> dict:
         "max_age_days": settings.RETRIEVAL_LINK_MAX_AGE_DAYS,
         "names": ", ".join(cert.sans) or "(none)",
         "common_name": _common_name(cert),
+        "thresholds": sorted({int(d) for d in settings.EXPIRY_REMINDER_DAYS}, reverse=True),
     }
 
 

@@ -35,7 +35,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, now, **options):
-        when = iso_datetime(now) if now else None
+        when = iso_datetime(now) if now is not None else None
         result = expiry.send_expiry_reminders(now=when)
         by_days = ", ".join(
             f"{count} at {days} day{'s' if days != 1 else ''}"
