@@ -320,3 +320,29 @@ def test_digest_goes_to_agent_notify_email_and_is_retried_after_a_failure(ca, ag
     assert server.messages[0]["To"] == "ca-team@example.test"
     digest.refresh_from_db()
     assert digest.status == ExpiryDigest.Status.SENT
+
+
+def test_reminders_count_against_the_daily_mail_limit(
+    ca, agent, smtp_server, run, quiet, settings, empty_cache
+):
+    """Reminders cannot flood a mailbox: with MAIL_PER_RECIPIENT_PER_DAY=1, the second
+    reminder to one address that day is held (pending, with the reason), not sent or lost."""
+    from django.core.cache import cache
+
+    first = issue(agent, cn="a.example.test", email="same@example.test")
+    issue(agent, cn="b.example.test", email="same@example.test")
+    cache.clear()  # the enrollments' count: this test is about the reminders' day
+    settings.MAIL_PER_RECIPIENT_PER_DAY = 1
+    with days_before(first, 6.5):
+        run()
+    assert len(reminders(smtp_server.messages, to="same@example.test")) == 1
+    held = Delivery.objects.get(kind=Delivery.Kind.EXPIRY_REMINDER, status=Delivery.Status.PENDING)
+    assert "MAIL_PER_RECIPIENT_PER_DAY" in held.last_error
+    assert ExpiryReminder.objects.count() == 2
+
+
+def test_now_option_takes_a_time_zone(ca, agent, smtp_server, run, quiet):
+    """--now with an offset means that instant: 6.5 days before expiry written in +02:00."""
+    cert = issue(agent)
+    when = (cert.not_after - dt.timedelta(days=6.5)).astimezone(dt.timezone(dt.timedelta(hours=2)))
+    assert "1 reminder(s) queued (1 at 7 days)" in run("--now", when.isoformat())
