@@ -122,8 +122,26 @@ def search(rows: QuerySet, q: str) -> QuerySet:
 
 def count_expiring(*, now: dt.datetime, within_days: int, cap: int = COUNT_CAP) -> int:
     """How many certificates expiring() lists, counted up to cap + 1 (shown as "cap+")."""
-    rows = expiring_between(now, now + dt.timedelta(days=within_days))
-    return rows.order_by()[: cap + 1].count()
+    return count_expiring_by(now=now, windows=[within_days], cap=cap)[within_days]
+
+
+def count_expiring_by(
+    *, now: dt.datetime, windows: Iterable[int], cap: int = COUNT_CAP
+) -> dict[int, int]:
+    """How many certificates expiring() lists for each window (days), each counted up to
+    cap + 1, in one walk of the index: the expiry times of the first cap + 1 certificates
+    of the longest window, counted here (no COUNT over the table)."""
+    windows = sorted(set(windows))
+    soonest = list(
+        expiring_between(now, now + dt.timedelta(days=windows[-1])).values_list(
+            "not_after", flat=True
+        )[: cap + 1]
+    )
+    counts = {}
+    for days in windows:
+        end = now + dt.timedelta(days=days)
+        counts[days] = sum(1 for not_after in soonest if not_after <= end)
+    return counts
 
 
 def reminder_windows(*, now: dt.datetime, thresholds: Iterable[int]) -> list[tuple[int, QuerySet]]:
