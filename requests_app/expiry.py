@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast, Lower
 
 from .models import (
@@ -104,20 +104,25 @@ def expiring(
     return search(rows, q) if q else rows
 
 
+#: A search that starts with one of these looks in the SANs (as stored, "DNS:host").
+SAN_PREFIXES = ("dns", "ip", "email", "uri")
+
+
 def search(rows: QuerySet, q: str) -> QuerySet:
-    """A serial uses its index, an email the request_email_lower index; anything else is
-    looked for in the subject and SANs of the rows in the window."""
+    """A serial uses its index, an email the request_email_lower index, a request ID its
+    unique index; "DNS:...", "IP:..." look in the SANs and anything else in the subject,
+    scanning the window's rows (only these two are not index lookups)."""
     if is_serial(q) and len(normalize_serial(q)) >= 16:  # short hex may be a word
         return rows.filter(serial=normalize_serial(q))
+    if q.split(":", 1)[0].lower() in SAN_PREFIXES:  # "DNS:host", "IP:addr", "email:x@y"
+        return rows.alias(sans_text=Cast("sans", TextField())).filter(sans_text__icontains=q)
     if "@" in q and not any(ch.isspace() for ch in q):
         return rows.alias(email_lower=Lower("request__requester_email")).filter(
             email_lower=q.lower()
         )
     if is_public_id(q):  # the request that this certificate answered
         return rows.filter(request__public_id=normalize_public_id(q))
-    return rows.alias(sans_text=Cast("sans", TextField())).filter(
-        Q(subject__icontains=q) | Q(sans_text__icontains=q)
-    )
+    return rows.filter(subject__icontains=q)
 
 
 def count_expiring(*, now: dt.datetime, within_days: int, cap: int = COUNT_CAP) -> int:

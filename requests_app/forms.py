@@ -326,7 +326,9 @@ class ExpiringFilterForm(forms.Form):
         label="Search",
         required=False,
         max_length=200,
-        widget=forms.TextInput(attrs={"placeholder": "serial, subject, name or email", "size": 30}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "serial, email, subject or DNS:name", "size": 30}
+        ),
     )
 
     def __init__(self, *args, **kwargs):

@@ -104,6 +104,7 @@ def test_profile_filter(agent_client, fleet):
         ("ann@EXAMPLE.test", "ann"),  # the requester's email, any case
         ("acme.example", "acme"),  # part of the subject
         ("DNS:cm.example", "cm"),  # a SAN
+        ("email:ann@example", "ann"),  # a SAN of a personal certificate
     ],
 )
 def test_search(agent_client, fleet, query, expected):
