@@ -104,6 +104,8 @@ def expiring(
     return search(rows, q) if q else rows
 
 
+#: An email search looks at this many of the address's certificates at most.
+MAX_EMAIL_CERTIFICATES = 1000
 #: A search that starts with one of these looks in the SANs (as stored, "DNS:host").
 SAN_PREFIXES = ("dns", "ip", "email", "uri")
 
@@ -117,9 +119,13 @@ def search(rows: QuerySet, q: str) -> QuerySet:
     if q.split(":", 1)[0].lower() in SAN_PREFIXES:  # "DNS:host", "IP:addr", "email:x@y"
         return rows.alias(sans_text=Cast("sans", TextField())).filter(sans_text__icontains=q)
     if "@" in q and not any(ch.isspace() for ch in q):
-        return rows.alias(email_lower=Lower("request__requester_email")).filter(
-            email_lower=q.lower()
+        # The certificates of that address first (request_email_lower), then those by
+        # primary key: given a join or a subquery, SQLite's planner walked the whole window.
+        asked = CertificateRequest.objects.alias(email_lower=Lower("requester_email")).filter(
+            email_lower=q.lower(), certificate__isnull=False
         )
+        ids = list(asked.values_list("certificate_id", flat=True)[:MAX_EMAIL_CERTIFICATES])
+        return rows.filter(pk__in=ids)
     if is_public_id(q):  # the request that this certificate answered
         return rows.filter(request__public_id=normalize_public_id(q))
     return rows.filter(subject__icontains=q)
