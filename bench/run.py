@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-from bench import pkcs11
+from bench import expiring, pkcs11
 from bench.common import ROOT, machine, postgres_available, table
 
 
@@ -131,6 +131,8 @@ def main() -> None:
         "## 2. The queue at a million (ms)\n\n"
         + table(["db", "page", "p50", "p95", "fixture"], rows)
     )
+
+    sections.append(expiring.report(run, dbs, quick))
 
     if "postgres" in dbs:
         r = run("drain", "-n", "500" if quick else "5000")

@@ -515,6 +515,23 @@ ACME_HTTP01_ADDRESS = env.str("ACME_HTTP01_ADDRESS", default="")
 ACME_HTTP01_PORT = env.int("ACME_HTTP01_PORT", default=80)
 ACME_DNS_RESOLVER = env.str("ACME_DNS_RESOLVER", default="")
 ACME_ALLOW_PRIVATE_ADDRESSES = env.bool("ACME_ALLOW_PRIVATE_ADDRESSES", default=False)
+# Expiry (manage.py send_expiry_reminders, from cron or a systemd timer; make run runs it
+# every ten minutes): the holder of a valid, unrenewed certificate is mailed once at each of
+# these days before it expires (an empty list sends none), and the agents (AGENT_NOTIFY_EMAIL,
+# else every agent's address) get one digest a UTC day of what expires within
+# EXPIRY_DIGEST_DAYS and nobody renewed (0 sends none). Both follow DELIVERY_NOTIFICATIONS.
+_reminder_days = [
+    d for d in env.list("EXPIRY_REMINDER_DAYS", default=["30", "7", "1"]) if d.strip()
+]
+EXPIRY_DIGEST_DAYS = env.int("EXPIRY_DIGEST_DAYS", default=14)
+if not all(re.fullmatch(r"[1-9]\d{0,3}", d.strip(), re.ASCII) for d in _reminder_days) or (
+    EXPIRY_DIGEST_DAYS < 0
+):
+    raise ImproperlyConfigured(
+        "EXPIRY_REMINDER_DAYS must be whole days of at least 1 (e.g. 30,7,1) and "
+        "EXPIRY_DIGEST_DAYS at least 0"
+    )
+EXPIRY_REMINDER_DAYS = sorted({int(d) for d in _reminder_days})
 
 _TASK_BACKENDS = {
     "database": "django_tasks_db.DatabaseBackend",

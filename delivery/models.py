@@ -33,6 +33,7 @@ class Delivery(models.Model):
         CERTIFICATE_REVOKED = "certificate_revoked", "certificate revoked (to the holder)"
         EMAIL_CONFIRMATION = "email_confirmation", "email confirmation code (to the requester)"
         ACME_CREDENTIALS = "acme_credentials", "ACME account credentials (to the requester)"
+        EXPIRY_REMINDER = "expiry_reminder", "expiry reminder (to the holder)"
 
     # What URLs, headers and pages show: random, so that nobody can walk the outbox by
     # counting (the integer primary key stays internal).
@@ -157,3 +158,64 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"worker {self.worker_id} on {self.hostname} (pid {self.pid})"
+
+
+class ExpiryReminder(models.Model):
+    """A certificate's holder was reminded (or is being reminded) that it expires, at one
+    threshold (EXPIRY_REMINDER_DAYS). The unique (certificate, days) pair is the claim:
+    whichever process inserts it first queues the reminder, every other one skips it."""
+
+    certificate = models.ForeignKey(
+        Certificate, on_delete=models.PROTECT, related_name="expiry_reminders"
+    )
+    days = models.PositiveSmallIntegerField(help_text="Days before expiry (the threshold).")
+    delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["certificate", "days"], name="one_expiry_reminder_per_threshold"
+            )
+        ]
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.days}-day reminder for {self.certificate.serial}"
+
+
+class ExpiryDigest(models.Model):
+    """The agents' daily list of certificates about to lapse, one row per UTC day and agent
+    address: the unique pair makes it once a day, a compare-and-swap claim sends it once,
+    and a failed try is retried with the outbox's backoff. (Not a Delivery: a Delivery
+    belongs to one certificate request, a digest to none.)"""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    day = models.DateField()
+    recipient = models.CharField(max_length=254)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    certificates = models.PositiveIntegerField(
+        default=0, help_text="How many certificates the sent digest listed."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "recipient"], name="one_expiry_digest_per_day")
+        ]
+        ordering = ["-day", "recipient"]
+
+    def __str__(self) -> str:
+        return f"expiry digest of {self.day} to {self.recipient} ({self.status})"

@@ -3,13 +3,14 @@
 from django.urls import path
 
 from .revocation import views as revocation
-from .views import acme_accounts, agent, agent_certificates, renewal
+from .views import acme_accounts, agent, agent_certificates, expiring, renewal
 
 app_name = "agent"
 
 urlpatterns = [
     path("", agent.request_list, name="request_list"),
     path("find/", agent.find, name="find"),
+    path("expiring/", expiring.expiring, name="expiring"),
     path("requests/<str:public_id>/", agent.request_detail, name="request_detail"),
     path("requests/<str:public_id>/approve/", agent.approve, name="approve"),
     path("requests/<str:public_id>/reject/", agent.reject, name="reject"),

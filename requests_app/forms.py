@@ -311,6 +311,33 @@ class RequestFilterForm(forms.Form):
         ]
 
 
+class ExpiringFilterForm(forms.Form):
+    """The agents' Expiring page: the window, a profile, a search."""
+
+    within = forms.TypedChoiceField(
+        label="Expiring within",
+        required=False,
+        coerce=int,
+        empty_value=30,
+        choices=[(str(days), f"{days} days") for days in (7, 30, 90)],
+    )
+    profile = forms.ChoiceField(required=False)
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={"placeholder": "serial, email, subject or DNS:name", "size": 30}
+        ),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["profile"].choices = [("", "any profile")] + [
+            (p.name, p.label) for p in all_profiles(enabled_only=False)
+        ]
+
+
 def _san_text(entry: str) -> str:
     """One SAN as "DNS:x", "IP:y" or "email:z"; a bare hostname, IP or address is accepted."""
     kind, sep, value = entry.partition(":")

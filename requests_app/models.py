@@ -265,6 +265,12 @@ class Certificate(models.Model):
             models.Index(fields=["serial"]),
             models.Index(fields=["-created"]),
             models.Index(fields=["ca", "status"], name="certificate_ca_status"),
+            # What expires next (requests_app.expiry): the Expiring page, its counts, the
+            # reminders; with a profile filter the second one.
+            models.Index(fields=["status", "not_after"], name="certificate_expiry"),
+            models.Index(
+                fields=["profile", "status", "not_after"], name="certificate_profile_expiry"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -126,6 +126,7 @@ SHIPPED = [
     ("notify", "request_waiting"),
     ("notify", "request_rejected"),
     ("notify", "request_canceled"),
+    ("notify", "expiry_reminder"),
     ("webhook", "certificate"),
     ("test", "certificate"),
     ("test", "link"),

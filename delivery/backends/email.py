@@ -12,6 +12,7 @@ import smtplib
 import threading
 import time
 
+from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, mailers
@@ -19,8 +20,9 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
-from requests_app import downloads, links, profiles, services, throttle
+from requests_app import downloads, expiry, links, profiles, services, throttle
 
 from .base import BaseDeliveryBackend, DeliveryError, DeliveryHeld, SendResult
 
@@ -253,12 +255,15 @@ class NotificationEmail(BaseEmailBackend):
         "request_canceled",
         "certificate_revoked",
         "email_confirmation",
+        "expiry_reminder",
     )
 
     def context(self, delivery) -> dict:
         context = super().context(delivery)
         if delivery.kind == "email_confirmation":
             context.update(confirmation_context(delivery.request))
+        elif delivery.kind == "expiry_reminder":
+            context.update(expiry_context(delivery.certificate))
         return context
 
 
@@ -279,3 +284,42 @@ def confirmation_context(request) -> dict:
         "deadline": request.confirm_email_deadline(),
         "days": settings.EMAIL_CONFIRMATION_DAYS,
     }
+
+
+def expiry_context(cert) -> dict:
+    """What an expiry reminder says, read when it is sent: a certificate revoked, renewed or
+    expired since the reminder was queued gets none (a permanent failure that says why)."""
+    now = timezone.now()
+    why = None
+    if cert is None:
+        why = "it names no certificate"
+    elif cert.status != cert.Status.VALID:
+        why = f"certificate {cert.serial} was revoked after the reminder was queued"
+    elif cert.not_after <= now:
+        why = f"certificate {cert.serial} has expired"
+    elif expiry.is_renewed(cert):
+        why = f"certificate {cert.serial} was renewed after the reminder was queued"
+    if why:
+        raise DeliveryError(f"not sent: {why}", permanent=True)
+    request = cert.issued_request
+    left = cert.not_after - now
+    return {
+        "days_left": left.days,
+        "renewal_method": expiry.renewal_method(request.channel if request else None),
+        "pending_renewal": expiry.pending_renewal(cert),
+        "retrieval_url": links.retrieval_url(cert),
+        "max_age_days": settings.RETRIEVAL_LINK_MAX_AGE_DAYS,
+        "names": ", ".join(cert.sans) or "(none)",
+        "common_name": _common_name(cert),
+        "thresholds": sorted({int(d) for d in settings.EXPIRY_REMINDER_DAYS}, reverse=True),
+    }
+
+
+def _common_name(cert) -> str:
+    """What the subject line calls the certificate: its CN, else its first name, else its serial."""
+    names = cert.x509.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if names and str(names[0].value).strip():
+        return str(names[0].value).strip()
+    if cert.sans:
+        return cert.sans[0].partition(":")[2] or cert.sans[0]
+    return cert.serial

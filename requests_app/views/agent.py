@@ -7,9 +7,10 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
-from .. import extensions, paging, pki, profiles, services
+from .. import expiry, extensions, paging, pki, profiles, services
 from ..forms import ApproveForm, CancelForm, RejectForm, RequestFilterForm
 from ..httputil import agent_required, client_ip
 from ..models import (
@@ -88,8 +89,17 @@ def request_list(request: HttpRequest) -> HttpResponse:
                 if value not in CertificateRequest.NOT_IN_QUEUE
             ],
             "status_filter": filters.get("status", ""),
+            "expiring_counts": _expiring_counts(),
         },
     )
+
+
+def _expiring_counts() -> list[tuple[int, str]]:
+    """Certificates expiring in 7 and 30 days, unrenewed: one index walk capped at
+    expiry.COUNT_CAP (shown as "1000+")."""
+    counts = expiry.count_expiring_by(now=timezone.now(), windows=(7, 30))
+    cap = expiry.COUNT_CAP
+    return [(days, f"{cap}+" if n > cap else str(n)) for days, n in counts.items()]
 
 
 @agent_required
