@@ -419,3 +419,78 @@ def test_search_lists_personal_certificates_to_agents_only(client, ca, agent, dj
     wrong = _post(client, "/ca/rest/certs/search", {}, HTTP_AUTHORIZATION=basic("agent1", "no"))
     _error(wrong, 401, "com.netscape.certsrv.base.UnauthorizedException")
     assert client.get(f"/ca/rest/certs/0x{personal.serial}").status_code == 200
+
+
+# --- links --------------------------------------------------------------------------------
+
+URL_KEYS = ("requestURL", "certURL", "profileURL")
+
+
+def _links(body) -> list[tuple[str, str]]:
+    """Every (kind, URL) an answer hands the client to follow."""
+    found = []
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key in URL_KEYS and isinstance(value, str):
+                found.append((key, value))
+            elif key == "Link":
+                found += [("next", link["href"]) for link in value if link.get("rel") == "next"]
+            else:
+                found += _links(value)
+    elif isinstance(body, list):
+        for value in body:
+            found += _links(value)
+    return found
+
+
+def test_every_url_in_the_answers_is_served(client, ca, agent, agent_header):
+    """Every requestURL, certURL, profileURL and next link the API answers with is an
+    absolute URL of this portal that answers 200 with JSON, and what it answers links on
+    (followed to the end); a POSTed search's next pages continue the same search."""
+    issued = []
+    for n in range(3):
+        req = services.submit_request(
+            profile="server", csr=make_csr(cn=f"l{n}.example.test"), requester_email="o@x.test"
+        )
+        issued.append(services.approve_request(req, agent=agent))
+    services.revoke_certificate(issued[0], reason="keyCompromise", actor=agent)
+    for n in range(2):
+        services.submit_request(
+            profile="server", csr=make_csr(cn=f"p{n}.example.test"), requester_email="o@x.test"
+        )
+    enrolled = _post(client, "/ca/rest/certrequests", _enrollment(make_csr(cn="e.example.test")))
+    issued_request = issued[1].issued_request
+    answers = [
+        client.get("/ca/rest/certrequests/profiles"),
+        enrolled,
+        client.get(f"/ca/rest/certrequests/{ids.request_decimal(issued_request)}"),
+        _post(client, "/ca/rest/certs/search?size=1", {"status": "VALID"}),
+        client.get("/ca/rest/certs/search?size=1&status=VALID"),
+        client.get("/ca/rest/agent/certrequests?pageSize=1", **agent_header),
+    ]
+    queue = []
+    for response in answers:
+        assert response.status_code == 200, response.content[:300]
+        queue += _links(response.json())
+    seen: set[str] = set()
+    kinds: set[str] = set()
+    while queue:
+        kind, url = queue.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        kinds.add(kind)
+        assert url.startswith("http://testserver/ca/rest/"), url
+        response = client.get(url, **agent_header)
+        assert response.status_code == 200, (kind, url, response.content[:300])
+        assert response["Content-Type"] == "application/json"
+        queue += _links(response.json())
+    assert kinds == {"requestURL", "certURL", "profileURL", "next"}
+    # The POSTed search's pages hold the valid certificates only, each once: the body's
+    # criteria, not a criterion in the POST's query (which the POST itself ignores).
+    page = _post(client, "/ca/rest/certs/search?size=1&status=REVOKED", {"status": "VALID"}).json()
+    listed = [entry["id"] for entry in page["entries"]]
+    while "Link" in page:
+        page = client.get(page["Link"][0]["href"]).json()
+        listed += [entry["id"] for entry in page["entries"]]
+    assert sorted(listed) == sorted(f"0x{cert.serial}" for cert in issued[1:])

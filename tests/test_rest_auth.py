@@ -26,6 +26,7 @@ pytestmark = pytest.mark.usefixtures("empty_cache")
 
 Status = CertificateRequest.Status
 QUEUE = "/ca/rest/agent/certrequests"
+CERTS = "/ca/rest/certs/search"
 UNAUTHORIZED = "com.netscape.certsrv.base.UnauthorizedException"
 FORBIDDEN = "com.netscape.certsrv.base.ForbiddenException"
 BAD_REQUEST = "com.netscape.certsrv.base.BadRequestException"
@@ -56,6 +57,10 @@ def _error(response, status: int, class_name: str) -> dict:
     assert body["ClassName"] == class_name
     assert isinstance(body["Attributes"]["Attribute"], list) and body["Code"] == status
     return body
+
+
+def _last_audit_pk() -> int:
+    return AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
 def _review(client, req, **headers) -> dict:
@@ -148,6 +153,44 @@ def test_a_non_agent_is_forbidden(client, django_user_model, ca):
     django_user_model.objects.create_user("clerk", "clerk@example.test", "clerk-pass-123")
     response = client.get(QUEUE, HTTP_AUTHORIZATION=basic("clerk", "clerk-pass-123"))
     assert "not a Certificate Manager agent" in _error(response, 403, FORBIDDEN)["Message"]
+
+
+def test_a_non_agent_with_the_right_password_leaves_no_login_row(
+    client_factory, django_user_model, ca
+):
+    """A non-agent's right password is refused before anything is recorded: no
+    `agent_login` row (nor any other) on any call, and no REST session to carry it, for a
+    program that keeps no cookie as for one that does."""
+    django_user_model.objects.create_user("clerk", "clerk@example.test", "clerk-pass-123")
+    header = basic("clerk", "clerk-pass-123")
+    before = _last_audit_pk()
+    keeper = client_factory()
+    for client in (client_factory(), client_factory(), keeper, keeper):
+        _error(client.get(QUEUE, HTTP_AUTHORIZATION=header), 403, FORBIDDEN)
+        assert auth.SESSION_KEY not in client.session
+    # A public resource that shows agents more takes the non-agent as anonymous, silently.
+    assert client_factory().get(CERTS, HTTP_AUTHORIZATION=header).status_code == 200
+    rows = AuditEvent.objects.filter(pk__gt=before)
+    assert not rows.exists(), list(rows.values_list("action", flat=True))
+
+
+def test_a_staff_non_agent_with_password_and_code_is_refused_before_the_code(
+    client, django_user_model, ca
+):
+    """Staff owe a second factor but are no agents: password + a valid TOTP code is refused
+    without checking (and using up) the code, without a second-factor or login row."""
+    staff = django_user_model.objects.create_user(
+        "sam", "sam@example.test", AGENT_PASSWORD, is_staff=True
+    )
+    assert services.needs_second_factor(staff) and not services.is_active_agent(staff)
+    device = add_totp_device(staff)
+    before = _last_audit_pk()
+    response = client.get(QUEUE, HTTP_AUTHORIZATION=basic("sam", agent_secret(device)))
+    assert "not a Certificate Manager agent" in _error(response, 403, FORBIDDEN)["Message"]
+    device.refresh_from_db()
+    assert device.last_t == -1  # the code was not spent
+    rows = AuditEvent.objects.filter(pk__gt=before)
+    assert not rows.exists(), list(rows.values_list("action", flat=True))
 
 
 def test_a_web_session_cookie_is_no_rest_credential(client, agent, pending_request):
@@ -267,6 +310,26 @@ def test_the_agent_certificate_session_needs_the_same_certificate(client, ca, ag
     assert client.get(QUEUE, **_cert_header(cert)).status_code == 200
     _error(client.get(QUEUE, REMOTE_ADDR=PROXY), 401, UNAUTHORIZED)
     assert pki.sha256_hex(cert.x509) == client.session[auth.SESSION_KEY]["fingerprint"]
+
+
+def test_an_agent_certificate_of_a_former_agent_is_refused_without_a_login_row(
+    client_factory, ca, agent, trusted_proxy
+):
+    """A certificate linked while its owner was an agent stops working when the owner
+    stops being one: the refusal is audited as the web certificate login audits it
+    (not_an_agent), with no login row, on a fresh connection and in the session it opened."""
+    bob = make_agent("bob")
+    cert, _key = issue_agent_certificate(bob, agent)
+    keeper = client_factory()
+    assert keeper.get(QUEUE, **_cert_header(cert)).status_code == 200
+    logins = AuditEvent.objects.filter(action__in=("agent_login", "agent_certificate_login"))
+    assert logins.count() == 1
+    bob.groups.clear()
+    for client in (keeper, client_factory()):
+        assert client.get(QUEUE, **_cert_header(cert)).status_code in (401, 403)
+    assert logins.count() == 1
+    refused = AuditEvent.objects.filter(action="agent_certificate_login_refused")
+    assert {row.details["reason"] for row in refused} == {"not_an_agent"}
 
 
 def _redis_cache():

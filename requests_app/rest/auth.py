@@ -48,6 +48,10 @@ def _unauthorized(message: str) -> RestError:
     return RestError("Unauthorized", message, headers={"WWW-Authenticate": REALM})
 
 
+def _not_an_agent(user) -> RestError:
+    return RestError("Forbidden", f"{user.get_username()} is not a Certificate Manager agent")
+
+
 def _locked() -> RestError:
     minutes = settings.AGENT_LOGIN_LOCKOUT_MINUTES
     return RestError(
@@ -171,6 +175,10 @@ def _from_basic(request: HttpRequest, username: str, secret: str):
             raise _locked()
         if user is None:
             raise _unauthorized("Wrong user name or password")
+        if not services.is_active_agent(user):
+            # Refused before anything is recorded or spent: no login row, no second-factor
+            # check (a code is not used up), no REST session.
+            raise _not_an_agent(user)
         if services.needs_second_factor(user):
             if login_throttle.is_locked(request, user):
                 raise _locked()
@@ -223,7 +231,7 @@ def authenticated_agent(request: HttpRequest):
             "followed by the current authenticator code"
         )
     if not services.is_active_agent(user):
-        raise RestError("Forbidden", f"{user.get_username()} is not a Certificate Manager agent")
+        raise _not_an_agent(user)
     return user
 
 

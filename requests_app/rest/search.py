@@ -7,10 +7,9 @@ import datetime as dt
 import re
 
 from django.db.models import Q, QuerySet
-from django.db.models.functions import Length
 
 from .. import pki, profiles
-from ..models import Certificate
+from ..models import MAX_SERIAL_LENGTH, Certificate
 from . import ids
 from .errors import RestError
 from .shapes import REASON_CODES
@@ -28,6 +27,8 @@ SUBJECT_FIELDS = {
 }
 STATUSES = ("VALID", "INVALID", "REVOKED", "EXPIRED", "REVOKED_EXPIRED")
 MAX_VALUE = 256
+#: The largest serial Certificate.serial holds (and serial_sort pads to).
+LARGEST_SERIAL = 16**MAX_SERIAL_LENGTH - 1
 
 
 def _flag(criteria: dict, name: str) -> bool:
@@ -80,22 +81,20 @@ def _range(rows: QuerySet, criteria: dict, field: str, low: str, high: str) -> Q
 
 
 def _serial_range(rows: QuerySet, low: int | None, high: int | None) -> QuerySet:
-    """Serials are stored as lower-case hex without leading zeros, so numeric order is
-    (length, text) order: the range is two indexed comparisons, no scan in Python."""
-    if low is None and high is None:
-        return rows
-    rows = rows.annotate(serial_length=Length("serial"))
+    """Serials are hex text; Certificate.serial_sort is the serial zero-padded to a fixed
+    width (computed and indexed by the database), whose text order is numeric order: the
+    range is an indexed range, compared in the same padded form."""
     if low is not None:
-        text = format(low, "x")
-        rows = rows.filter(
-            Q(serial_length__gt=len(text)) | Q(serial_length=len(text), serial__gte=text)
-        )
-    if high is not None:
-        text = format(high, "x")
-        rows = rows.filter(
-            Q(serial_length__lt=len(text)) | Q(serial_length=len(text), serial__lte=text)
-        )
+        if low > LARGEST_SERIAL:
+            return rows.none()
+        rows = rows.filter(serial_sort__gte=_padded(low))
+    if high is not None and high < LARGEST_SERIAL:
+        rows = rows.filter(serial_sort__lte=_padded(high))
     return rows
+
+
+def _padded(serial: int) -> str:
+    return format(serial, "x").rjust(MAX_SERIAL_LENGTH, "0")
 
 
 def _status(rows: QuerySet, status: str) -> QuerySet:

@@ -57,7 +57,7 @@ def profile_entry(request: HttpRequest, dogtag_id: str, profile: profiles.Profil
         "profileId": dogtag_id,
         "profileName": profile.label,
         "profileDescription": profile.description,
-        "profileURL": absolute(request, f"/ca/rest/profiles/{dogtag_id}"),
+        "profileURL": absolute(request, f"/ca/rest/certrequests/profiles/{dogtag_id}"),
     }
 
 

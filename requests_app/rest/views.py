@@ -226,7 +226,20 @@ def certificate_search(request: HttpRequest) -> HttpResponse:
     entries = [shapes.cert_data_info(cert) for cert in rows[:size]]
     next_url = ""
     if more:
-        query = {k: v for k, v in request.GET.items() if k != "start"}
+        # The next page of the same search, as a GET: a POST's criteria (its body, not its
+        # query) travel in the query, which a GET reads as criteria (JSON true/false as
+        # "true"/"false"); paging comes from the query only.
+        if request.method == "POST":
+            query = {"size": size}
+            for name, value in criteria.items():
+                if name in ("start", "size"):
+                    continue
+                if isinstance(value, bool):
+                    query[name] = "true" if value else "false"
+                elif isinstance(value, (str, int, float)):
+                    query[name] = value
+        else:
+            query = {k: v for k, v in request.GET.items() if k != "start"}
         query["start"] = start + size
         next_url = request.build_absolute_uri(f"{request.path}?{urlencode(query)}")
     return reply(shapes.collection(entries, total=start + len(entries), next_url=next_url))
