@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from .authority import authority_key_identifier
+from .authority import CA_KEY_USAGE, authority_key_identifier
 from .clock import utcnow
 from .errors import CAError, InvalidName, PKIError
 from .names import normalize_hostname, parse_dn
@@ -19,19 +19,6 @@ from .names import normalize_hostname, parse_dn
 
 class NameNotPermitted(PKIError):
     """A name the issuing CA (or a CA above it) may not certify under its name constraints."""
-
-
-CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
 
 
 def dns_constraint(text: str) -> str:
