@@ -70,14 +70,19 @@ def _store_ca(
     CertificateAuthority.objects.forget_default()
     audit(action, actor=actor, ca=ca, subject=ca.subject, **details)
     signals.ca_installed.send(sender=CertificateAuthority, ca=ca, action=action, actor=actor)
-    # Stored last: if anything above fails the transaction leaves no orphan key behind.
+    store_key_last(backend, ca, key, filename)
+    return ca
+
+
+def store_key_last(backend, ca: CertificateAuthority, key, filename: str) -> None:
+    """Hand a new CA's key to its backend, as the last step of the CA's transaction: if
+    anything before it fails, no orphan key is left behind."""
     try:
         backend.store_key(ca, key)
     except pki.CAError as exc:
         raise CARefused(str(exc)) from None
     except OSError as exc:
         raise CARefused(f"cannot write the key file {filename}: {exc.strerror or exc}") from None
-    return ca
 
 
 def hand_over_default(current: CertificateAuthority, chain: list[pki.X509Certificate]) -> None:

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from .. import keys, pki, signals
 from ..models import CertificateAuthority
 from .audit_log import audit
-from .authorities import _key_backend, _store_ca, hand_over_default
+from .authorities import _key_backend, _store_ca, hand_over_default, store_key_last
 from .errors import CARefused
 
 User = AbstractBaseUser
@@ -77,13 +77,7 @@ def request_subordinate_ca(
         csr_pem=pki.csr_to_pem(csr),
     )
     audit("ca_csr_created", actor=actor, ca=ca, subject=ca.subject, key_type=key_type, **details)
-    # Stored last: if anything above fails the transaction leaves no orphan key behind.
-    try:
-        backend.store_key(ca, key)
-    except pki.CAError as exc:
-        raise CARefused(str(exc)) from None
-    except OSError as exc:
-        raise CARefused(f"cannot write the key file {filename}: {exc.strerror or exc}") from None
+    store_key_last(backend, ca, key, filename)
     return ca
 
 
