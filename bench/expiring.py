@@ -87,6 +87,14 @@ def main() -> None:
         "expiring, search serial": lambda k: f"/agent/expiring/?within=90&q={picks[k][0]}",
         "expiring, search email": lambda k: f"/agent/expiring/?within=90&q={picks[k][1]}",
         "expiring, search subject": lambda k: f"/agent/expiring/?within=30&q=h{k}7.bench",
+        # The CN of a certificate in the window (u123@... holds CN=h123.bench.test).
+        "expiring, search subject, found": lambda k: (
+            "/agent/expiring/?within=90&q="
+            + picks[k][1].split("@")[0].replace("u", "h", 1)
+            + ".bench"
+        ),
+        # A prefix of a tenth of all CNs: too common to look up, matched along the window.
+        "expiring, search subject, common prefix": lambda k: "/agent/expiring/?within=90&q=h1",
         "queue page with the counts": lambda k: "/agent/",
     }
     samples: dict[str, list[float]] = {name: [] for name in pages}
@@ -275,6 +283,9 @@ def explain(connection, expiry, picks) -> dict[str, str]:
         "search by email, the lookup": expiry.lookup_query(picks[0][1]),
         "search by subject": expiry.expiring(now=now, within_days=30, q="h17.bench")[:51],
         "search by subject, the lookup": expiry.lookup_query("h17.bench")[:1001],
+        "search by subject, common prefix (along the window)": expiry.expiring(
+            now=now, within_days=90, q="h1"
+        )[:51],
         "page 20 of 90 days (after a cursor)": expiry.expiring(
             now=now,
             within_days=90,
