@@ -327,7 +327,7 @@ class ExpiringFilterForm(forms.Form):
         required=False,
         max_length=200,
         widget=forms.TextInput(
-            attrs={"placeholder": "serial, email, subject or DNS:name", "size": 30}
+            attrs={"placeholder": "serial, email, start of CN, DNS:name", "size": 30}
         ),
     )
 

@@ -245,6 +245,9 @@ class Certificate(models.Model):
         db_persist=True,
     )
     subject = models.TextField()
+    #: What a subject search matches the start of: the CN lower-cased, or the subject
+    #: text (pki.subject_search_key); written with the row, indexed (certificate_subject_search).
+    subject_search = models.CharField(max_length=255, blank=True, default="")
     sans = models.JSONField(default=list)
     not_before = models.DateTimeField()
     not_after = models.DateTimeField()
@@ -281,6 +284,14 @@ class Certificate(models.Model):
                 fields=["profile", "status", "not_after"], name="certificate_profile_expiry"
             ),
             models.Index(fields=["serial_sort"], name="certificate_serial_sort"),
+            # A subject search by prefix (the Expiring page): LIKE 'prefix%' on PostgreSQL
+            # (hence the pattern operator class), a range of the key on SQLite (which
+            # ignores operator classes).
+            models.Index(
+                fields=["subject_search"],
+                name="certificate_subject_search",
+                opclasses=["varchar_pattern_ops"],
+            ),
         ]
 
     def __str__(self) -> str:

@@ -10,7 +10,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from requests_app import expiry, services
@@ -139,25 +138,6 @@ def test_hostile_search_and_filters_change_nothing(agent_client, fleet):
     assert serials(agent_client.get(URL, {"q": "' OR 1=1 --"})) == set()
     assert serials(agent_client.get(URL, {"q": "%"})) == set()
     assert agent_client.get(URL, {"within": "100000"}).context["within"] == 30
-
-
-def test_pages_without_counting(agent_client, ca, agent, settings, monkeypatch):
-    """Pages follow one another by look-ahead, with no COUNT query."""
-    from requests_app.views import expiring as view
-
-    monkeypatch.setattr(view, "PAGE_SIZE", 2)
-    settings.DELIVERY_AUTOMATIC = False
-    made = [issue(agent, cn=f"h{i}.example.test", validity_days=3 + i) for i in range(5)]
-    from django.db import connection
-
-    with CaptureQueriesContext(connection) as queries:
-        first = agent_client.get(URL, {"within": 7})
-    assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
-    assert [c.serial for c in first.context["certificates"]] == [m.serial for m in made[:2]]
-    assert first.context["has_next"] and not first.context["has_previous"]
-    last = agent_client.get(URL, {"within": 7, "page": 3})
-    assert [c.serial for c in last.context["certificates"]] == [made[4].serial]
-    assert not last.context["has_next"]
 
 
 def test_queue_page_shows_the_counts(agent_client, fleet):

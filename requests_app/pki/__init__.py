@@ -131,6 +131,7 @@ from .subject import (
     check_text,
     check_values,
     escape_text,
+    subject_search_key,
 )
 
 __all__ = [
@@ -247,6 +248,7 @@ __all__ = [
     "sha256_hex",
     "sign",
     "signature_hash",
+    "subject_search_key",
     "subordinate_certificate_builder",
     "subordinate_csr_builder",
     "to_der",

@@ -300,3 +300,20 @@ def check_subject(
     except InvalidName as exc:
         raise CSRError(f"The CSR's subject is refused: {exc}.") from None
     return CheckedSubject(attributes=checked, dropped=tuple(dropped))
+
+
+#: The longest subject search key stored (Certificate.subject_search).
+SEARCH_KEY_LENGTH = 255
+
+
+def subject_search_key(subject: str) -> str:
+    """What a subject search matches the start of: the subject's common name, lower-cased
+    (the last CN when there are several), or the whole RFC 4514 subject text lower-cased
+    when it has no CN or cannot be read; at most SEARCH_KEY_LENGTH characters."""
+    try:
+        name = x509.Name.from_rfc4514_string(subject)
+        cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (ValueError, TypeError):
+        cns = []
+    text = str(cns[-1].value) if cns else subject
+    return unicodedata.normalize("NFC", text).lower()[:SEARCH_KEY_LENGTH]

@@ -121,6 +121,7 @@ def sign(
         ca=ca,
         serial=pki.serial_hex(cert.serial_number),
         subject=cert.subject.rfc4514_string(),
+        subject_search=pki.subject_search_key(cert.subject.rfc4514_string()),
         sans=[pki.san_to_text(n) for n in sans],
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,

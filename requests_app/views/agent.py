@@ -95,8 +95,8 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 
 def _expiring_counts() -> list[tuple[int, str]]:
-    """Certificates expiring in 7 and 30 days, unrenewed: one index walk capped at
-    expiry.COUNT_CAP (shown as "1000+")."""
+    """Certificates expiring in 7 and 30 days, unrenewed: each a COUNT over at most
+    expiry.COUNT_CAP + 1 entries of the expiry index (shown as "1000+")."""
     counts = expiry.count_expiring_by(now=timezone.now(), windows=(7, 30))
     cap = expiry.COUNT_CAP
     return [(days, f"{cap}+" if n > cap else str(n)) for days, n in counts.items()]

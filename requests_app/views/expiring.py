@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from .. import expiry, paging, profiles
+from .. import expiry, profiles
 from ..forms import ExpiringFilterForm
 from ..httputil import agent_required
 
@@ -21,14 +21,30 @@ def expiring(request: HttpRequest) -> HttpResponse:
     form.is_valid()  # a bad value is shown on the form; the valid filters still apply
     filters = form.cleaned_data
     within = filters.get("within") or 30
+    after = None
+    if request.GET.get("after"):
+        try:
+            after = expiry.decode_cursor(request.GET["after"])
+        except expiry.BadCursor as exc:
+            return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     now = timezone.now()
     rows = expiry.expiring(
-        now=now, within_days=within, profile=filters.get("profile") or None, q=filters.get("q")
+        now=now,
+        within_days=within,
+        profile=filters.get("profile") or None,
+        q=filters.get("q"),
+        after=after,
     )
-    # Paged without a count: a page fetches one row more than it shows.
-    page = paging.CountFreePaginator(rows, PAGE_SIZE).look_ahead_page(request.GET.get("page"))
+    # Keyset paging, no count and no OFFSET: a page is the rows after the cursor (the last
+    # row's not_after and id), one more fetched to learn whether another follows.
+    certificates = list(rows[: PAGE_SIZE + 1])
+    has_next = len(certificates) > PAGE_SIZE
+    certificates = certificates[:PAGE_SIZE]
+    next_cursor = (
+        expiry.encode_cursor(certificates[-1].not_after, certificates[-1].pk) if has_next else ""
+    )
     labels = {p.name: p.label for p in profiles.all_profiles(enabled_only=False)}
-    for cert in page.object_list:
+    for cert in certificates:
         req = cert.issued_request
         cert.profile_label = labels.get(cert.profile, cert.profile)
         cert.holder = req.requester_email if req else ""
@@ -40,11 +56,10 @@ def expiring(request: HttpRequest) -> HttpResponse:
         "agent/expiring.html",
         {
             "form": form,
-            "certificates": page.object_list,
+            "certificates": certificates,
             "within": within,
             "windows": expiry.WINDOWS,
-            "page": page.number,
-            "has_previous": page.has_previous(),
-            "has_next": page.has_next(),
+            "is_first_page": after is None,
+            "next_cursor": next_cursor,
         },
     )
