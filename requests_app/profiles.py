@@ -260,6 +260,20 @@ def all_profiles(*, enabled_only: bool = True) -> list[Profile]:
     return [p for p in _profiles().values() if p.enabled or not enabled_only]
 
 
+def dogtag_profile_ids() -> dict[str, Profile]:
+    """Dogtag profile ID -> our enabled profile, for every Dogtag protocol we speak (the EE
+    servlets and the REST API): the profiles' dogtag_ids, then DOGTAG_PROFILE_IDS, which adds,
+    moves or drops IDs ({"caFooCert": "server", "caUserCert": None})."""
+    enabled = {p.name: p for p in all_profiles()}
+    mapping = {dogtag_id: p for p in enabled.values() for dogtag_id in p.dogtag_ids}
+    for dogtag_id, name in getattr(settings, "DOGTAG_PROFILE_IDS", {}).items():
+        if name in enabled:
+            mapping[dogtag_id] = enabled[name]
+        else:
+            mapping.pop(dogtag_id, None)
+    return mapping
+
+
 def profile_names() -> list[str]:
     """The names of the enabled profiles."""
     return [p.name for p in all_profiles()]

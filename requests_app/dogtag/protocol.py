@@ -41,16 +41,8 @@ class ProtocolError(ValueError):
 
 
 def profile_ids() -> dict[str, profiles.Profile]:
-    """Dogtag profile ID -> our enabled profile: the profiles' dogtag_ids, then the setting."""
-    enabled = {p.name: p for p in profiles.all_profiles()}
-    mapping = {dogtag_id: p for p in enabled.values() for dogtag_id in p.dogtag_ids}
-    # DOGTAG_PROFILE_IDS = {"caFooCert": "server", "caUserCert": None}: add, move or drop IDs.
-    for dogtag_id, name in getattr(settings, "DOGTAG_PROFILE_IDS", {}).items():
-        if name in enabled:
-            mapping[dogtag_id] = enabled[name]
-        else:
-            mapping.pop(dogtag_id, None)
-    return mapping
+    """Dogtag profile ID -> our enabled profile."""
+    return profiles.dogtag_profile_ids()
 
 
 def profile_for_id(dogtag_id: str) -> profiles.Profile:

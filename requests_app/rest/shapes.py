@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
-from django.conf import settings
 from django.http import HttpRequest
 
 from .. import pki, profiles
@@ -30,17 +29,11 @@ REQUEST_STATUS = {
 
 
 def profile_ids() -> dict[str, profiles.Profile]:
-    """Profile ID -> our enabled profile: Dogtag's IDs (the profiles' dogtag_ids, then
-    DOGTAG_PROFILE_IDS, as on the certmonger protocol), then our own names."""
-    enabled = {p.name: p for p in profiles.all_profiles()}
-    mapping = {dogtag_id: p for p in enabled.values() for dogtag_id in p.dogtag_ids}
-    for dogtag_id, name in getattr(settings, "DOGTAG_PROFILE_IDS", {}).items():
-        if name in enabled:
-            mapping[dogtag_id] = enabled[name]
-        else:
-            mapping.pop(dogtag_id, None)
-    for name, profile in enabled.items():
-        mapping.setdefault(name, profile)
+    """Profile ID -> our enabled profile: Dogtag's IDs (as on the certmonger protocol), then
+    our own names."""
+    mapping = profiles.dogtag_profile_ids()
+    for profile in profiles.all_profiles():
+        mapping.setdefault(profile.name, profile)
     return mapping
 
 
