@@ -161,13 +161,19 @@ def test_the_migration_fills_existing_rows(ca):
     """Rows that exist before 0012 get their serial_sort when it runs."""
     Certificate.objects.bulk_create([_row(ca, n) for n in (0xABC, 2**159 - 1)])
     executor = MigrationExecutor(connection)
-    executor.migrate([("requests_app", "0012_expiry_index")])
-    with connection.cursor() as cursor:
-        columns = connection.introspection.get_table_description(cursor, Certificate._meta.db_table)
-    assert "serial_sort" not in {column.name for column in columns}
-    executor = MigrationExecutor(connection)
-    executor.migrate([("requests_app", "0013_certificate_serial_sort")])
-    assert sorted(Certificate.objects.values_list("serial_sort", flat=True)) == [
-        "abc".rjust(MAX_SERIAL_LENGTH, "0"),
-        ("7" + "f" * 39).rjust(MAX_SERIAL_LENGTH, "0"),
-    ]
+    try:
+        executor.migrate([("requests_app", "0012_expiry_index")])
+        with connection.cursor() as cursor:
+            table = Certificate._meta.db_table
+            columns = connection.introspection.get_table_description(cursor, table)
+        assert "serial_sort" not in {column.name for column in columns}
+        executor = MigrationExecutor(connection)
+        executor.migrate([("requests_app", "0013_certificate_serial_sort")])
+        assert sorted(Certificate.objects.values_list("serial_sort", flat=True)) == [
+            "abc".rjust(MAX_SERIAL_LENGTH, "0"),
+            ("7" + "f" * 39).rjust(MAX_SERIAL_LENGTH, "0"),
+        ]
+    finally:
+        # Back to the latest schema, whatever failed above: the tests after this one need it.
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
