@@ -21,6 +21,18 @@ from . import agent_auth
 from .models import APPROVE_PERMISSION
 
 
+def has_nul(value) -> bool:
+    """Whether any key or string inside a parsed JSON value holds a NUL character (JSON may
+    spell it as \\u0000; no field takes it, and PostgreSQL's text refuses it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 @cache
 def _trusted_networks(proxies: tuple[str, ...]):
     return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)

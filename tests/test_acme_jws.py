@@ -390,3 +390,27 @@ def test_hostile_headers_never_crash(client, header, payload):
     )
     assert response.status_code in (400, 403)
     assert response["Content-Type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["kid", "payload-key", "payload-value", "replaces"],
+)
+def test_a_nul_anywhere_in_a_jws_is_malformed_never_a_500(signer, where):
+    """A NUL (JSON's \\u0000) in the protected header or the payload is refused before any
+    lookup: PostgreSQL refuses NUL in text, which the CI's PostgreSQL pass turned into a 500."""
+    payload = {"identifiers": [{"type": "dns", "value": "app.example.com"}]}
+    kid = ...
+    if where == "kid":
+        kid = "http://testserver/acme/acct/\x00"
+    elif where == "payload-key":
+        payload["\x00"] = 1
+    elif where == "payload-value":
+        payload["identifiers"][0]["value"] = "app\x00.example.com"
+    else:
+        payload["replaces"] = "a\x00.b"
+    orders_before = CertificateRequest.objects.count()
+    response = signer.post("/acme/new-order", payload, kid=kid)
+    problem(response, "malformed")
+    assert "NUL" in response.json()["detail"]
+    assert CertificateRequest.objects.count() == orders_before

@@ -85,6 +85,16 @@ def test_no_credentials_is_401_json(client, ca):
     assert response["WWW-Authenticate"].startswith("Basic ")
 
 
+@pytest.mark.parametrize("user, secret", [("agent1\x00", "x"), ("a", "pw\x00"), ("\x00", "")])
+def test_a_nul_in_basic_credentials_is_401_and_looks_nothing_up(client, agent, user, secret):
+    """A NUL in the user name or password is refused before any lookup: PostgreSQL refuses
+    NUL in text, which schemathesis turned into a 500 in the CI's PostgreSQL pass."""
+    before = _last_audit_pk()
+    response = client.get(QUEUE, HTTP_AUTHORIZATION=basic(user, secret))
+    assert "NUL" in _error(response, 401, UNAUTHORIZED)["Message"]
+    assert _last_audit_pk() == before
+
+
 def test_password_alone_is_refused_when_the_second_factor_is_required(client, agent, device):
     """The right password without a code is not an agent; the failure is counted and audited."""
     response = client.get(QUEUE, HTTP_AUTHORIZATION=basic("agent1", AGENT_PASSWORD))

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.http import HttpRequest
 from django.urls import reverse
 
+from ..httputil import has_nul
 from . import nonces
 from .models import Account
 from .problems import AcmeProblem
@@ -74,16 +75,24 @@ class Verified:
             raise AcmeProblem("malformed", "the JWS payload is not JSON") from None
         if not isinstance(data, dict):
             raise AcmeProblem("malformed", "the JWS payload must be a JSON object")
+        if has_nul(data):
+            raise AcmeProblem("malformed", "the JWS payload contains a NUL character")
         return data
+
+
+def _raw_protected(jobj) -> object:
+    """The protected header as the client sent it (None when it cannot be read), read only
+    to refuse what josepy would pass on or to say why josepy refused it."""
+    try:
+        return json.loads(jose.b64.b64decode(jobj["protected"]))
+    except Exception:  # malformed anyway; the caller says so
+        return None
 
 
 def _raw_alg(jobj) -> object:
     """The alg the client named, read only to say why josepy refused the header."""
-    try:
-        protected = jose.b64.b64decode(jobj["protected"])
-        return json.loads(protected).get("alg")
-    except Exception:  # malformed anyway; the caller says so
-        return None
+    protected = _raw_protected(jobj)
+    return protected.get("alg") if isinstance(protected, dict) else None
 
 
 def parse(body: bytes) -> JWS:
@@ -98,6 +107,9 @@ def parse(body: bytes) -> JWS:
         raise AcmeProblem("malformed", "the JWS has no protected header")
     if "header" in jobj:
         raise AcmeProblem("malformed", "ACME allows no unprotected JWS header")
+    if has_nul(_raw_protected(jobj)):
+        # A kid or url with a NUL would reach the database lookups (PostgreSQL refuses it).
+        raise AcmeProblem("malformed", "the JWS protected header contains a NUL character")
     try:
         return JWS.from_json(jobj)
     except Exception:  # josepy meets hostile input with many kinds of errors; all mean malformed

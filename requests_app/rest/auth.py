@@ -95,6 +95,10 @@ def _basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
     username, colon, secret = decoded.partition(":")
     if not colon or not username:
         raise _unauthorized("The Authorization header is not valid Basic credentials")
+    if "\x00" in decoded:
+        # No user name or password holds a NUL (Django's login form refuses it too), and
+        # PostgreSQL refuses it in the lookup: refused here, before anything is looked up.
+        raise _unauthorized("The Authorization header holds a NUL character")
     return username, secret
 
 

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import services
+from ..httputil import has_nul
 from .errors import RestError, error_response
 
 logger = logging.getLogger(__name__)
@@ -49,21 +50,10 @@ def json_body(request: HttpRequest, *, required: bool = True) -> dict:
         raise RestError("BadRequest", f"The request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise RestError("BadRequest", "The request body must be a JSON object")
-    if _has_nul(data):
+    if has_nul(data):
         # JSON may spell NUL as \u0000; no field takes it (PostgreSQL text refuses it).
         raise RestError("BadRequest", "The request body contains a NUL character")
     return data
-
-
-def _has_nul(value) -> bool:
-    """Whether any key or string inside a parsed JSON value holds a NUL character."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def service_error(exc: services.ServiceError) -> RestError:
