@@ -97,3 +97,48 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# --- interleaved rounds ---------------------------------------------------------------------
+# Every figure is a ratio from rounds in which each side runs once, in a shuffled order, so
+# that a noisy neighbour slows both sides of a round alike. A side is a callable that runs
+# one round and returns (seconds, items done); it may run in this process or drive another.
+
+MIN_ROUNDS = 5
+
+
+def interleaved(sides: dict, rounds: int = MIN_ROUNDS, *, seed: int | None = None) -> dict:
+    """Run each side once per round, sides shuffled per round; {side: [items/s per round]}."""
+    import random
+
+    if rounds < MIN_ROUNDS:
+        raise ValueError(f"at least {MIN_ROUNDS} rounds")
+    rng = random.Random(seed)  # an order to run things in, not a secret
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        order = list(sides)
+        rng.shuffle(order)
+        for name in order:
+            seconds, items = sides[name]()
+            rates[name].append(items / seconds)
+    return rates
+
+
+def ratios(rates: dict, numerator: str, denominator: str) -> list[float]:
+    """Per-round ratios of two sides' rates (same round with same round)."""
+    return [a / b for a, b in zip(rates[numerator], rates[denominator], strict=True)]
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min and max of per-round values."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "rounds": len(values),
+    }
+
+
+def shown(s: dict, digits: int = 3) -> str:
+    """A spread as `median [min-max]`."""
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
