@@ -114,28 +114,46 @@ def _table(model_name: str) -> str:
     return getattr(models, model_name)._meta.db_table
 
 
+def locked_head_query(connection, *, also: str = "") -> str:
+    """The SELECT that reads the chain head and locks it until commit; `also`: more
+    expressions to compute in the same round trip (the approval's fixed statements).
+    Its parameter is HEAD_ID."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    table = connection.ops.quote_name(_table("AuditChainHead"))
+    extra = f", {also}" if also else ""
+    columns = f"seq, hash, checkpoint_seq, checkpoint_at{extra}"
+    return f"SELECT {columns} FROM {table} WHERE id = %s{lock}"  # noqa: S608 - our table
+
+
+def create_head(using: str) -> None:
+    """A fresh (or flushed) database: the first writer makes the head; a racing one
+    inserts nothing and then waits for the lock like everyone else."""
+    from .models import AuditChainHead
+
+    AuditChainHead.objects.using(using).bulk_create(
+        [AuditChainHead(pk=HEAD_ID, seq=0, hash=GENESIS, mac=head_mac(0, GENESIS))],
+        ignore_conflicts=True,
+    )
+
+
 def _locked_head(using: str) -> _Head:
     """Read the chain head, locking it until commit. Raw SQL: this runs in every audited
     transaction, and the ORM's statement building costs more than the statement."""
     connection = connections[using]
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    table = connection.ops.quote_name(_table("AuditChainHead"))
-    query = f"SELECT seq, hash, checkpoint_seq, checkpoint_at FROM {table} WHERE id = %s{lock}"  # noqa: S608 - our table
+    query = locked_head_query(connection)
     with connection.cursor() as cursor:
         cursor.execute(query, [HEAD_ID])
         row = cursor.fetchone()
         if row is None:
-            # A fresh (or flushed) database: the first writer makes the head; a racing
-            # one inserts nothing and then waits for the lock like everyone else.
-            from .models import AuditChainHead
-
-            AuditChainHead.objects.using(using).bulk_create(
-                [AuditChainHead(pk=HEAD_ID, seq=0, hash=GENESIS, mac=head_mac(0, GENESIS))],
-                ignore_conflicts=True,
-            )
+            create_head(using)
             cursor.execute(query, [HEAD_ID])
             row = cursor.fetchone()
-    seq, hash_, checkpoint_seq, checkpoint_at = row
+    return head_from_row(row)
+
+
+def head_from_row(row) -> _Head:
+    """The head from the first four columns locked_head_query returns."""
+    seq, hash_, checkpoint_seq, checkpoint_at = row[:4]
     if isinstance(checkpoint_at, str):
         checkpoint_at = parse_datetime(checkpoint_at)
     if isinstance(checkpoint_at, dt.datetime) and timezone.is_naive(checkpoint_at):
@@ -143,7 +161,9 @@ def _locked_head(using: str) -> _Head:
     return _Head(seq, hash_, checkpoint_seq, checkpoint_at)
 
 
-def _save_head(head: _Head, *, using: str, checkpoint: bool) -> None:
+def head_update(head: _Head, *, using: str, checkpoint: bool) -> tuple[str, list]:
+    """The UPDATE that moves the head to `head` (and its checkpoint, when one was written),
+    as SQL and parameters, for a caller that runs it with other statements."""
     connection = connections[using]
     table = connection.ops.quote_name(_table("AuditChainHead"))
     columns, values = (
@@ -160,11 +180,14 @@ def _save_head(head: _Head, *, using: str, checkpoint: bool) -> None:
             head.checkpoint_seq,
             connection.ops.adapt_datetimefield_value(head.checkpoint_at),
         ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {', '.join(columns)} WHERE id = %s",  # noqa: S608 - our table
-            [*values, HEAD_ID],
-        )
+    sql = f"UPDATE {table} SET {', '.join(columns)} WHERE id = %s"  # noqa: S608 - our table
+    return sql, [*values, HEAD_ID]
+
+
+def _save_head(head: _Head, *, using: str, checkpoint: bool) -> None:
+    sql, params = head_update(head, using=using, checkpoint=checkpoint)
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def chain(events: list, *, using: str) -> None:
@@ -174,6 +197,17 @@ def chain(events: list, *, using: str) -> None:
     if not transaction.get_connection(using).in_atomic_block:
         raise RuntimeError("audit rows are chained inside the transaction that inserts them")
     head = _locked_head(using)
+    checkpoint = link(events, head, using=using)
+    _save_head(head, using=using, checkpoint=checkpoint)
+
+
+def link(events: list, head: _Head, *, using: str) -> bool:
+    """Chain unsaved events after `head`, which the caller has read with
+    locked_head_query in this transaction, and move `head` past them (in memory; the
+    caller writes it with head_update). Writes a checkpoint row when one is due and says
+    whether it did. Call right before the events are inserted, in that transaction."""
+    if not transaction.get_connection(using).in_atomic_block:
+        raise RuntimeError("audit rows are chained inside the transaction that inserts them")
     now = timezone.now()
     seq, previous = head.seq, head.hash
     for event in events:
@@ -189,7 +223,7 @@ def chain(events: list, *, using: str) -> None:
     checkpoint = _checkpoint_due(head, now)
     if checkpoint:
         _write_checkpoint(head, now, using=using)
-    _save_head(head, using=using, checkpoint=checkpoint)
+    return checkpoint
 
 
 def _checkpoint_due(head, now: dt.datetime) -> bool:

@@ -31,7 +31,9 @@ from .describe import CertificateSummary, csr_alt_names, describe_certificate, d
 from .errors import CAError, CSRError, InvalidName, OCSPRequestError, PKIError, WrongPassphrase
 from .formats import (
     PKCS12_FORMATS,
+    Encoded,
     X509Certificate,
+    encoded,
     fingerprint,
     load_pem,
     sha1_fingerprint,
@@ -158,6 +160,7 @@ __all__ = [
     "CSRInfo",
     "CertificateSummary",
     "CheckedSubject",
+    "Encoded",
     "Finding",
     "GeneralName",
     "InvalidName",
@@ -203,6 +206,7 @@ __all__ = [
     "describe_csr_key",
     "dns_constraint",
     "dns_name_within",
+    "encoded",
     "encrypt_key_strongly",
     "encrypt_private_key",
     "escape_text",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from dataclasses import dataclass
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
@@ -22,6 +26,25 @@ def to_pem(cert: x509.Certificate) -> str:
 def to_der(cert: x509.Certificate) -> bytes:
     """The certificate as DER bytes."""
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A certificate's stored encodings, made from its DER once (issuance's hot path)."""
+
+    der: bytes
+    pem: str
+    sha256_hex: str
+
+
+def encoded(cert: x509.Certificate) -> Encoded:
+    """The DER, PEM and SHA-256 fingerprint of cert, from one serialisation: the PEM is
+    the DER in base64 lines of 64 (what public_bytes(PEM) writes), the fingerprint its hash."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    text = base64.b64encode(der).decode()
+    lines = "\n".join(text[i : i + 64] for i in range(0, len(text), 64))
+    pem = f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"
+    return Encoded(der=der, pem=pem, sha256_hex=hashlib.sha256(der).hexdigest())
 
 
 def load_pem(pem: str | bytes) -> x509.Certificate:

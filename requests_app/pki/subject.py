@@ -306,12 +306,14 @@ def check_subject(
 SEARCH_KEY_LENGTH = 255
 
 
-def subject_search_key(subject: str) -> str:
+def subject_search_key(subject: str, *, name: x509.Name | None = None) -> str:
     """What a subject search matches the start of: the subject's common name, lower-cased
     (the last CN when there are several), or the whole RFC 4514 subject text lower-cased
-    when it has no CN or cannot be read; at most SEARCH_KEY_LENGTH characters."""
+    when it has no CN or cannot be read; at most SEARCH_KEY_LENGTH characters. name: the
+    x509.Name that subject is the text of, when the caller has it (not parsed again)."""
     try:
-        name = x509.Name.from_rfc4514_string(subject)
+        if name is None:
+            name = x509.Name.from_rfc4514_string(subject)
         cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     except (ValueError, TypeError):
         cns = []

@@ -8,6 +8,7 @@ from django.db import transaction
 from .. import signals
 from ..models import Certificate, CertificateRequest
 from .agent_certificates import approval_refusal, link_on_approval
+from .approval_writes import store_approval
 from .audit_log import audit
 from .errors import InvalidRequest, LintFailed, NotAllowed, RequestNotFound
 from .issuance import (
@@ -19,7 +20,7 @@ from .issuance import (
     signing_ca,
     supersede,
 )
-from .records import lock_request, move_count, require_pending
+from .records import lock_request, move_count, read_request, require_pending
 
 Status = CertificateRequest.Status
 User = AbstractBaseUser
@@ -76,20 +77,26 @@ def _approve(
     note: str,
     ip: str | None,
 ) -> Certificate | NotAllowed:
-    req = lock_request(request_id)
+    # Read without a lock, signed, then written by compare-and-swap (store_approval): a
+    # concurrent decision makes the swap find nothing, and this transaction rolls back.
+    req = read_request(request_id)
     require_pending(req, "approved")
+    if req.agent_for_id is not None:  # rare: its refusal (an audit row) is decided locked
+        req = lock_request(req)
+        require_pending(req, "approved")
     refusal = approval_refusal(req, agent=agent, ip=ip)
     if refusal is not None:
         return refusal
     prof, days, names = check_approval(req, validity_days=validity_days, sans=sans)
     ca = signing_ca()
     cert = sign(req, prof, ca, validity_days=days, sans=names)
-    cert.save(force_insert=True)
     complete(req, cert, agent=agent, note=note)
-    req.save(update_fields=["status", "certificate", "acted_by", "agent_note", "updated_at"])
-    move_count(Status.PENDING, Status.COMPLETE)
     edited = sans is not None and list(sans) != req.requested_sans
-    approval_audit(req, cert, agent=agent, ip=ip, days=days, edited_sans=edited).save()
+    store_approval(
+        req,
+        cert,
+        lambda: approval_audit(req, cert, agent=agent, ip=ip, days=days, edited_sans=edited),
+    )
     link_on_approval(req, cert, agent=agent, ip=ip)
     supersede(req, cert, agent=agent, ip=ip)
     signals.certificate_issued.send(sender=Certificate, certificate=cert, request=req, actor=agent)

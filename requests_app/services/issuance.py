@@ -96,6 +96,7 @@ def sign(
         )
     except pki.NameNotPermitted as exc:
         raise InvalidRequest(f"cannot issue: {exc}", field="sans") from None
+    options = profiles.certificate_options(prof, public_key=public_key, subject=subject, sans=sans)
     try:
         builder = pki.certificate_builder(
             ca_cert=ca.certificate,
@@ -105,7 +106,7 @@ def sign(
             ca_issuers_url=ca.ca_issuers_url(),
             crl_url=ca.crl_url(),
             ocsp_url=ca.ocsp_url(),
-            **profiles.certificate_options(prof, public_key=public_key, subject=subject, sans=sans),
+            **options,
         )
         linted = lint_before_signing(builder, ca, prof) if settings.PREISSUANCE_LINT else None
         cert = keys.backend_for(ca).sign_certificate(ca, builder)
@@ -117,18 +118,36 @@ def sign(
             "cannot issue: the key backend signed a certificate that differs from the one "
             "linted before signing"
         )
-    return Certificate(
+    return certificate_row(cert, ca, profile=req.profile, subject=options["subject"], sans=sans)
+
+
+def certificate_row(
+    cert: x509.Certificate,
+    ca: CertificateAuthority,
+    *,
+    profile: str,
+    subject: x509.Name,
+    sans: list[pki.GeneralName],
+) -> Certificate:
+    """The unsaved row for a certificate just signed, from what the builder was given (the
+    subject, the SANs) and one serialisation of the signed bytes (PEM, fingerprint)."""
+    encoded = pki.encoded(cert)
+    subject_text = subject.rfc4514_string()
+    row = Certificate(
         ca=ca,
         serial=pki.serial_hex(cert.serial_number),
-        subject=cert.subject.rfc4514_string(),
-        subject_search=pki.subject_search_key(cert.subject.rfc4514_string()),
+        subject=subject_text,
+        subject_search=pki.subject_search_key(subject_text, name=subject),
         sans=[pki.san_to_text(n) for n in sans],
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
-        profile=req.profile,
-        pem=pki.to_pem(cert),
-        fingerprint_sha256=pki.sha256_hex(cert),
+        profile=profile,
+        pem=encoded.pem,
+        fingerprint_sha256=encoded.sha256_hex,
+        created=timezone.now(),
     )
+    row.__dict__["x509"] = cert  # the cached_property: delivery and pages need not parse it
+    return row
 
 
 def lint_before_signing(

@@ -4,12 +4,18 @@ status counters that let list pages show totals without counting the whole table
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cache
 
 from django.conf import settings
 from django.db import OperationalError, connection
-from django.db.models import Case, F, Value, When
 
-from ..models import Certificate, CertificateRequest, StatusCount
+from ..models import (
+    Certificate,
+    CertificateRequest,
+    StatusCount,
+    is_public_id,
+    normalize_public_id,
+)
 from .errors import CertificateNotFound, InvalidTransition, RecordBusy, RequestNotFound
 
 #: PostgreSQL's lock_not_available: a lock wait ran past lock_timeout.
@@ -18,18 +24,38 @@ _LOCK_NOT_AVAILABLE = "55P03"
 Status = CertificateRequest.Status
 
 
-def move_count(old: str | None, new: str, *, count: int = 1) -> None:
-    """count requests moved from old (None: they are new) to new; one statement either way."""
-    if old is None:
-        updated = StatusCount.objects.filter(status=new).update(count=F("count") + count)
-    else:
-        updated = StatusCount.objects.filter(status__in=[old, new]).update(
-            count=F("count") + Case(When(status=new, then=Value(count)), default=Value(-count))
-        )
-    if updated < (1 if old is None else 2):  # a counter row is missing (e.g. a flushed test DB)
+def count_moves(old: str | None, new: str, count: int = 1, *, join: str = "") -> tuple[str, list]:
+    """The one fixed UPDATE that moves count requests from old (None: they are new) to new,
+    as SQL and parameters: each counter row gets its delta from a VALUES list (no CASE),
+    and the UPDATE reports how many counter rows it found (see counts_found). join: more
+    FROM items (a CTE whose rows must exist for the counters to move)."""
+    quote = connection.ops.quote_name
+    table = quote(StatusCount._meta.db_table)
+    deltas = [(new, count)] if old is None else [(old, -count), (new, count)]
+    rows = ", ".join(["(%s, %s)"] * len(deltas))
+    sql = (
+        f"UPDATE {table} SET {quote('count')} = {table}.{quote('count')} + moves.column2 "  # noqa: S608 - our table
+        f"FROM (VALUES {rows}) AS moves{join} WHERE {table}.{quote('status')} = moves.column1"
+    )
+    return sql, [value for delta in deltas for value in delta]
+
+
+def counts_found(old: str | None, new: str, updated: int, count: int = 1) -> None:
+    """After count_moves' UPDATE changed `updated` rows: make any counter row it missed
+    (e.g. in a flushed test database)."""
+    if updated < (1 if old is None else 2):
         for status, delta in ((old, -count), (new, count)):
             if status is not None:
                 StatusCount.objects.get_or_create(status=status, defaults={"count": max(delta, 0)})
+
+
+def move_count(old: str | None, new: str, *, count: int = 1) -> None:
+    """count requests moved from old (None: they are new) to new; one statement either way."""
+    sql, params = count_moves(old, new, count)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        updated = cursor.rowcount
+    counts_found(old, new, updated, count)
 
 
 def status_counts() -> dict[str, int]:
@@ -49,6 +75,14 @@ def _lock_wait_limited(what: str):
         with connection.cursor() as cursor:
             milliseconds = f"{max(1, int(timeout * 1000))}ms"
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [milliseconds])
+    with lock_waits_refused(what):
+        yield
+
+
+@contextmanager
+def lock_waits_refused(what: str):
+    """A lock wait that ran past the transaction's lock_timeout (set by _lock_wait_limited
+    or read_request) becomes RecordBusy naming `what`."""
     try:
         yield
     except OperationalError as exc:
@@ -74,6 +108,61 @@ def lock_request(request_id: str | CertificateRequest) -> CertificateRequest:
             return rows.get()  # get(), not first(): the hot path of every approval, no ORDER BY
     except CertificateRequest.DoesNotExist:
         raise RequestNotFound(f"no request has the ID {request_id}") from None
+
+
+def read_request(request_id: str | CertificateRequest) -> CertificateRequest:
+    """Read the request without a lock (its decision is then written by compare-and-swap,
+    see services.approval_writes). On PostgreSQL the same statement bounds this
+    transaction's lock waits (DATABASE_LOCK_TIMEOUT_SECONDS, as _lock_wait_limited does),
+    which the compare-and-swap and the audit chain's head may meet."""
+    fields = CertificateRequest._meta.concrete_fields
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    params: list = []
+    timeout = settings.DATABASE_LOCK_TIMEOUT_SECONDS
+    if connection.vendor == "postgresql" and timeout:
+        columns += ", set_config('lock_timeout', %s, true) AS lock_timeout_set"
+        params.append(f"{max(1, int(timeout * 1000))}ms")
+    if isinstance(request_id, CertificateRequest):
+        where, value = quote("id"), request_id.pk
+    elif is_public_id(str(request_id)):
+        where, value = quote("public_id"), normalize_public_id(str(request_id))
+    else:
+        raise RequestNotFound(f"no request has the ID {request_id}")
+    table = quote(CertificateRequest._meta.db_table)
+    sql = f"SELECT {columns} FROM {table} WHERE {where} = %s"  # noqa: S608 - our table
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, value])
+        row = cursor.fetchone()
+    if row is None:
+        raise RequestNotFound(f"no request has the ID {request_id}")
+    values = [
+        _converted(value, field, converters)
+        # strict=False: on PostgreSQL the row ends with set_config's column, not a field's
+        for value, (field, converters) in zip(
+            row, _request_converters(connection.vendor), strict=False
+        )
+    ]
+    return CertificateRequest.from_db(connection.alias, [f.attname for f in fields], values)
+
+
+@cache
+def _request_converters(vendor: str) -> tuple:
+    """Each request column's converters from database values (what the ORM's compiler
+    applies), worked out once per process for read_request."""
+    del vendor  # the cache key: the converters depend on the backend
+    table = CertificateRequest._meta.db_table
+    return tuple(
+        (f, connection.ops.get_db_converters(f.get_col(table)) + f.get_db_converters(connection))
+        for f in CertificateRequest._meta.concrete_fields
+    )
+
+
+def _converted(value, field, converters):
+    expression = field.get_col(CertificateRequest._meta.db_table)
+    for converter in converters:
+        value = converter(value, expression, connection)
+    return value
 
 
 def lock_certificate(serial: str | Certificate) -> Certificate:
