@@ -175,3 +175,59 @@ def _decided_already(req: CertificateRequest) -> InvalidTransition:
     return InvalidTransition(
         f"request {req.display_id} is {req.status_text}, so it cannot be approved"
     )
+
+
+def store_bulk_approvals(
+    issued: list[tuple[CertificateRequest, Certificate]], audit_rows: Callable[[], list[AuditEvent]]
+) -> None:
+    """The bulk path's writes for a chunk of requests locked together (and so still
+    pending), each already completed in memory: one INSERT of the certificates, one
+    UPDATE ... FROM (VALUES ...) of the requests, the counters, then audit_rows() (built
+    once the certificates have their ids), chained and inserted in one statement."""
+    using = router.db_for_write(Certificate)
+    connection = connections[using]
+    certificates = [cert for _, cert in issued]
+    ids = _insert_many(certificates, connection, key="fingerprint_sha256")
+    for cert in certificates:
+        cert.pk = ids[cert.fingerprint_sha256]
+    quote = connection.ops.quote_name
+    table = quote(CertificateRequest._meta.db_table)
+    first = issued[0][0]
+    rows = ", ".join(["(%s, %s)"] * len(issued))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, certificate_id = chosen.column2, "  # noqa: S608 - our table
+            "acted_by_id = %s, agent_note = %s, updated_at = %s "
+            f"FROM (VALUES {rows}) AS chosen WHERE {table}.id = chosen.column1",
+            [
+                Status.COMPLETE,
+                first.acted_by_id,
+                "",
+                connection.ops.adapt_datetimefield_value(first.updated_at),
+                *(value for req, cert in issued for value in (req.pk, cert.pk)),
+            ],
+        )
+        sql, params = count_moves(Status.PENDING, Status.COMPLETE, len(issued))
+        cursor.execute(sql, params)
+        counts_found(Status.PENDING, Status.COMPLETE, cursor.rowcount, len(issued))
+    events = audit_rows()
+    auditchain.chain(events, using=using)
+    ids = _insert_many(events, connection, key="seq")
+    for event in events:
+        event.pk = ids[event.seq]
+    for row in (*certificates, *events):
+        row._state.adding, row._state.db = False, using
+
+
+def _insert_many(objs: list, connection, *, key: str) -> dict:
+    """Insert objs (of one model) in one statement; their new ids by the unique field key."""
+    insert, fields = _insert(type(objs[0]), connection.vendor, with_pk=False)
+    head, marks = insert.rsplit(" VALUES ", 1)
+    quote = connection.ops.quote_name
+    column = type(objs[0])._meta.get_field(key).column
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{head} VALUES {', '.join([marks] * len(objs))} RETURNING id, {quote(column)}",
+            [value for obj in objs for value in _values(obj, fields, connection)],
+        )
+        return {found: pk for pk, found in cursor.fetchall()}
