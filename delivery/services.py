@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -152,8 +152,28 @@ def queue_delivery(
         backend=backend,
         recipient=recipient,
     )
-    transaction.on_commit(lambda: enqueue(delivery.pk))
+    _enqueue_with_transaction(delivery.pk)
     return delivery
+
+
+def _enqueue_with_transaction(delivery_id: int) -> None:
+    """Enqueue a delivery with the caller's transaction. A task backend that keeps its
+    tasks in this database (django-tasks-db) gets the task row as one more INSERT in it:
+    it commits or rolls back with the Delivery row, and costs no transaction of its own
+    after the commit. Any other backend (ImmediateBackend runs the task at once) is
+    handed the delivery on commit."""
+    from django_tasks_db import DatabaseBackend
+    from django_tasks_db.models import DBTaskResult
+
+    from .tasks import deliver_task
+
+    backend = deliver_task.get_backend()
+    if isinstance(backend, DatabaseBackend) and router.db_for_write(
+        DBTaskResult
+    ) == router.db_for_write(Delivery):
+        deliver_task.enqueue(delivery_id)  # an error here is the caller's (a failed row)
+    else:
+        transaction.on_commit(lambda: enqueue(delivery_id))
 
 
 def record_unqueued_delivery(
@@ -278,8 +298,28 @@ def retry_delivery(delivery_id: int, *, actor=None) -> Delivery:
         certificate=delivery.certificate,
         delivery=delivery.pk,
     )
-    transaction.on_commit(lambda: enqueue(delivery.pk))
+    _enqueue_with_transaction(delivery.pk)
     return delivery
+
+
+def _enqueue_with_transaction(delivery_id: int) -> None:
+    """Enqueue a delivery with the caller's transaction. A task backend that keeps its
+    tasks in this database (django-tasks-db) gets the task row as one more INSERT in it:
+    it commits or rolls back with the Delivery row, and costs no transaction of its own
+    after the commit. Any other backend (ImmediateBackend runs the task at once) is
+    handed the delivery on commit."""
+    from django_tasks_db import DatabaseBackend
+    from django_tasks_db.models import DBTaskResult
+
+    from .tasks import deliver_task
+
+    backend = deliver_task.get_backend()
+    if isinstance(backend, DatabaseBackend) and router.db_for_write(
+        DBTaskResult
+    ) == router.db_for_write(Delivery):
+        deliver_task.enqueue(delivery_id)  # an error here is the caller's (a failed row)
+    else:
+        transaction.on_commit(lambda: enqueue(delivery_id))
 
 
 # --- sending ------------------------------------------------------------------------

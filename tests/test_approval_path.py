@@ -224,3 +224,40 @@ def test_approvals_racing_on_many_requests_keep_counters_and_chain(ca, agent, is
     )
     assert services.status_counts() == _recount()
     assert services.verify_audit().intact
+
+
+@pytest.fixture
+def database_tasks(settings):
+    """django-tasks-db as the task backend (tests run with ImmediateBackend); Django resets
+    its task backends when TASKS changes."""
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+
+def test_the_delivery_task_is_enqueued_in_the_approvals_transaction(
+    ca, agent, settings, database_tasks, django_capture_on_commit_callbacks
+):
+    """With django-tasks-db the task row is written with the outbox row, not on commit; a
+    rolled-back approval leaves neither."""
+    from django.db import transaction
+    from django_tasks_db.models import DBTaskResult
+
+    settings.DELIVERY_POLICY = {"server": ["email_link"]}
+    settings.DELIVERY_NOTIFICATIONS = False  # only the certificate's delivery
+    req, other = _submit("task.example.test"), _submit("gone.example.test")
+    assert not DBTaskResult.objects.exists()
+    with django_capture_on_commit_callbacks() as callbacks:
+        cert = services.approve_request(req.public_id, agent=agent)
+    delivery = Delivery.objects.get(certificate=cert)
+    task = DBTaskResult.objects.get()
+    assert task.args_kwargs["args"] == [delivery.pk]
+    assert callbacks == []  # nothing left for after the commit
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), transaction.atomic():
+        services.approve_request(other.public_id, agent=agent)
+        assert DBTaskResult.objects.count() == 2
+        raise Undo
+    assert DBTaskResult.objects.count() == 1
+    assert not Delivery.objects.filter(request=other).exists()
