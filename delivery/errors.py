@@ -138,7 +138,11 @@ def smtp_error(
             f"{_text(exc)}. Check the scheme and port of EMAIL_URL.",
             detail=detail,
         )
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
+    if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
+        exc.__context__, TimeoutError
+    ):  # smtplib reports a read that timed out as a disconnection
+        exc = exc.__context__
+    elif isinstance(exc, smtplib.SMTPServerDisconnected):
         return DeliveryError(
             f"{_cap(server)} closed the connection unexpectedly. The portal tries again later.",
             detail=detail,
@@ -271,11 +275,12 @@ def esp_error(exc: Exception, *, recipient: str) -> Exception:
 
     if not isinstance(exc, AnymailError):
         return exc
-    provider = getattr(exc, "esp_name", None) or "the mail provider"
+    name = getattr(exc, "esp_name", None)
+    provider = f"The mail provider ({name})" if name else "The mail provider"
     detail = _detail(exc)
     if isinstance(exc, AnymailRecipientsRefused):
         return DeliveryError(
-            f"The mail provider ({provider}) refused the address {recipient}: it is invalid, "
+            f"{provider} refused the address {recipient}: it is invalid, "
             "has bounced before, or asked for no more mail.",
             permanent=True,
             detail=detail,
@@ -283,26 +288,24 @@ def esp_error(exc: Exception, *, recipient: str) -> Exception:
     code = getattr(exc, "status_code", None)
     cause = exc.__cause__ or exc.__context__
     if code is None and cause is not None:
-        network = _network(cause, what=f"the mail provider ({provider})", hint="its settings")
+        network = _network(cause, what=provider[:1].lower() + provider[1:], hint="its settings")
         if network is not None:
             return DeliveryError(network, detail=detail)
     if code in (401, 403):
         message = (
-            f"The mail provider ({provider}) refused the portal's credentials (HTTP {code}). "
+            f"{provider} refused the portal's credentials (HTTP {code}). "
             "Check the ANYMAIL_ settings (API key, server token)."
         )
     elif code is not None and 400 <= code < 500:
         message = (
-            f"The mail provider ({provider}) refused the message (HTTP {code} "
-            f"{_phrase(code)}). {_first_line(exc)}"
+            f"{provider} refused the message (HTTP {code} {_phrase(code)}). {_first_line(exc)}"
         ).strip()
     elif code is not None:
         message = (
-            f"The mail provider ({provider}) had an error (HTTP {code} {_phrase(code)}). "
-            "The portal tries again later."
+            f"{provider} had an error (HTTP {code} {_phrase(code)}). The portal tries again later."
         )
     else:
-        message = f"The mail provider ({provider}) reported an error: {_first_line(exc)}"
+        message = f"{provider} reported an error: {_first_line(exc)}"
     return DeliveryError(message, permanent=code is not None and 400 <= code < 500, detail=detail)
 
 
