@@ -219,7 +219,7 @@ def _mailed_when_issued(req) -> bool:
     promises: every address but an ACME client's, unless the operator turned it off."""
     return bool(
         settings.DELIVERY_AUTOMATIC
-        and getattr(settings, "DELIVERY_READY_MAIL", False)
+        and settings.DELIVERY_READY_MAIL
         and req.requester_email
         and req.channel != "acme"
     )
