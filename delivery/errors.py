@@ -87,7 +87,21 @@ def _where(host: str | None, port: int | None) -> str:
     return f"the mail server {host}:{port}" if port else f"the mail server {host}"
 
 
-# --- SMTP ------------------------------------------------------------------------------
+# --- mail ------------------------------------------------------------------------------
+
+
+def mail_error(
+    exc: Exception, *, recipient: str, host: str | None = None, port: int | None = None
+) -> Exception:
+    """The DeliveryError for an exception from a mailer: an ESP's (django-anymail, whose
+    HTTP errors are OSErrors too, so asked first), else SMTP's or the network's; any other
+    exception unchanged (a fault in the portal, which the outbox reports as one)."""
+    translated = esp_error(exc, recipient=recipient)
+    if translated is not exc:
+        return translated
+    if isinstance(exc, smtplib.SMTPException | OSError):
+        return smtp_error(exc, recipient=recipient, host=host, port=port)
+    return exc
 
 
 def smtp_error(

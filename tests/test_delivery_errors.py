@@ -430,7 +430,11 @@ def test_https_to_a_plain_http_webhook_reads_as_a_tls_failure(hook, settings, is
 
 def test_esp_errors_read_as_sentences():
     """django-anymail's errors: a refused recipient, bad credentials, a provider outage."""
-    from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+    from anymail.exceptions import (
+        AnymailAPIError,
+        AnymailRecipientsRefused,
+        AnymailRequestsAPIError,
+    )
 
     refused = errors.esp_error(AnymailRecipientsRefused("x"), recipient="x@example.test")
     assert refused.permanent
@@ -453,8 +457,18 @@ def test_esp_errors_read_as_sentences():
         "The mail provider (Postmark) had an error (HTTP 503 Service Unavailable). "
         "The portal tries again later."
     )
+    # Anymail's HTTP errors are OSErrors too: still read as the provider's, not as SMTP's.
+    http = AnymailRequestsAPIError("Postmark API response 502", status_code=502)
+    http.esp_name = "Postmark"
+    assert isinstance(http, OSError)
+    error = errors.mail_error(http, recipient="x@example.test", host="localhost", port=25)
+    assert error.message == (
+        "The mail provider (Postmark) had an error (HTTP 502 Bad Gateway). "
+        "The portal tries again later."
+    )
     other = ValueError("not anymail's")
     assert errors.esp_error(other, recipient="x@example.test") is other
+    assert errors.mail_error(other, recipient="x@example.test") is other
 
 
 def test_a_fault_in_the_portal_reads_as_one_and_keeps_its_detail(settings, issued):

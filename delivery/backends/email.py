@@ -120,16 +120,14 @@ class BaseEmailBackend(BaseDeliveryBackend):
     def transmit(self, delivery, message: EmailMultiAlternatives) -> SendResult:
         try:
             _send_on_kept_connection(self.options["mailer"], message)
-        except (smtplib.SMTPException, OSError) as exc:
+        except Exception as exc:
             mailer = mailers[self.options["mailer"]]
-            raise errors.smtp_error(
+            raise errors.mail_error(
                 exc,
                 recipient=delivery.recipient,
                 host=getattr(mailer, "host", None),
                 port=getattr(mailer, "port", None),
             ) from None
-        except Exception as exc:
-            raise errors.esp_error(exc, recipient=delivery.recipient) from None
         # The ESP's message ID (anymail_status), which its tracking events will name.
         status = getattr(message, "anymail_status", None)
         message_id = getattr(status, "message_id", None) if status else None
