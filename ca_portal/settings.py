@@ -475,6 +475,9 @@ DELIVERY_BACKENDS["acme_credentials"] = {"BACKEND": "delivery.backends.acme.Acme
 # (server: none, user: email_link, agent: email_link).
 DELIVERY_POLICY = env.json("DELIVERY_POLICY", default=None)
 DELIVERY_AUTOMATIC = env.bool("DELIVERY_AUTOMATIC", default=True)  # one switch for all
+# On approval, a "your certificate is ready" mail with the link to every requester who gave
+# an address and whom the policy above does not already mail the certificate or a link.
+DELIVERY_READY_MAIL = env.bool("DELIVERY_READY_MAIL", default=True)
 DELIVERY_NOTIFICATIONS = env.bool("DELIVERY_NOTIFICATIONS", default=True)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=12)
 DELIVERY_RETRY_FIRST_SECONDS = env.int("DELIVERY_RETRY_FIRST_SECONDS", default=30)

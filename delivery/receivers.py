@@ -35,8 +35,9 @@ def _never_raises(receiver_function):
     """Log what escapes a receiver instead of raising it into the change it reports.
 
     No savepoint here: every write a receiver makes has its own (in _queue), so a database
-    error rolls back that write alone, and a receiver with nothing to queue (the server
-    profile by default) costs the approval no SAVEPOINT round trips."""
+    error rolls back that write alone, and a receiver with nothing to queue (a request
+    without an address under a policy that sends nothing) costs the approval no SAVEPOINT
+    round trips."""
 
     @functools.wraps(receiver_function)
     def guarded(sender, **kwargs):
@@ -122,8 +123,19 @@ def _clean_or_blank(recipient: str | None) -> str:
 @receiver(signals.certificate_issued, dispatch_uid="delivery.certificate_issued")
 @_never_raises
 def deliver_issued_certificate(sender, *, certificate, request, actor, **kwargs):
-    for alias in services.automatic_backends(request.profile):
+    aliases = services.automatic_backends(request.profile)
+    for alias in aliases:
         _queue(request=request, certificate=certificate, kind=None, backend=alias)
+    # Everyone who gave an address hears that the certificate is ready, also where the
+    # policy sends it elsewhere (a webhook) or nowhere (the server profile by default).
+    if services.needs_ready_mail(request, certificate, aliases):
+        _queue(
+            request=request,
+            certificate=certificate,
+            kind=Kind.LINK,
+            backend=services.READY_BACKEND,
+            recipient=request.requester_email,
+        )
 
 
 def _notify(request, kind, recipients):

@@ -24,6 +24,7 @@ from requests_app.models import Certificate, CertificateRequest
 from requests_app.services import ServiceError, audit
 from requests_app.validators import validate_recipient_email
 
+from . import errors
 from .backends import DeliveryError, DeliveryHeld, get_backend
 from .models import Delivery
 from .resilience import retry_database
@@ -35,6 +36,8 @@ Kind = Delivery.Kind
 #: The backend alias that sends each manual method and each notification.
 MANUAL_METHODS = {"certificate": "email_certificate", "link": "email_link"}
 NOTIFY_BACKEND = "notify"
+#: The backend that sends the "your certificate is ready" mail (a retrieval link).
+READY_BACKEND = "email_link"
 
 
 class DeliveryRefused(ServiceError):
@@ -65,6 +68,31 @@ def automatic_backends(profile_name: str) -> list[str]:
         return list(profiles.get_profile(profile_name).auto_delivery)
     except profiles.ProfileError:
         return []
+
+
+def needs_ready_mail(request: CertificateRequest, certificate, aliases: list[str]) -> bool:
+    """Whether the requester gets the "your certificate is ready" link mail on approval:
+    they gave an address, and none of the automatic backends already mails them the
+    certificate or a link (one mail, not two). ACME clients collect their certificates
+    themselves and get none."""
+    if not (settings.DELIVERY_AUTOMATIC and settings.DELIVERY_READY_MAIL):
+        return False
+    if not request.requester_email or request.channel == "acme":
+        return False
+    if READY_BACKEND in aliases:  # queued already (or recorded as failed): not twice
+        return False
+    return not any(_mails_requester(alias, request, certificate) for alias in aliases)
+
+
+def _mails_requester(alias: str, request: CertificateRequest, certificate) -> bool:
+    """Whether the backend sends the certificate or a link to the requester's address."""
+    try:
+        plugin = get_backend(alias)
+        recipient = plugin.default_recipient(request, certificate)
+    except Exception:  # a broken alias mails nobody; the receiver records why
+        return False
+    sends = {Kind.CERTIFICATE, Kind.LINK} & set(plugin.kinds)
+    return bool(sends) and (recipient or "").lower() == request.requester_email.lower()
 
 
 def agent_addresses() -> list[str]:
@@ -354,12 +382,20 @@ def deliver(delivery_id: int) -> str:
         return _record_hold(delivery, exc)
     except DeliveryError as exc:
         return _record_failure(
-            delivery, exc.message, permanent=exc.permanent, claimed_at=claimed_at
+            delivery,
+            exc.message,
+            permanent=exc.permanent,
+            claimed_at=claimed_at,
+            detail=exc.detail,
         )
     except Exception as exc:  # a bug or bad configuration must not leave the row "sending"
         logger.exception("delivery %s: unexpected error", delivery_id)
         return _record_failure(
-            delivery, f"{type(exc).__name__}: {exc}", permanent=False, claimed_at=claimed_at
+            delivery,
+            errors.unexpected_error(exc),
+            permanent=False,
+            claimed_at=claimed_at,
+            detail=f"{type(exc).__name__}: {exc}",
         )
     # The message is out. Record it through a locked or dropped database for as long as our
     # lease holds: once it expires another worker may claim the row and send it again.
@@ -426,7 +462,12 @@ def _record_sent(delivery: Delivery, result) -> None:
 
 
 def _record_failure(
-    delivery: Delivery, error: str, *, permanent: bool, claimed_at: dt.datetime
+    delivery: Delivery,
+    error: str,
+    *,
+    permanent: bool,
+    claimed_at: dt.datetime,
+    detail: str = "",
 ) -> str:
     now = timezone.now()
     final = permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
@@ -449,6 +490,8 @@ def _record_failure(
             certificate=delivery.certificate,
             delivery=delivery.pk,
             error=error[:500],
+            # The raw cause (server reply, exception) for experts; agents read `error`.
+            **({"detail": detail[:1000]} if detail else {}),
             attempt=delivery.attempts,
             next_attempt=next_attempt.isoformat() if next_attempt else None,
         )
@@ -460,7 +503,9 @@ def _record_failure(
     )
     if not final:
         enqueue(delivery.pk, run_after=next_attempt)
-    logger.warning("delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, error)
+    logger.warning(
+        "delivery %s attempt %s failed: %s %s", delivery.pk, delivery.attempts, error, detail
+    )
     return status
 
 

@@ -15,6 +15,13 @@ from tests.helpers.mfa import login_verified
 Status = Delivery.Status
 
 
+@pytest.fixture(autouse=True)
+def _no_ready_mail(settings):
+    """These tests count the deliveries they make; the ready mail a server requester gets
+    on approval is tested in test_mails."""
+    settings.DELIVERY_READY_MAIL = False
+
+
 @pytest.fixture
 def issued_server(pending_request, agent):
     cert = services.approve_request(pending_request.public_id, agent=agent)

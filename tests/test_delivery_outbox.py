@@ -101,9 +101,15 @@ def test_delivery_policy(settings, policy, automatic, profile, expected):
 def test_server_certificates_are_not_sent_automatically(
     pending_request, agent, django_capture_on_commit_callbacks
 ):
-    """By default a server certificate waits for an agent or the end-entity pages."""
+    """By default a server certificate is neither attached nor posted: its requester gets
+    one "ready" mail with the link, and the certificate waits on the end-entity pages."""
     cert = _approve(pending_request, agent, django_capture_on_commit_callbacks)
-    assert not Delivery.objects.filter(certificate=cert).exists()
+    (ready,) = Delivery.objects.filter(certificate=cert)
+    assert (ready.kind, ready.backend, ready.recipient) == (
+        "link",
+        "email_link",
+        "admin@example.test",
+    )
 
 
 def test_notifications_on_submit_reject_and_cancel(
@@ -289,6 +295,7 @@ def test_send_certificate_by_hand(
     assert "Install before Friday" in message.body
     assert [a.filename for a in message.attachments] == [
         f"{cert.serial}.pem",
+        f"{cert.serial}-fullchain.pem",
         f"{cert.serial}-chain.p7b",
     ]
     event = AuditEvent.objects.get(action="delivery_queued", details__delivery=delivery.pk)
@@ -313,9 +320,10 @@ def test_send_certificate_by_hand(
 def test_send_certificate_refusals(pending_request, agent, kwargs, message):
     """A bad method or recipient is refused and queues nothing."""
     cert = services.approve_request(pending_request.public_id, agent=agent)
+    before = Delivery.objects.filter(certificate=cert).count()  # the ready mail
     with pytest.raises(delivery_services.DeliveryRefused, match=message):
         delivery_services.send_certificate(cert, actor=agent, **kwargs)
-    assert not Delivery.objects.filter(certificate=cert).exists()
+    assert Delivery.objects.filter(certificate=cert).count() == before
 
 
 def test_send_certificate_unknown_serial(ca, agent):
@@ -372,5 +380,5 @@ def test_link_mail_for_a_portal_made_key_explains_the_p12(
         )
         services.approve_request(confirmed(req).public_id, agent=agent)
     link_mail = next(m for m in mailoutbox if "/retrieve/" in m.body)
-    assert "The portal made your key" in link_mail.body
+    assert "The portal made your private key" in link_mail.body
     assert "the private key you made with your request" not in link_mail.body

@@ -26,6 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 Status = Delivery.Status
 
 
+@pytest.fixture(autouse=True)
+def _no_ready_mail(settings):
+    """These tests count the deliveries they make; the ready mail a server requester gets
+    on approval is tested in test_mails."""
+    settings.DELIVERY_READY_MAIL = False
+
+
 class ExplodingRecipientBackend(BaseDeliveryBackend):
     """A plugin with a bug: asking it where an automatic delivery goes raises."""
 

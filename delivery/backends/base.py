@@ -19,12 +19,16 @@ if TYPE_CHECKING:
 
 class DeliveryError(Exception):
     """Sending failed. permanent=True: trying again cannot help (a 5xx from SMTP, a 4xx from
-    a webhook); otherwise the outbox retries with backoff."""
+    a webhook); otherwise the outbox retries with backoff.
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    message is what agents read as "Last error" (delivery.errors words it); detail is the
+    raw technical cause, kept in the audit row and the log only."""
+
+    def __init__(self, message: str, *, permanent: bool = False, detail: str = ""):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        self.detail = detail
 
 
 class DeliveryHeld(DeliveryError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email.policy
 import smtplib
 import threading
 import time
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from requests_app import downloads, expiry, links, profiles, services, throttle
 
+from .. import errors
 from .base import BaseDeliveryBackend, DeliveryError, DeliveryHeld, SendResult
 
 #: Mail to addresses the operator chose (the agents'), which no requester can aim at a
@@ -78,11 +80,15 @@ class BaseEmailBackend(BaseDeliveryBackend):
             "profile": profile,
             "note": delivery.note,
             "site_url": site,
-            "status_url": f"{site}{req.get_absolute_url()}",
+            # The ID as every page shows it, with its hyphens (the page takes both).
+            "status_url": f"{site}{reverse('request_status', args=[req.display_id])}",
             "agent_url": f"{site}{req.get_agent_url()}",
+            "ca_url": f"{site}{reverse('ca_page')}",
             "certificate_url": (
                 f"{site}{reverse('certificate_detail', args=[cert.serial])}" if cert else ""
             ),
+            "short_name": short_name(cert) if cert else "",
+            **(page_offer(req, cert) if cert else {}),
         }
 
     def attachments(self, delivery) -> list[tuple[str, bytes, str]]:
@@ -92,7 +98,7 @@ class BaseEmailBackend(BaseDeliveryBackend):
         context = self.context(delivery)
         base = f"delivery/email/{delivery.kind}"
         subject = " ".join(render_to_string(f"{base}_subject.txt", context).split())
-        message = EmailMultiAlternatives(
+        message = PortalEmailMessage(
             subject=subject,
             body=render_to_string(f"{base}.txt", context),
             from_email=self.options["from_email"] or settings.DEFAULT_FROM_EMAIL,
@@ -114,31 +120,55 @@ class BaseEmailBackend(BaseDeliveryBackend):
     def transmit(self, delivery, message: EmailMultiAlternatives) -> SendResult:
         try:
             _send_on_kept_connection(self.options["mailer"], message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            raise DeliveryError(
-                f"the mail server refused the recipient: {exc.recipients}",
-                permanent=all(code >= 500 for code in codes),
-            ) from None
-        except smtplib.SMTPResponseException as exc:
-            text = (
-                exc.smtp_error.decode(errors="replace")
-                if isinstance(exc.smtp_error, bytes)
-                else exc.smtp_error
-            )
-            raise DeliveryError(
-                f"the mail server answered {exc.smtp_code} {text}", permanent=exc.smtp_code >= 500
-            ) from None
-        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"cannot reach the mail server: {exc}") from None
         except Exception as exc:
-            raise _anymail_error(exc) from None
+            mailer = mailers[self.options["mailer"]]
+            raise errors.mail_error(
+                exc,
+                recipient=delivery.recipient,
+                host=getattr(mailer, "host", None),
+                port=getattr(mailer, "port", None),
+            ) from None
         # The ESP's message ID (anymail_status), which its tracking events will name.
         status = getattr(message, "anymail_status", None)
         message_id = getattr(status, "message_id", None) if status else None
         if isinstance(message_id, set):  # one per recipient; a delivery has one recipient
             message_id = next(iter(message_id)) if len(message_id) == 1 else None
         return SendResult(message_id="" if message_id is None else str(message_id))
+
+
+class PortalEmailMessage(EmailMultiAlternatives):
+    """Django's message with a Subject that folds at a space when it must fold at all.
+
+    Python's email policy moves a whole subject of 70-77 characters to the line after
+    "Subject:", which some mail programs show as an empty subject. Subjects are kept short
+    (templates stay within 69 characters); one that is not gets folded here, word by word."""
+
+    def message(self, *, policy=email.policy.default):
+        msg = super().message(policy=policy)
+        subject = str(msg["Subject"] or "")
+        if len(subject) + len("Subject: ") > policy.max_line_length and subject.isascii():
+            folded = _fold_words(subject, first=len("Subject: "), width=policy.max_line_length)
+            # Stored as text, not a header object: the generator writes it as it is, since
+            # no line of it is too long (the documented refold_source="long" rule).
+            msg._headers = [
+                (name, folded if name.lower() == "subject" else value)
+                for name, value in msg._headers
+            ]
+        return msg
+
+
+def _fold_words(text: str, *, first: int, width: int) -> str:
+    """text in lines of at most width characters (the first shortened by `first`), broken
+    at spaces and joined by CRLF plus a space; a word longer than a line stays whole."""
+    lines, line, room = [], "", width - first
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(line)
+            line, room = word, width - 1
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\r\n ".join(lines)
 
 
 # --- one mail connection per worker thread, kept between deliveries ----------------------
@@ -198,22 +228,52 @@ def _send_on_kept_connection(alias: str, message: EmailMultiAlternatives) -> Non
     _kept.mailers[alias] = (mailer, _generation, time.monotonic())
 
 
-def _anymail_error(exc: Exception) -> Exception:
-    """Classify django-anymail's errors: a refused recipient or a 4xx answer is permanent."""
-    from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+#: Subjects stay within 69 characters ("Subject: " makes 78), so that no mail program
+#: folds them; the certificate's name in one is cut to this length.
+SHORT_NAME_LENGTH = 30
 
-    if isinstance(exc, AnymailRecipientsRefused):
-        return DeliveryError(f"the provider refused the recipient: {exc}", permanent=True)
-    if isinstance(exc, AnymailError):
-        code = getattr(exc, "status_code", None)
-        return DeliveryError(
-            f"the mail provider answered: {exc}", permanent=code is not None and 400 <= code < 500
-        )
-    return exc
+
+def short_name(cert) -> str:
+    """The certificate's name for a subject line, cut with an ellipsis when long."""
+    name = _common_name(cert)
+    if len(name) <= SHORT_NAME_LENGTH:
+        return name
+    return name[: SHORT_NAME_LENGTH - 1].rstrip() + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def page_offer(req, cert) -> dict:
+    """What the certificate's page offers this requester, which the mail must say exactly
+    (the same choice as the page's view), and the true dates of the link and the key.
+
+    offer: "server" (downloads: full chain, PEM, DER, PKCS#7; no Import), "import" (a key
+    the requester made: Import into this browser, or Download), "pkcs12" (the portal made
+    the key: the .p12 for the passphrase, once), "key_gone" (that key is erased)."""
+    try:
+        profile = profiles.get_profile(cert.profile)
+    except profiles.ProfileError:
+        profile = None
+    server_key = services.server_key_state(req)
+    if server_key is not None:
+        offer = "pkcs12" if server_key.stored else "key_gone"
+    elif profile is not None and not profile.takes_hostnames:
+        offer = "import"
+    else:
+        offer = "server"
+    link_expires = timezone.now() + dt.timedelta(days=settings.RETRIEVAL_LINK_MAX_AGE_DAYS)
+    key_deadline = server_key.deadline if server_key else None
+    return {
+        "offer": offer,
+        "server_key": server_key,
+        "link_expires": link_expires,
+        "key_deadline": key_deadline,
+        "key_retention_days": settings.SERVER_KEY_RETENTION_DAYS,
+        "link_outlives_key": key_deadline is not None and link_expires > key_deadline,
+    }
 
 
 class CertificateEmail(BaseEmailBackend):
-    """Mail with the certificate attached (<serial>.pem and <serial>-chain.p7b)."""
+    """Mail with the certificate attached: <serial>.pem and <serial>-chain.p7b, and for a
+    server certificate <serial>-fullchain.pem too (what nginx and Apache take)."""
 
     kinds = ("certificate",)
 
@@ -226,10 +286,14 @@ class CertificateEmail(BaseEmailBackend):
         cert = delivery.certificate
         pem = downloads.encode_certificate(cert, "pem")
         chain = downloads.encode_certificate(cert, "p7b")
-        return [
+        files = [
             (pem.filename, pem.data, pem.content_type),
             (f"{cert.serial}-chain.p7b", chain.data, chain.content_type),
         ]
+        if page_offer(delivery.request, cert)["offer"] == "server":
+            full = downloads.encode_certificate(cert, "chain")
+            files.insert(1, (full.filename, full.data, full.content_type))
+        return files
 
 
 class LinkEmail(BaseEmailBackend):

@@ -17,9 +17,21 @@ from django.core.exceptions import ImproperlyConfigured
 
 from requests_app import downloads, pki
 
-from .base import BaseDeliveryBackend, DeliveryError, SendResult
+from .. import errors
+from .base import BaseDeliveryBackend, SendResult
 
 SIGNATURE_HEADER = "X-CA-Portal-Signature"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is reported, not followed: urllib would turn the POST into a GET without
+    the certificate (301-303) and count that as delivered."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise errors.WebhookRedirect(code, newurl)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -72,12 +84,8 @@ class Webhook(BaseDeliveryBackend):
             },
         )
         try:
-            with urllib.request.urlopen(http_request, timeout=self.options["timeout"]) as response:  # noqa: S310
+            with _OPENER.open(http_request, timeout=self.options["timeout"]) as response:
                 response.read(1024)
-        except urllib.error.HTTPError as exc:
-            raise DeliveryError(
-                f"the webhook answered HTTP {exc.code}", permanent=400 <= exc.code < 500
-            ) from None
-        except (TimeoutError, urllib.error.URLError, OSError) as exc:
-            raise DeliveryError(f"cannot reach the webhook: {exc}") from None
+        except (urllib.error.URLError, OSError, errors.WebhookRedirect) as exc:
+            raise errors.webhook_error(exc, url=delivery.recipient) from None
         return SendResult()

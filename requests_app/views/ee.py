@@ -209,7 +209,19 @@ def request_status(request: HttpRequest, public_id: str) -> HttpResponse:
             "req": req,
             "profile_label": profile_label,
             "server_key": services.server_key_state(req),
+            "mailed_when_issued": _mailed_when_issued(req),
         },
+    )
+
+
+def _mailed_when_issued(req) -> bool:
+    """Whether approval mails the requester a link (delivery's ready mail), as the page
+    promises: every address but an ACME client's, unless the operator turned it off."""
+    return bool(
+        settings.DELIVERY_AUTOMATIC
+        and settings.DELIVERY_READY_MAIL
+        and req.requester_email
+        and req.channel != "acme"
     )
 
 
