@@ -62,6 +62,10 @@ def walk_data(ca, agent, settings):
         requester_name="Ada Lovelace",
     )
     personal_cert = services.approve_request(confirmed(personal), agent=agent)
+    own_key = services.submit_request(
+        profile="user", csr=make_csr(cn="Grace Hopper"), requester_email="grace@example.test"
+    )
+    own_key_cert = services.approve_request(confirmed(own_key), agent=agent)
     pending = services.submit_request(
         profile="server",
         csr=make_csr(cn="pending.example.test", sans=[x509.DNSName(LONG_NAME)]),
@@ -78,6 +82,7 @@ def walk_data(ca, agent, settings):
         "server_cert": server_cert,
         "personal": personal,
         "personal_cert": personal_cert,
+        "own_key_cert": own_key_cert,
         "pending": pending,
         "rejected": rejected,
     }
@@ -96,6 +101,7 @@ def _requester_pages(d) -> dict[str, str]:
         "certificate-lookup": "/certificates/",
         "certificate-server": f"/certificates/{d['server_cert'].serial}/",
         "certificate-personal": f"/certificates/{d['personal_cert'].serial}/",
+        "certificate-personal-own-key": f"/certificates/{d['own_key_cert'].serial}/",
         "ca": "/ca/",
         "not-found": "/no-such-page/",
         "agent-login": "/accounts/login/",
@@ -143,6 +149,8 @@ def _visit(user: Watched, base: str, size: str, name: str, path: str) -> str | N
     assert response is not None
     expected = 404 if name == "not-found" else 200
     assert response.status == expected, f"{path}: {response.status}"
+    # Folded sections too: the install steps' commands are in them.
+    user.page.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     SHOTS.mkdir(parents=True, exist_ok=True)
     user.page.screenshot(path=SHOTS / f"{size}-{name}.png", full_page=True)
     scroll_width, inner_width = user.page.evaluate(
