@@ -72,6 +72,9 @@ def walk_data(ca, agent, settings):
         requester_email="ops@example.test",
         requester_name="Ops",
     )
+    to_approve = services.submit_request(
+        profile="server", csr=make_csr(cn=LONG_CN), requester_email="ops@example.test"
+    )
     rejected = services.submit_request(
         profile="server", csr=make_csr(cn="old.example.test"), requester_email="o@example.test"
     )
@@ -84,6 +87,7 @@ def walk_data(ca, agent, settings):
         "personal_cert": personal_cert,
         "own_key_cert": own_key_cert,
         "pending": pending,
+        "to_approve": to_approve,
         "rejected": rejected,
     }
 
@@ -149,6 +153,11 @@ def _visit(user: Watched, base: str, size: str, name: str, path: str) -> str | N
     assert response is not None
     expected = 404 if name == "not-found" else 200
     assert response.status == expected, f"{path}: {response.status}"
+    return _measure(user, size, name, path)
+
+
+def _measure(user: Watched, size: str, name: str, path: str) -> str | None:
+    """Photograph the page as it is, and say how far it scrolls sideways (None: not at all)."""
     # Folded sections too: the install steps' commands are in them.
     user.page.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -178,5 +187,11 @@ def test_no_page_scrolls_sideways(browser, site, walk_data, agent, size):  # noq
     too_wide += [
         _visit(clerk, site, size, name, path) for name, path in _agent_pages(walk_data).items()
     ]
+    # Approving shows the issued page with a message naming the serial.
+    clerk.page.goto(f"{site}/agent/requests/{walk_data['to_approve'].public_id}/")
+    clerk.page.click("button:has-text('Approve and issue')")
+    clerk.page.wait_for_selector("h1:has-text('Certificate issued')")
+    assert "approved" in clerk.page.inner_text(".messages")
+    too_wide.append(_measure(clerk, size, "agent-issued-after-approval", clerk.page.url))
     assert [problem for problem in too_wide if problem] == [], "\n".join(filter(None, too_wide))
     assert requester.violations == clerk.violations == []
