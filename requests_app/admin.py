@@ -300,7 +300,13 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         if obj.certificate is None:
             return "-"
         url = reverse("admin:requests_app_certificate_change", args=[obj.certificate.pk])
-        return format_html('<a href="{}">{}</a>', url, obj.certificate.serial)
+        issued = reverse("agent:certificate_issued", args=[obj.public_id])
+        return format_html(
+            '<a href="{}">{}</a> · <a href="{}">Certificate issued page, with delivery</a>',
+            url,
+            obj.certificate.serial,
+            issued,
+        )
 
     #: A request in one of these has had its decision: its page offers no actions.
     DECIDED = (

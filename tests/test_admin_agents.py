@@ -82,6 +82,8 @@ def test_a_decided_request_offers_no_actions_and_no_save(agent_client, decided):
         assert 'name="CHANGE_FORM-action"' not in html, req.status
         assert "Approve this request" not in html
         assert 'name="_save"' not in html and 'name="_continue"' not in html
+    issued = reverse("agent:certificate_issued", args=[decided[0].public_id])
+    assert f'href="{issued}"' in agent_client.get(change_url(decided[0])).content.decode()
     pending = submit("still.example.test")
     assert 'name="CHANGE_FORM-action"' in agent_client.get(change_url(pending)).content.decode()
 
