@@ -15,15 +15,10 @@ run: export DEBUG = $(RUN_DEBUG)
 run: $(VENV)/.run-stamp .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py dev_setup
-	@echo "ca-portal on http://127.0.0.1:8000 with its delivery worker; Ctrl-C stops both."
+	@echo "ca-portal on http://127.0.0.1:8000 with its delivery worker; Ctrl-C stops it all."
 	@# The worker is started again whenever it exits; the sweeper runs every minute, the
-	@# expiry reminders and digest every ten.
-	@trap 'kill 0' INT TERM EXIT; \
-	  while :; do $(PY) manage.py run_worker; echo "worker exited ($$?); restarting it"; sleep 2; done & \
-	  n=0; while sleep 60; do $(PY) manage.py retry_deliveries >/dev/null; \
-	    $(PY) manage.py expire_unconfirmed_requests >/dev/null; \
-	    [ $$((n % 10)) -eq 0 ] && $(PY) manage.py send_expiry_reminders >/dev/null; n=$$((n + 1)); done & \
-	  $(PY) manage.py runserver 127.0.0.1:8000
+	@# expiry reminders and digest every ten. Ctrl-C stops them all, quietly.
+	@PYTHON=$(PY) exec bin/run-portal
 
 test: $(VENV)/.dev-stamp $(VENV)/.clients-stamp
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -406,6 +406,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# ISO dates (2026-11-30 20:46 UTC) wherever Django formats one itself, as in the admin.
+FORMAT_MODULE_PATH = ["ca_portal.formats"]
 
 STATIC_URL = "static/"
 # Created at start-up with the SQLite directory (ca_portal.apps), not when settings are read.

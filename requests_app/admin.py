@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
 from django.db.models import Q
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -112,19 +113,56 @@ class ProfileFilter(admin.SimpleListFilter):
 
 
 class StatusFilter(admin.SimpleListFilter):
-    """By status; without one, the queue leaves out requests whose requester has not yet
-    confirmed the address (they are not the agents' business until then)."""
+    """By status, opening on Pending (what waits for an agent); "All" leaves out only the
+    requests whose requester has not yet confirmed the address (not the agents' business
+    until then)."""
 
     title = "status"
     parameter_name = "status__exact"  # the name paging.counted_rows knows
+    ALL = "all"
+    PENDING = CertificateRequest.Status.PENDING
+
+    def __init__(self, request, params, model, model_admin):
+        # A search looks through every status unless one is chosen; so does an action, which
+        # acts on the selected rows (and reports each one that is no longer pending).
+        everywhere = request.GET.get("q") or request.method == "POST"
+        self.default = StatusFilter.ALL if everywhere else StatusFilter.PENDING
+        super().__init__(request, params, model, model_admin)
+
+    def value(self):
+        return super().value() or self.default
 
     def lookups(self, request, model_admin):
         return CertificateRequest.Status.choices
 
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() == self.ALL,
+            "query_string": changelist.get_query_string({self.parameter_name: self.ALL}),
+            "display": "All",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
     def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(status=self.value())
-        return queryset.exclude(status__in=CertificateRequest.NOT_IN_QUEUE)
+        if self.value() == self.ALL:
+            return queryset.exclude(status__in=CertificateRequest.NOT_IN_QUEUE)
+        return queryset.filter(status=self.value())
+
+
+def status_count_params(params) -> dict[str, str]:
+    """The changelist's query as paging.counted_rows reads it: no status is Pending, All is
+    the whole queue."""
+    params = dict(params.items())
+    status = params.get(StatusFilter.parameter_name) or StatusFilter.PENDING
+    params[StatusFilter.parameter_name] = status
+    if status == StatusFilter.ALL:
+        del params[StatusFilter.parameter_name]
+    return params
 
 
 class RejectForm(forms.Form):
@@ -161,8 +199,7 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         "status",
         "profile",
         "subject",
-        "requester_email",
-        "email_confirmed",
+        "requester",
         "submitted_at",
     ]
     list_display_links = ["request_id"]
@@ -214,6 +251,15 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
     def request_id(self, obj: CertificateRequest) -> str:
         return obj.display_id
 
+    @admin.display(description="requester", ordering="requester_email")
+    def requester(self, obj: CertificateRequest) -> str:
+        """The address, and under it whether and how it was confirmed: one column, not two,
+        so that the list fits a laptop's screen."""
+        confirmed = self.email_confirmed(obj)
+        if confirmed == "-":
+            return obj.requester_email
+        return format_html("{}<br><small>confirmed {}</small>", obj.requester_email, confirmed)
+
     @admin.display(description="email confirmed", ordering="email_confirmed_at")
     def email_confirmed(self, obj: CertificateRequest) -> str:
         if obj.email_confirmed_at is None:
@@ -254,7 +300,32 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         if obj.certificate is None:
             return "-"
         url = reverse("admin:requests_app_certificate_change", args=[obj.certificate.pk])
-        return format_html('<a href="{}">{}</a>', url, obj.certificate.serial)
+        issued = reverse("agent:certificate_issued", args=[obj.public_id])
+        return format_html(
+            '<a href="{}">{}</a> · <a href="{}">Certificate issued page, with delivery</a>',
+            url,
+            obj.certificate.serial,
+            issued,
+        )
+
+    #: A request in one of these has had its decision: its page offers no actions.
+    DECIDED = (
+        CertificateRequest.Status.COMPLETE,
+        CertificateRequest.Status.REJECTED,
+        CertificateRequest.Status.CANCELED,
+    )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        request.decided_request = obj is not None and obj.status in self.DECIDED
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        if action_location == ActionLocation.CHANGE_FORM and getattr(
+            request, "decided_request", False
+        ):
+            return {}
+        return super().get_actions(request, action_location=action_location)
 
     def get_search_results(self, request, queryset, search_term):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
@@ -269,7 +340,9 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         return results, may_have_duplicates
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
-        count = paging.counted_rows(request.GET, status_param="status__exact", ignored={"o", "p"})
+        count = paging.counted_rows(
+            status_count_params(request.GET), status_param="status__exact", ignored={"o", "p"}
+        )
         if count is None:
             # The changelist's page links need a size: other filters count their own rows.
             return super().get_paginator(
@@ -286,16 +359,36 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         location=BOTH_LOCATIONS,
     )
     def approve_selected(self, request, queryset):
-        act_on_each(
-            self,
-            request,
-            queryset,
-            lambda req: services.approve_request(
-                req.public_id, agent=request.user, ip=client_ip(request)
-            ),
-            done="Approved request {obj.display_id}: certificate serial {outcome.serial}.",
-            failed="Request {obj.display_id}: {error}",
-        )
+        approved = []
+        for req in queryset:
+            try:
+                cert = services.approve_request(
+                    req.public_id, agent=request.user, ip=client_ip(request)
+                )
+            except services.ServiceError as exc:
+                self.message_user(
+                    request, f"Request {req.display_id}: {exc.message}", messages.ERROR
+                )
+                continue
+            approved.append(req)
+            issued = reverse("agent:certificate_issued", args=[req.public_id])
+            self.message_user(
+                request,
+                format_html(
+                    'Approved request {}: certificate serial {}. <a href="{}">Certificate '
+                    "issued: delivery</a>",
+                    req.display_id,
+                    cert.serial,
+                    issued,
+                ),
+                messages.SUCCESS,
+            )
+        if len(approved) == 1:
+            # One approval goes on to its "certificate issued" page, where the delivery is.
+            return HttpResponseRedirect(
+                reverse("agent:certificate_issued", args=[approved[0].public_id])
+            )
+        return None
 
     @admin.action(
         permissions=["approve"],

@@ -18,6 +18,12 @@ class AgentAdminSite(admin.AdminSite):
     """Django's AdminSite; a logged-in session that owes the second factor is sent to the
     second-factor page (GET) or refused with 403 (POST), before any admin view runs."""
 
+    site_header = "ca-portal Certificate Manager"
+    site_title = "ca-portal Certificate Manager"
+    index_title = "Certificate Manager administration"
+    # Four models: the breadcrumbs and the index reach them; the lists need the width.
+    enable_nav_sidebar = False
+
     def _owes_second_factor(self, request: HttpRequest) -> bool:
         user = request.user
         return user.is_active and user.is_staff and lacks_second_factor(request)

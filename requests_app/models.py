@@ -599,3 +599,16 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"audit checkpoint at seq {self.seq}"
+
+
+class RateCount(models.Model):
+    """One client's uses in one window of a rate limit (throttle.within_shared_rate): rows
+    in the database, so that every process and machine counts against the same budget."""
+
+    key = models.CharField(max_length=100, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    #: The end of the window; later rows are deleted when a new window starts.
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.count} until {self.expires_at:%Y-%m-%d %H:%M}"

@@ -21,9 +21,12 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F
 
 #: The time source; tests replace it to move time forward without sleeping.
 clock = time.time
@@ -88,14 +91,61 @@ def over_rate(scope: str, rate: str) -> bool:
     return (cache.get(key) or 0) >= limit
 
 
+def window_ends(rate: str) -> datetime:
+    """When the current window of rate ends and its counts start again from zero."""
+    _, window = parse_rate(rate)
+    return datetime.fromtimestamp((int(clock() // window) + 1) * window, UTC)
+
+
+def within_shared_rate(scope: str, rate: str) -> bool:
+    """within_rate, counted in the database: shared by every process whatever the cache
+    (the default cache is each process's own memory)."""
+    key, limit, _ = _window(scope, rate)
+    return _count_in_database(key, window_ends(rate)) <= limit
+
+
+def _count_in_database(key: str, expires_at: datetime) -> int:
+    """Add one to the counter key, made when missing; return it. The UPDATE is one atomic
+    step in the database, so concurrent processes count each use exactly once."""
+    from .models import RateCount
+
+    with transaction.atomic():
+        if not RateCount.objects.filter(key=key).update(count=F("count") + 1):
+            try:
+                with transaction.atomic():
+                    RateCount.objects.create(key=key, count=1, expires_at=expires_at)
+            except IntegrityError:  # another process made it first
+                RateCount.objects.filter(key=key).update(count=F("count") + 1)
+        count = RateCount.objects.filter(key=key).values_list("count", flat=True).get()
+    if count == 1:  # a new window: forget the ones that are over
+        RateCount.objects.filter(expires_at__lt=datetime.fromtimestamp(clock(), UTC)).delete()
+    return count
+
+
+def enrollment_rate() -> str:
+    return settings.ENROLL_RATE_LIMIT
+
+
+def server_key_enrollment_rate() -> str:
+    return f"{settings.SERVER_KEY_ENROLL_RATE_LIMIT}/3600"
+
+
 def enrollment_allowed(ip: str | None) -> bool:
     """Count one enrollment from ip (web form or Dogtag profileSubmit) against ENROLL_RATE_LIMIT."""
-    return within_rate(f"enroll:{ip}", settings.ENROLL_RATE_LIMIT)
+    return within_shared_rate(f"enroll:{ip}", enrollment_rate())
 
 
 def server_key_enrollment_allowed(ip: str | None) -> bool:
     """Count one enrollment with a server-made key from ip: SERVER_KEY_ENROLL_RATE_LIMIT an hour."""
-    return within_rate(f"server-key-enroll:{ip}", f"{settings.SERVER_KEY_ENROLL_RATE_LIMIT}/3600")
+    return within_shared_rate(f"server-key-enroll:{ip}", server_key_enrollment_rate())
+
+
+def try_again_message(rate: str) -> str:
+    """The sentence that tells a refused requester when the limit of rate lets them in again."""
+    ends = window_ends(rate)
+    minutes = max(1, math.ceil((ends.timestamp() - clock()) / 60))
+    unit = "minute" if minutes == 1 else "minutes"
+    return f"Try again after {ends:%Y-%m-%d %H:%M} UTC (in {minutes} {unit})."
 
 
 def certificate_login_allowed(ip: str | None) -> bool:

@@ -66,11 +66,13 @@ def test_approve_action_approves_each_selected_request(agent_client, agent, ca):
         req.refresh_from_db()
         assert req.status == Status.COMPLETE
         assert req.acted_by == agent
-    reported = messages_of(response)
-    assert (
-        "success",
-        f"Approved request {first.display_id}: certificate serial {first.certificate.serial}.",
-    ) in reported
+    reported = dict((text, level) for level, text in messages_of(response))
+    issued = reverse("agent:certificate_issued", args=[first.public_id])
+    assert reported[
+        f"Approved request {first.display_id}: certificate serial {first.certificate.serial}. "
+        f'<a href="{issued}">Certificate issued: delivery</a>'
+    ] == ("success")
+    assert response.url == reverse(CHANGELIST)  # two approvals: back to the list
     approved = AuditEvent.objects.filter(action="request_approved", request=first).get()
     assert approved.ip == "127.0.0.1"
 
@@ -177,7 +179,8 @@ def test_approve_from_the_change_page(agent_client, pending_request):
         {"CHANGE_FORM-action": "approve_selected", "_selected_action": [pending_request.pk]},
     )
     assert response.status_code == 302
-    assert response.url == url
+    # One approval lands on its "certificate issued" page, where the delivery buttons are.
+    assert response.url == reverse("agent:certificate_issued", args=[pending_request.public_id])
     pending_request.refresh_from_db()
     assert pending_request.status == Status.COMPLETE
     assert pending_request.certificate.serial in agent_client.get(url).content.decode()
@@ -240,7 +243,7 @@ def test_changelist_of_30_requests_uses_few_queries_and_no_count(agent_client, a
     for req in requests[:5]:
         services.approve_request(req.public_id, agent=agent)
     with CaptureQueriesContext(connection) as unfiltered:
-        response = agent_client.get(reverse(CHANGELIST))
+        response = agent_client.get(reverse(CHANGELIST), {"status__exact": "all"})
     assert response.status_code == 200
     assert response.context["cl"].result_count == 30
     assert len(response.context["cl"].result_list) == 30

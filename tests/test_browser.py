@@ -256,8 +256,11 @@ def test_flow_2_user_certificate_with_server_key(browser, site, ca, agent, smtp_
     clerk.page.check("input[name=_selected_action]")
     clerk.page.select_option("select[name=action]", "approve_selected")
     clerk.page.click("#changelist-form button[name=index]")
-    assert f"Approved request {request_id}" in clerk.page.inner_text("ul.messagelist")
+    # One approval lands on its "certificate issued" page, with the delivery buttons.
+    clerk.page.wait_for_selector("h1:has-text('Certificate issued')")
+    assert f"Approved request {request_id}" in clerk.page.inner_text(".messages")
     clerk.shot("11-admin-approved")
+    clerk.page.goto(f"{site}{changelist}?status__exact=all")
     clerk.page.click(f"#result_list a:has-text('{request_id}')")
     clerk.page.wait_for_selector("#content-main")  # the change page works under the CSP too
 

@@ -69,7 +69,7 @@ def test_malformed_rates_are_refused(rate):
         throttle.parse_rate(rate)
 
 
-def test_server_key_enrollments_have_their_own_budget(settings):
+def test_server_key_enrollments_have_their_own_budget(settings, db):
     """SERVER_KEY_ENROLL_RATE_LIMIT counts apart from ENROLL_RATE_LIMIT, per address."""
     settings.SERVER_KEY_ENROLL_RATE_LIMIT = 1
     assert throttle.server_key_enrollment_allowed("192.0.2.1")

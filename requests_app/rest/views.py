@@ -4,6 +4,8 @@ reads, and answers in Dogtag's JSON; see ids.py for how IDs and serials map."""
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import urlencode
@@ -129,11 +131,14 @@ def enroll(request: HttpRequest) -> HttpResponse:
     if request.GET.get("issuer-id", "").strip():
         raise RestError("ResourceNotFound", "ca-portal has one issuing CA; omit issuer-id")
     if not throttle.enrollment_allowed(ip):
+        rate = throttle.enrollment_rate()
+        wait = max(1, math.ceil(throttle.window_ends(rate).timestamp() - throttle.clock()))
         raise RestError(
             "PKI",
-            "Too many requests from this address; try again later (ENROLL_RATE_LIMIT)",
+            "Too many requests from this address (ENROLL_RATE_LIMIT). "
+            + throttle.try_again_message(rate),
             status=429,
-            headers={"Retry-After": "60"},
+            headers={"Retry-After": str(wait)},
         )
     values = flatten_inputs(body)
     if body.get("Renewal") is True:

@@ -83,7 +83,8 @@ def enroll(request: HttpRequest, profile: str) -> HttpResponse:
     form = EnrollmentForm(request.POST, request.FILES, profile=prof)
     # A flood from one address must not fill the agents' queue.
     if form.is_valid() and not throttle.enrollment_allowed(client_ip(request)):
-        return render(request, "ee/rate_limited.html", page, status=429)
+        again = throttle.try_again_message(throttle.enrollment_rate())
+        return render(request, "ee/rate_limited.html", {**page, "again": again}, status=429)
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -153,9 +154,8 @@ def enroll_server_key(request: HttpRequest, profile: str) -> HttpResponse:
     ip = client_ip(request)
     # Each enrollment makes a key pair: cap them per address so nobody keeps the server busy.
     if form.is_valid() and not throttle.server_key_enrollment_allowed(ip):
-        form.add_error(
-            None, "Too many requests came from your address in the last hour. Try again later."
-        )
+        again = throttle.try_again_message(throttle.server_key_enrollment_rate())
+        form.add_error(None, f"Too many requests came from your address in the last hour. {again}")
         return render(request, "ee/enroll_server_key.html", {**page, "form": form}, status=429)
     if form.is_valid():
         data = form.cleaned_data

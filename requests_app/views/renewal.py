@@ -98,7 +98,8 @@ def renew(request: HttpRequest, serial: str) -> HttpResponse:
     form = RenewalForm(request.POST, request.FILES, profile=page["profile"])
     # Each renewal may mail the requester: the enrollment limit per address applies.
     if form.is_valid() and not throttle.enrollment_allowed(client_ip(request)):
-        return render(request, "ee/rate_limited.html", page, status=429)
+        again = throttle.try_again_message(throttle.enrollment_rate())
+        return render(request, "ee/rate_limited.html", {**page, "again": again}, status=429)
     if not form.is_valid():
         return render(request, "ee/renew.html", {**page, "form": form}, status=400)
     try:
@@ -136,9 +137,8 @@ def renew_server_key(request: HttpRequest, serial: str) -> HttpResponse:
     form = RenewalServerKeyForm(request.POST)
     ip = client_ip(request)
     if form.is_valid() and not throttle.server_key_enrollment_allowed(ip):
-        form.add_error(
-            None, "Too many requests came from your address in the last hour. Try again later."
-        )
+        again = throttle.try_again_message(throttle.server_key_enrollment_rate())
+        form.add_error(None, f"Too many requests came from your address in the last hour. {again}")
         return render(request, "ee/renew_server_key.html", {**page, "form": form}, status=429)
     if not form.is_valid():
         return render(request, "ee/renew_server_key.html", {**page, "form": form}, status=400)
