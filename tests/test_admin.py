@@ -69,7 +69,8 @@ def test_approve_action_approves_each_selected_request(agent_client, agent, ca):
     reported = messages_of(response)
     assert (
         "success",
-        f"Approved request {first.display_id}: certificate serial {first.certificate.serial}.",
+        f"Approved request {first.display_id}: "
+        f"certificate serial {first.certificate.serial_colons}.",
     ) in reported
     approved = AuditEvent.objects.filter(action="request_approved", request=first).get()
     assert approved.ip == "127.0.0.1"
