@@ -359,6 +359,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "requests_app.context_processors.agent_security",
             ],
+            # {{ x|serial }}: the one way a serial is shown, in every page and mail.
+            "builtins": ["requests_app.templatetags.serials"],
         },
     },
 ]

@@ -141,8 +141,8 @@ def _send(modeladmin, request, queryset, method: str) -> None:
         request,
         queryset,
         lambda cert: services.send_certificate(cert, method=method, actor=request.user),
-        done="{obj.serial}: queued to {outcome.recipient}.",
-        failed="{obj.serial}: {error}",
+        done="{obj.serial_colons}: queued to {outcome.recipient}.",
+        failed="{obj.serial_colons}: {error}",
     )
 
 

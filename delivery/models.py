@@ -183,7 +183,7 @@ class ExpiryReminder(models.Model):
         ordering = ["-created", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.days}-day reminder for {self.certificate.serial}"
+        return f"{self.days}-day reminder for {self.certificate.serial_colons}"
 
 
 class ExpiryDigest(models.Model):

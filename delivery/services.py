@@ -19,7 +19,7 @@ from django.db import router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from requests_app import profiles
+from requests_app import pki, profiles
 from requests_app.models import Certificate, CertificateRequest
 from requests_app.services import ServiceError, audit
 from requests_app.validators import validate_recipient_email
@@ -282,12 +282,16 @@ def send_certificate(
     if isinstance(serial, Certificate):
         cert = serial
     else:
-        cert = Certificate.objects.by_serial(serial)
+        try:
+            pki.parse_serial(serial)
+            cert = Certificate.objects.by_serial(serial)
+        except pki.SerialError as exc:  # not a serial, or digits that name two
+            raise DeliveryRefused(str(exc), field="serial") from None
         if cert is None:
             raise DeliveryRefused(f"no certificate has the serial number {serial}", field="serial")
     request = cert.issued_request
     if request is None:
-        raise DeliveryRefused(f"certificate {cert.serial} has no request to deliver to")
+        raise DeliveryRefused(f"certificate {cert.serial_colons} has no request to deliver to")
     return queue_delivery(
         request=request,
         certificate=cert,

@@ -2,11 +2,13 @@
 
 from django.urls import path
 
+from requests_app import converters  # noqa: F401  (registers the "serial" path converter)
+
 from . import views
 
 app_name = "delivery"
 
 urlpatterns = [
-    path("send/<str:serial>/", views.send, name="send"),
+    path("send/<serial:serial>/", views.send, name="send"),
     path("<str:public_id>/retry/", views.retry, name="retry"),
 ]

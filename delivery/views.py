@@ -8,7 +8,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from requests_app import pki
 from requests_app.httputil import agent_required
+from requests_app.models import is_serial
 from requests_app.views.common import find_certificate
 
 from . import services
@@ -28,7 +30,8 @@ def send(request, serial: str):
     """Email the certificate, or a retrieval link, to the requester or another address."""
     cert = find_certificate(serial)
     if cert is None:
-        messages.error(request, f"No certificate has the serial number {serial}.")
+        shown = pki.serial_colons(serial) if is_serial(serial) else serial
+        messages.error(request, f"No certificate has the serial number {shown}.")
         return redirect("agent:request_list")
     req = cert.issued_request
     fallback = req.get_agent_url() if req else "agent:request_list"

@@ -27,9 +27,10 @@ from .models import (
     is_public_id,
     is_serial,
     normalize_public_id,
-    normalize_serial,
+    serial_readings,
 )
 from .revocation.forms import RevokeForm
+from .templatetags.serials import serial_html
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
@@ -304,7 +305,7 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         return format_html(
             '<a href="{}">{}</a> · <a href="{}">Certificate issued page, with delivery</a>',
             url,
-            obj.certificate.serial,
+            obj.certificate.serial_colons,
             issued,
         )
 
@@ -334,7 +335,7 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
         if is_public_id(term):
             exact |= Q(public_id=normalize_public_id(term))
         if is_serial(term):
-            exact |= Q(certificate__serial=normalize_serial(term))
+            exact |= Q(certificate__serial__in=serial_readings(term))
         if term and exact:
             results |= queryset.filter(exact)
         return results, may_have_duplicates
@@ -378,7 +379,7 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
                     'Approved request {}: certificate serial {}. <a href="{}">Certificate '
                     "issued: delivery</a>",
                     req.display_id,
-                    cert.serial,
+                    cert.serial_colons,
                     issued,
                 ),
                 messages.SUCCESS,
@@ -438,7 +439,7 @@ class CertificateRequestAdmin(AgentActionsMixin, ReadOnlyAdmin):
 
 @admin.register(Certificate)
 class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
-    list_display = ["serial", "subject", "profile", "status", "not_after", "downloads"]
+    list_display = ["serial_number", "subject", "profile", "status", "not_after", "downloads"]
     list_filter = ["status"]
     search_fields = ["subject"]
     search_help_text = "A serial number (any case, with or without colons) or part of a subject."
@@ -450,8 +451,7 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
             None,
             {
                 "fields": [
-                    "serial",
-                    "serial_colons",
+                    "serial_number",
                     "subject",
                     "sans",
                     "profile",
@@ -490,9 +490,9 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
             ),
         )
 
-    @admin.display(description="serial (colons)")
-    def serial_colons(self, obj: Certificate) -> str:
-        return obj.serial_colons
+    @admin.display(description="serial number", ordering="serial_sort")
+    def serial_number(self, obj: Certificate) -> str:
+        return serial_html(obj.serial_colons, copy=False)
 
     @admin.display(description="request")
     def request_link(self, obj: Certificate) -> str:
@@ -506,7 +506,7 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
         if term and is_serial(term):
-            results |= queryset.filter(serial=normalize_serial(term))
+            results |= queryset.filter(serial__in=serial_readings(term))
         return results, may_have_duplicates
 
     @admin.action(
@@ -531,8 +531,8 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
                     actor=request.user,
                     ip=client_ip(request),
                 ),
-                done=f"Revoked certificate {{obj.serial}} ({reason}).",
-                failed="Certificate {obj.serial}: {error}",
+                done=f"Revoked certificate {{obj.serial_colons}} ({reason}).",
+                failed="Certificate {obj.serial_colons}: {error}",
             )
             return None
         return _ask_for_a_reason(
@@ -551,8 +551,8 @@ class CertificateAdmin(AgentActionsMixin, ReadOnlyAdmin):
             request,
             queryset,
             lambda cert: services.release_hold(cert, actor=request.user, ip=client_ip(request)),
-            done="Released the hold on certificate {obj.serial}.",
-            failed="Certificate {obj.serial}: {error}",
+            done="Released the hold on certificate {obj.serial_colons}.",
+            failed="Certificate {obj.serial_colons}: {error}",
         )
 
 

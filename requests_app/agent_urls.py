@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from . import converters  # noqa: F401  (registers the "serial" path converter)
 from .revocation import views as revocation
 from .views import acme_accounts, agent, agent_certificates, expiring, renewal
 
@@ -21,9 +22,9 @@ urlpatterns = [
         renewal.revoke_superseded,
         name="revoke_superseded",
     ),
-    path("certificates/<str:serial>/", revocation.certificate, name="certificate"),
-    path("certificates/<str:serial>/revoke/", revocation.revoke, name="revoke"),
-    path("certificates/<str:serial>/release/", revocation.release_hold, name="release_hold"),
+    path("certificates/<serial:serial>/", revocation.certificate, name="certificate"),
+    path("certificates/<serial:serial>/revoke/", revocation.revoke, name="revoke"),
+    path("certificates/<serial:serial>/release/", revocation.release_hold, name="release_hold"),
     # The agent's own login certificates.
     path("me/certificates/", agent_certificates.my_certificates, name="my_certificates"),
     path("me/certificates/csr/", agent_certificates.request_with_csr, name="request_with_csr"),
@@ -33,7 +34,7 @@ urlpatterns = [
         name="request_with_server_key",
     ),
     path(
-        "me/certificates/<str:serial>/unlink/",
+        "me/certificates/<serial:serial>/unlink/",
         agent_certificates.unlink,
         name="unlink_certificate",
     ),

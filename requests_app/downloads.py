@@ -27,16 +27,20 @@ CA_FORMATS = ("pem", "der", "p7b")
 def encode_certificate(cert: Certificate, fmt: str) -> Encoded:
     """pem: the certificate; der: .cer; p7b: certificate and chain; chain: full-chain PEM."""
     if fmt == "pem":  # stored exactly as issued: no need to parse it
-        return Encoded(cert.pem.encode(), "application/x-pem-file", f"{cert.serial}.pem")
+        return Encoded(cert.pem.encode(), "application/x-pem-file", f"{cert.serial_filename}.pem")
     if fmt == "der":
-        return Encoded(pki.to_der(cert.x509), "application/pkix-cert", f"{cert.serial}.cer")
+        return Encoded(
+            pki.to_der(cert.x509), "application/pkix-cert", f"{cert.serial_filename}.cer"
+        )
     if fmt == "p7b":
-        return Encoded(pki.to_pkcs7(cert.chain), "application/pkcs7-mime", f"{cert.serial}.p7b")
+        return Encoded(
+            pki.to_pkcs7(cert.chain), "application/pkcs7-mime", f"{cert.serial_filename}.p7b"
+        )
     if fmt == "chain":
         return Encoded(
             pki.to_fullchain_pem(cert.chain).encode(),
             "application/x-pem-file",
-            f"{cert.serial}-fullchain.pem",
+            f"{cert.serial_filename}-fullchain.pem",
         )
     raise UnknownFormat(f"unknown format {fmt!r}; use one of {', '.join(CERTIFICATE_FORMATS)}")
 

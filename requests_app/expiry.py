@@ -30,6 +30,7 @@ from .models import (
     is_serial,
     normalize_public_id,
     normalize_serial,
+    serial_readings,
 )
 
 #: The windows the Expiring page offers, in days.
@@ -260,7 +261,7 @@ def search(rows: QuerySet, q: str) -> QuerySet:
     window."""
     kind = _kind(q)
     if kind == "serial":
-        return rows.filter(serial=normalize_serial(q))
+        return rows.filter(serial__in=serial_readings(q))  # bare digits: hex or decimal
     if kind == "san":
         return rows.alias(sans_text=Cast("sans", TextField())).filter(sans_text__icontains=q)
     if kind == "email":

@@ -13,7 +13,6 @@ from .models import (
     CertificateRequest,
     format_public_id,
     is_public_id,
-    is_serial,
     normalize_public_id,
 )
 from .profiles import Profile, all_profiles, get_profile
@@ -275,16 +274,27 @@ class CertificateLookupForm(forms.Form):
     serial = forms.CharField(
         label="Serial number",
         max_length=200,
-        widget=forms.TextInput(attrs={"placeholder": "hex, e.g. 3A:F2:...", "size": 40}),
+        help_text=(
+            "As shown when it was issued (3A:F2:...), or as openssl prints it (serial=3AF2...), "
+            "or 0x3AF2...; digits only are tried as hexadecimal and as decimal (dec:1234 "
+            "for decimal only)."
+        ),
+        widget=forms.TextInput(
+            attrs={"placeholder": "3A:F2:...", "size": 40, "autocomplete": "off"}
+        ),
     )
 
     def clean_serial(self):
-        value = self.cleaned_data["serial"]
-        if not is_serial(value):
-            raise forms.ValidationError(
-                "A serial number is written in hexadecimal (0-9, A-F), with or without colons."
-            )
-        return value
+        return clean_serial_text(self.cleaned_data["serial"])
+
+
+def clean_serial_text(value: str) -> str:
+    """The serial as typed, when it can be one (pki.parse_serial's forms); else why not."""
+    try:
+        pki.parse_serial(value)
+    except pki.SerialError as exc:
+        raise forms.ValidationError(str(exc)) from None
+    return value.strip()
 
 
 # --- agents -------------------------------------------------------------------------

@@ -38,10 +38,24 @@ def format_public_id(public_id: str) -> str:
 
 
 def normalize_serial(text: str) -> str:
-    """A serial as typed by a person (any case, colons, spaces, 0x) in our lower-case hex."""
-    cleaned = "".join(ch for ch in str(text).lower() if ch not in ": \t\r\n")
-    cleaned = cleaned.removeprefix("0x").lstrip("0") or "0"
-    return cleaned
+    """A serial as typed by a person (pki.parse_serial's forms) in our lower-case hex; bare
+    digits read as hex here (with_serial/by_serial also try the decimal reading)."""
+    try:
+        return pki.serial_hex(pki.parse_serial(text).values[0])
+    except pki.SerialError:
+        # Not a serial: something that matches no row (callers check is_serial first).
+        return "".join(ch for ch in str(text).lower() if ch not in ": \t\r\n")
+
+
+def serial_readings(text: str | int) -> tuple[str, ...]:
+    """Every stored (lower-case hex) serial a typed text can mean: one, or two for bare
+    digits (hex first, decimal second); none when it cannot be a serial. An int is exact."""
+    if isinstance(text, int):
+        return (pki.serial_hex(text),)
+    try:
+        return tuple(pki.serial_hex(value) for value in pki.parse_serial(text).values)
+    except pki.SerialError:
+        return ()
 
 
 HEX_DIGITS = frozenset("0123456789abcdef")
@@ -58,9 +72,8 @@ def is_public_id(text: str) -> bool:
 
 
 def is_serial(text: str) -> bool:
-    """True when text, normalized, has the shape of a certificate serial number."""
-    cleaned = normalize_serial(text)
-    return len(cleaned) <= MAX_SERIAL_LENGTH and set(cleaned) <= HEX_DIGITS
+    """True when text can be a certificate serial number (pki.parse_serial's forms)."""
+    return bool(serial_readings(text))
 
 
 class NoCAError(pki.CAError):
@@ -209,19 +222,28 @@ class CertificateQuerySet(models.QuerySet):
     issued the same one, and then the NEWEST certificate is the one meant, unless a CA is
     named."""
 
-    def with_serial(self, text: str, *, ca: CertificateAuthority | None = None):
-        """Certificates with the serial as typed by a person, newest first."""
-        rows = self.filter(serial=normalize_serial(text))
+    def with_serial(self, text: str | int, *, ca: CertificateAuthority | None = None):
+        """Certificates with the serial as typed by a person (either reading of bare
+        digits), newest first; an int is the exact serial."""
+        rows = self.filter(serial__in=serial_readings(text))
         if ca is not None:
             rows = rows.filter(ca=ca)
         return rows.order_by("-created", "-pk")
 
-    def by_serial(self, text: str, *, ca: CertificateAuthority | None = None) -> Certificate | None:
+    def by_serial(
+        self, text: str | int, *, ca: CertificateAuthority | None = None
+    ) -> Certificate | None:
         """The certificate a typed serial names (the newest of that serial, or the given
-        CA's); None when none has it or the text cannot be a serial."""
-        if not is_serial(text):
-            return None
-        return self.with_serial(text, ca=ca).first()
+        CA's); None when none has it or the text cannot be a serial. Bare digits are read
+        both ways: pki.AmbiguousSerial when certificates exist for both readings."""
+        readings = serial_readings(text)
+        rows = list(self.with_serial(text, ca=ca)[:1]) if len(readings) == 1 else []
+        if len(readings) > 1:
+            found = [self.with_serial(int(r, 16), ca=ca).first() for r in readings]
+            rows = [cert for cert in found if cert is not None]
+            if len(rows) > 1:
+                raise pki.AmbiguousSerial(str(text), tuple(int(r, 16) for r in readings))
+        return rows[0] if rows else None
 
 
 class Certificate(models.Model):
@@ -295,7 +317,7 @@ class Certificate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.serial} {self.subject}"
+        return f"{self.serial_colons} {self.subject}"
 
     @cached_property
     def x509(self) -> x509.Certificate:
@@ -316,7 +338,13 @@ class Certificate(models.Model):
 
     @property
     def serial_colons(self) -> str:
+        """The serial as people read it (pki.serial_colons)."""
         return pki.serial_colons(self.serial)
+
+    @property
+    def serial_filename(self) -> str:
+        """The serial in file names and URLs (pki.serial_filename)."""
+        return pki.serial_filename(self.serial)
 
 
 class RequestQuerySet(models.QuerySet):
@@ -472,7 +500,7 @@ class AgentCertificate(models.Model):
         verbose_name = "agent certificate"
 
     def __str__(self) -> str:
-        return f"{self.certificate.serial} -> {self.user}"
+        return f"{self.certificate.serial_colons} -> {self.user}"
 
 
 class CertificateRevocationList(models.Model):

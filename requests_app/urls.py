@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from . import converters  # noqa: F401  (registers the "serial" path converter)
 from .views import ee, links, mailbox, renewal
 
 urlpatterns = [
@@ -17,18 +18,18 @@ urlpatterns = [
         name="confirm_email_link",
     ),
     path("certificates/", ee.certificate_lookup, name="certificate_lookup"),
-    path("certificates/<str:serial>/", ee.certificate_detail, name="certificate_detail"),
+    path("certificates/<serial:serial>/", ee.certificate_detail, name="certificate_detail"),
     path(
-        "certificates/<str:serial>/download/<str:fmt>/",
+        "certificates/<serial:serial>/download/<str:fmt>/",
         ee.certificate_download,
         name="certificate_download",
     ),
-    path("certificates/<str:serial>/pkcs12/", ee.certificate_pkcs12, name="certificate_pkcs12"),
-    path("certificates/<str:serial>/import/", ee.certificate_import, name="certificate_import"),
+    path("certificates/<serial:serial>/pkcs12/", ee.certificate_pkcs12, name="certificate_pkcs12"),
+    path("certificates/<serial:serial>/import/", ee.certificate_import, name="certificate_import"),
     # Renewal from the certificate's page.
-    path("certificates/<str:serial>/renew/", renewal.renew, name="renew"),
+    path("certificates/<serial:serial>/renew/", renewal.renew, name="renew"),
     path(
-        "certificates/<str:serial>/renew/server-key/",
+        "certificates/<serial:serial>/renew/server-key/",
         renewal.renew_server_key,
         name="renew_server_key",
     ),

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from requests_app import agent_auth, pki, services
-from requests_app.models import AgentCertificate, AuditEvent, CertificateRequest
+from requests_app.models import AgentCertificate, AuditEvent, Certificate, CertificateRequest
 from tests.helpers.agent_certs import (
     backdated_agent_certificate,
     escaped,
@@ -143,7 +143,10 @@ def test_command_refuses_self_approval_and_anonymous_approval(ca, agent, bob):
     out = StringIO()
     call_command("approve_request", req.public_id, agent=bob.username, stdout=out)
     serial = out.getvalue().strip().splitlines()[-1]
-    assert AgentCertificate.objects.get(certificate__serial=serial).user == agent
+    assert (
+        AgentCertificate.objects.get(certificate=Certificate.objects.by_serial(serial)).user
+        == agent
+    )
 
 
 def test_bulk_approval_skips_the_agents_own_request(ca, agent, pending_request):

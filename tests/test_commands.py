@@ -214,7 +214,7 @@ def test_approve_request_prints_the_serial_last(agent, pending_request):
     """The last line is the serial; --agent is recorded as the approver."""
     output = run("approve_request", pending_request.display_id, validity_days=30, agent="agent1")
     cert = Certificate.objects.get()
-    assert last_line(output) == cert.serial
+    assert last_line(output) == cert.serial_colons
     pending_request.refresh_from_db()
     assert (pending_request.status, pending_request.acted_by) == (Status.COMPLETE, agent)
     assert (cert.not_after - cert.not_before).days == 30
@@ -325,7 +325,7 @@ def test_issue_certificate_prints_the_serial_last(ca, csr_file):
         validity_days=10,
     )
     cert = Certificate.objects.get()
-    assert last_line(output) == cert.serial
+    assert last_line(output) == cert.serial_colons
     assert sorted(cert.sans) == ["DNS:alt.example.test", "DNS:www.example.test"]
     assert cert.request.status == Status.COMPLETE
 
@@ -357,7 +357,7 @@ def test_list_certificates_json_and_profile_filter(agent, pending_request):
         (cert.serial, cert.subject, "valid")
     ]
     assert json.loads(run("list_certificates", profile="user", json=True)) == []
-    assert cert.serial in run("list_certificates")
+    assert cert.serial_colons in run("list_certificates")
 
 
 def test_export_certificate_formats(agent, pending_request, tmp_path):

@@ -158,7 +158,7 @@ def test_admin_send_and_retry_actions(
             follow=True,
         )
     shown = [str(m) for m in response.context["messages"]]
-    assert shown == [f"{cert.serial}: queued to {req.requester_email}."], (
+    assert shown == [f"{cert.serial_colons}: queued to {req.requester_email}."], (
         response.redirect_chain,
         shown,
     )

@@ -255,11 +255,11 @@ def test_link_mail_over_smtp_leads_to_the_certificate(
     message = smtp_server.messages[0]
     assert message["To"] == "ann@example.test"
     text = message.get_body(("plain",)).get_content()
-    assert cert.serial in text and req.display_id in text
+    assert cert.serial_colons in text and req.display_id in text
     link = re.search(r"http://testserver(/retrieve/\S+/)", text).group(1)
     page = client.get(link, follow=True)
     assert page.status_code == 200
-    assert cert.serial in page.content.decode()
+    assert cert.serial_colons in page.content.decode()
     assert Delivery.objects.get(certificate=cert).status == Status.SENT
 
 
@@ -288,16 +288,16 @@ def test_certificate_mail_over_smtp_carries_a_verifiable_certificate(
         delivery_services.send_certificate(cert, method="certificate", actor=agent)
     message = smtp_server.messages[-1]
     attachments = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
-    assert set(attachments) == {f"{cert.serial}.pem", f"{cert.serial}-chain.p7b"}
-    leaf = x509.load_pem_x509_certificate(attachments[f"{cert.serial}.pem"])
+    assert set(attachments) == {f"{cert.serial_filename}.pem", f"{cert.serial_filename}-chain.p7b"}
+    leaf = x509.load_pem_x509_certificate(attachments[f"{cert.serial_filename}.pem"])
     assert leaf.serial_number == int(cert.serial, 16)
-    chain = pkcs7.load_der_pkcs7_certificates(attachments[f"{cert.serial}-chain.p7b"])
+    chain = pkcs7.load_der_pkcs7_certificates(attachments[f"{cert.serial_filename}-chain.p7b"])
     assert {c.serial_number for c in chain} == {
         leaf.serial_number,
         cert.ca.certificate.serial_number,
     }
     assert "-----BEGIN CERTIFICATE-----" in message.get_body(("plain",)).get_content()
-    (tmp_path / "leaf.pem").write_bytes(attachments[f"{cert.serial}.pem"])
+    (tmp_path / "leaf.pem").write_bytes(attachments[f"{cert.serial_filename}.pem"])
     (tmp_path / "ca.pem").write_text(cert.ca.certificate_pem)
     result = subprocess.run(
         ["openssl", "verify", "-CAfile", tmp_path / "ca.pem", tmp_path / "leaf.pem"],

@@ -294,9 +294,9 @@ def test_send_certificate_by_hand(
     assert message.to == ["web-team@example.test"]
     assert "Install before Friday" in message.body
     assert [a.filename for a in message.attachments] == [
-        f"{cert.serial}.pem",
-        f"{cert.serial}-fullchain.pem",
-        f"{cert.serial}-chain.p7b",
+        f"{cert.serial_filename}.pem",
+        f"{cert.serial_filename}-fullchain.pem",
+        f"{cert.serial_filename}-chain.p7b",
     ]
     event = AuditEvent.objects.get(action="delivery_queued", details__delivery=delivery.pk)
     assert event.actor == agent

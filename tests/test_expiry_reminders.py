@@ -61,7 +61,7 @@ def test_reminders_at_30_7_and_1_days_arrive_once_each(ca, agent, smtp_server, r
                 link = re.search(r"http://testserver(/retrieve/\S+/)", text(mail))[1]
                 page = client.get(link, follow=True)
                 assert page.status_code == 200
-                assert cert.serial in page.content.decode()
+                assert cert.serial_colons in page.content.decode()
             assert len(mails) == len(seen), (days_left, [m["Subject"] for m in mails])
     subjects = [subject(m) for m in reminders(smtp_server.messages)]
     assert [s.rsplit("(", 1)[1] for s in subjects] == [
@@ -192,7 +192,7 @@ def test_server_reminder_text(ca, agent, smtp_server, run, quiet):
         f"Your certificate for mail.example.test expires on {cert.not_after:%Y-%m-%d} (in 6 days)"
     )
     body = text(mail)
-    assert f"Serial number:  {cert.serial}" in body
+    assert f"Serial number:  {cert.serial_colons}" in body
     assert "Names (SANs):   DNS:mail.example.test" in body
     assert f"Subject:        {cert.subject}" in body
     assert f"Expires:        {cert.not_after:%Y-%m-%d %H:%M}" in body
@@ -201,7 +201,7 @@ def test_server_reminder_text(ca, agent, smtp_server, run, quiet):
     assert '-subj "/CN=mail.example.test"' in body
     assert "http://testserver/retrieve/" in body
     html = mail.get_body(preferencelist=("html",)).get_content()
-    assert cert.serial in html and "press Renew" in html
+    assert cert.serial_colons in html and "press Renew" in html
 
 
 def test_user_reminder_text(ca, agent, smtp_server, run, quiet):
@@ -270,10 +270,10 @@ def test_digest_once_a_day_lists_what_nobody_renewed(ca, agent, smtp_server, run
     assert digest["To"] == "agent1@example.test"  # the agents group's address
     assert subject(digest) == ("[ca-portal] 1 certificate expires within 14 days, not renewed")
     body = text(digest)
-    assert soon.serial in body and "soon.example.test" in body
-    assert renewed.serial not in body and revoked.serial not in body
+    assert soon.serial_colons in body and "soon.example.test" in body
+    assert renewed.serial_colons not in body and revoked.serial_colons not in body
     assert "http://testserver/agent/expiring/?within=30" in body
-    assert f"http://testserver/agent/certificates/{soon.serial}/" in body
+    assert f"http://testserver/agent/certificates/{soon.serial_filename}/" in body
     with at(day + dt.timedelta(days=1), 0):  # the next UTC day
         run()
         run()

@@ -141,9 +141,9 @@ def test_the_issue_mail_says_what_its_page_offers(
     assert cert.serial in content
     if offer == "server":
         assert "has no Import" in text and IMPORT not in text and IMPORT not in content
-        assert f"{cert.serial}-fullchain.pem" in text and FULL_CHAIN in content
+        assert f"{cert.serial_filename}-fullchain.pem" in text and FULL_CHAIN in content
         for fmt in ("pem", "chain", "der", "p7b"):
-            assert f"/certificates/{cert.serial}/download/{fmt}/" in content or fmt
+            assert f"/certificates/{cert.serial_filename}/download/{fmt}/" in content or fmt
         assert "nginx (ssl_certificate)" in text and "SSLCertificateChainFile" in text
         assert ".p12" not in text and P12 not in content
     elif offer == "import":
@@ -216,17 +216,17 @@ def test_the_certificate_mail_attaches_what_it_names(
     }
     offer = _expected_offer(profile, key_type)
     expected = {
-        f"{cert.serial}.pem": "application/x-pem-file",
-        f"{cert.serial}-chain.p7b": "application/pkcs7-mime",
+        f"{cert.serial_filename}.pem": "application/x-pem-file",
+        f"{cert.serial_filename}-chain.p7b": "application/pkcs7-mime",
     }
     if offer == "server":
-        expected[f"{cert.serial}-fullchain.pem"] = "application/x-pem-file"
+        expected[f"{cert.serial_filename}-fullchain.pem"] = "application/x-pem-file"
     assert {name: kind for name, (kind, _) in files.items()} == expected
     for name in expected:
         assert name in text  # every attachment is named in the text, and only those
     if offer == "server":
-        assert f"ssl_certificate to the full chain ({cert.serial}-fullchain.pem, attached)" in text
-        full = files[f"{cert.serial}-fullchain.pem"][1]
+        assert f"ssl_certificate to the full chain ({cert.serial_filename}-fullchain.pem, attached)" in text
+        full = files[f"{cert.serial_filename}-fullchain.pem"][1]
         full = full if isinstance(full, bytes) else full.encode()
         chain = x509.load_pem_x509_certificates(full)
         assert [c.serial_number for c in chain] == [

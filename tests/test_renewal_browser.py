@@ -69,7 +69,7 @@ def test_renewal_from_the_reminder_link_to_the_new_certificate(
     requester = Watched(browser)
     page = requester.page
     page.goto(links.retrieval_url(old))  # what a reminder links to
-    assert old.serial in page.url
+    assert old.serial_filename in page.url
     requester.shot("renewal-01-certificate-page")
     page.click("section.renewal a.button")
     assert "Renew a certificate" in page.inner_text("h1")
@@ -92,7 +92,7 @@ def test_renewal_from_the_reminder_link_to_the_new_certificate(
     clerk.page.click("form[action='/agent/find/'] button")
     clerk.page.wait_for_selector(f"h1:has-text('{request_id}')")
     changes = clerk.page.inner_text("#renewal-changes")
-    assert old.serial in changes
+    assert old.serial_colons in changes
     assert "different key" in clerk.page.inner_text("#renewal-key")
     assert clerk.page.inner_text("#renewal-added").strip() == "none"
     assert clerk.page.inner_text("#renewal-removed").strip() == "none"
@@ -106,7 +106,7 @@ def test_renewal_from_the_reminder_link_to_the_new_certificate(
     page.goto(new_link)
     req = CertificateRequest.objects.get(public_id=request_id.replace("-", ""))
     new = req.certificate
-    assert new.serial in page.url and new.serial != old.serial
+    assert new.serial_filename in page.url and new.serial != old.serial
     requester.shot("renewal-06-new-certificate")
     cert_file = tmp_path / "new.pem"
     cert_file.write_text(new.pem)
@@ -116,12 +116,14 @@ def test_renewal_from_the_reminder_link_to_the_new_certificate(
 
     page.goto(f"{site}/certificates/{old.serial}/")
     notice = page.inner_text(".alert.superseded")
-    assert "superseded" in notice and new.serial in notice
+    assert "superseded" in notice and new.serial_colons in notice
     assert page.locator("section.renewal").count() == 0
     requester.shot("renewal-07-old-superseded")
 
     clerk.page.click("button:has-text('Revoke the old certificate (superseded)')")
-    assert f"Certificate {old.serial} revoked (superseded" in clerk.page.inner_text(".messages")
+    assert f"Certificate {old.serial_colons} revoked (superseded" in clerk.page.inner_text(
+        ".messages"
+    )
     clerk.shot("renewal-08-old-revoked")
     old = fresh(old)
     assert (old.status, old.revocation_reason) == (Certificate.Status.REVOKED, "superseded")

@@ -33,7 +33,7 @@ def test_the_certificate_page_offers_renew_and_later_shows_superseded(client, ca
     req, _ = services.submit_web_renewal(old, csr=make_csr(cn=None, key=key))
     cert = services.approve_request(req, agent=agent)
     page = client.get(reverse("certificate_detail", args=[old.serial])).content.decode()
-    assert "superseded" in page and cert.serial in page
+    assert "superseded" in page and cert.serial_colons in page.replace("<wbr>", "")
     assert reverse("renew", args=[old.serial]) not in page
 
 

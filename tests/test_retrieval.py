@@ -87,7 +87,7 @@ def test_certificate_page_shows_everything(client, server_cert):
 def test_server_certificate_install_notes(client, server_cert):
     """A server certificate's page explains nginx, Apache and HAProxy with the full chain."""
     html = client.get(reverse("certificate_detail", args=[server_cert.serial])).content.decode()
-    for text in ["nginx", "Apache", "HAProxy", f"{server_cert.serial}-fullchain.pem"]:
+    for text in ["nginx", "Apache", "HAProxy", f"{server_cert.serial_filename}-fullchain.pem"]:
         assert text in html
     assert reverse("certificate_import", args=[server_cert.serial]) not in html
     assert "Your certificate and private key" not in html
@@ -126,7 +126,9 @@ def test_import_hands_over_user_cert(client, server_cert):
     """Import answers application/x-x509-user-cert with the DER certificate, inline."""
     response = client.get(reverse("certificate_import", args=[server_cert.serial]))
     assert response["Content-Type"] == "application/x-x509-user-cert"
-    assert response["Content-Disposition"] == f'inline; filename="{server_cert.serial}.crt"'
+    assert (
+        response["Content-Disposition"] == f'inline; filename="{server_cert.serial_filename}.crt"'
+    )
     assert x509.load_der_x509_certificate(response.content) == server_cert.x509
 
 
@@ -283,7 +285,8 @@ def test_download_p12_once(client, server_key_cert, tmp_path):
     response = _p12(client, server_key_cert)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-pkcs12"
-    assert response["Content-Disposition"] == f'attachment; filename="{server_key_cert.serial}.p12"'
+    disposition = f'attachment; filename="{server_key_cert.serial_filename}.p12"'
+    assert response["Content-Disposition"] == disposition
     assert response["Cache-Control"] == "no-store"
     key, cert, chain = pkcs12.load_key_and_certificates(response.content, PASSPHRASE.encode())
     assert cert == server_key_cert.x509

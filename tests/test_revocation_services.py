@@ -197,7 +197,7 @@ def test_holder_is_told_of_the_revocation(
     )
     [mail] = mailoutbox
     assert mail.to == ["admin@example.test"]
-    assert mail.subject == f"Your certificate {cert.serial} was revoked"
+    assert mail.subject == f"Your certificate {cert.serial_colons} was revoked"
     assert "Reason: key compromise\n" in mail.body
     assert f"revoked on {cert.revoked_at:%Y-%m-%d %H:%M} UTC" in mail.body
     assert "Invalid since: 2025-01-31 12:00 UTC" in mail.body
@@ -214,8 +214,8 @@ def test_holder_is_told_of_the_hold_and_its_release(
     with django_capture_on_commit_callbacks(execute=True):
         services.release_hold(issued, actor=agent)
     assert [m.subject for m in mailoutbox] == [
-        f"Your certificate {issued.serial} was put on hold",
-        f"Your certificate {issued.serial} is valid again",
+        f"Your certificate {issued.serial_colons} was put on hold",
+        f"Your certificate {issued.serial_colons} is valid again",
     ]
     assert "valid again" in mailoutbox[1].body
 

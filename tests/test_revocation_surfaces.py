@@ -47,7 +47,7 @@ def test_certificate_page_offers_revoke(agent_client, issued):
     response = agent_client.get(reverse("agent:certificate", args=[issued.serial_colons]))
     assert response.status_code == 200
     page = response.content.decode()
-    assert issued.serial in page
+    assert issued.serial_colons in page
     assert "status-valid" in page
     assert reverse("agent:revoke", args=[issued.serial]) in page
     assert 'value="aACompromise"' in page
@@ -93,7 +93,7 @@ def test_revoke_from_the_page(agent_client, agent, issued):
     assert (issued.status, issued.revocation_reason) == (Status.REVOKED, "keyCompromise")
     assert issued.invalidity_date.isoformat() == "2025-01-31T12:00:00+00:00"
     assert messages_of(response) == [
-        ("success", f"Certificate {issued.serial} revoked: Key compromise.")
+        ("success", f"Certificate {issued.serial_colons} revoked: Key compromise.")
     ]
     assert AuditEvent.objects.get(action="certificate_revoked").ip == "127.0.0.1"
     page = agent_client.get(response["Location"]).content.decode()
@@ -187,7 +187,7 @@ def test_admin_revoke_asks_for_the_reason_then_revokes(agent_client, issued):
     assert done.status_code == 302
     issued.refresh_from_db()
     assert issued.revocation_reason == "cessationOfOperation"
-    assert ("success", f"Revoked certificate {issued.serial} (cessationOfOperation).") in (
+    assert ("success", f"Revoked certificate {issued.serial_colons} (cessationOfOperation).") in (
         messages_of(done)
     )
 
@@ -241,7 +241,7 @@ def test_revoke_certificate_command(issued, agent):
         "--invalidity-date=2025-01-31T12:00Z",
         "--agent=agent1",
     )
-    assert output.startswith(f"Revoked certificate {issued.serial} (keyCompromise)")
+    assert output.startswith(f"Revoked certificate {issued.serial_colons} (keyCompromise)")
     issued.refresh_from_db()
     assert issued.invalidity_date.isoformat() == "2025-01-31T12:00:00+00:00"
     assert AuditEvent.objects.get(action="certificate_revoked").actor == agent

@@ -477,7 +477,7 @@ def test_certificate_issued_page(agent_client, issued_request, ca):
     ).content.decode()
     for text in [
         issued_request.display_id,
-        cert.serial,
+        f'data-copy-text="{cert.serial_colons}"',
         "CN=done.example.test",
         "DNS:done.example.test",
         cert.pem.strip().splitlines()[1],
@@ -507,7 +507,7 @@ def test_renewal_details_explain_the_missing_csr(agent_client, pending_request, 
     cert = services.approve_request(pending_request.public_id, agent=agent)
     renewal = services.submit_renewal(cert)
     page = agent_client.get(reverse("agent:request_detail", args=[renewal.public_id]))
-    text = page.content.decode()
+    text = page.content.decode().replace("<wbr>", "")
     assert page.status_code == 200
-    assert f"the key of certificate {cert.serial}" in text
+    assert "the key of certificate" in text and cert.serial_colons in text
     assert "The CSR is empty" not in text

@@ -357,11 +357,11 @@ def test_request_status_canceled(client, pending_request, agent):
 
 
 def test_request_status_complete_links_certificate(client, issued):
-    """A complete request shows the serial in hex and links to the certificate."""
+    """A complete request shows the serial (05:35:F2:...) and links to the certificate."""
     req = issued.request
     html = client.get(req.get_absolute_url()).content.decode()
     assert "Issued" in html
-    assert issued.serial in html
+    assert issued.serial_colons in html
     assert reverse("certificate_detail", args=[issued.serial]) in html
 
 
@@ -448,7 +448,9 @@ def test_certificate_download(client, issued, ca, fmt, content_type, suffix):
     response = client.get(reverse("certificate_download", args=[issued.serial, fmt]))
     assert response.status_code == 200
     assert response["Content-Type"] == content_type
-    assert response["Content-Disposition"] == f'attachment; filename="{issued.serial}{suffix}"'
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="{issued.serial_filename}{suffix}"'
+    )
     body = response.content
     certs = {
         "pem": lambda: [x509.load_pem_x509_certificate(body)],

@@ -273,7 +273,8 @@ def page_offer(req, cert) -> dict:
 
 class CertificateEmail(BaseEmailBackend):
     """Mail with the certificate attached: <serial>.pem and <serial>-chain.p7b, and for a
-    server certificate <serial>-fullchain.pem too (what nginx and Apache take)."""
+    server certificate <serial>-fullchain.pem too (what nginx and Apache take); the serial
+    as in file names (pki.serial_filename)."""
 
     kinds = ("certificate",)
 
@@ -288,7 +289,7 @@ class CertificateEmail(BaseEmailBackend):
         chain = downloads.encode_certificate(cert, "p7b")
         files = [
             (pem.filename, pem.data, pem.content_type),
-            (f"{cert.serial}-chain.p7b", chain.data, chain.content_type),
+            (f"{cert.serial_filename}-chain.p7b", chain.data, chain.content_type),
         ]
         if page_offer(delivery.request, cert)["offer"] == "server":
             full = downloads.encode_certificate(cert, "chain")
@@ -358,11 +359,11 @@ def expiry_context(cert) -> dict:
     if cert is None:
         why = "it names no certificate"
     elif cert.status != cert.Status.VALID:
-        why = f"certificate {cert.serial} was revoked after the reminder was queued"
+        why = f"certificate {cert.serial_colons} was revoked after the reminder was queued"
     elif cert.not_after <= now:
-        why = f"certificate {cert.serial} has expired"
+        why = f"certificate {cert.serial_colons} has expired"
     elif expiry.is_renewed(cert):
-        why = f"certificate {cert.serial} was renewed after the reminder was queued"
+        why = f"certificate {cert.serial_colons} was renewed after the reminder was queued"
     if why:
         raise DeliveryError(f"not sent: {why}", permanent=True)
     request = cert.issued_request
@@ -386,4 +387,4 @@ def _common_name(cert) -> str:
         return str(names[0].value).strip()
     if cert.sans:
         return cert.sans[0].partition(":")[2] or cert.sans[0]
-    return cert.serial
+    return cert.serial_colons

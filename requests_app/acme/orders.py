@@ -434,7 +434,7 @@ def certificate_for_cert_id(cert_id: str) -> Certificate | None:
         serial = int.from_bytes(jws.b64decode(serial_text), "big")
     except (ValueError, TypeError):
         return None
-    for cert in Certificate.objects.with_serial(pki.serial_hex(serial)).select_related("ca"):
+    for cert in Certificate.objects.with_serial(serial).select_related("ca"):
         ca_cert = cert.ca.certificate
         try:
             ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value

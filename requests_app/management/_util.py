@@ -126,7 +126,11 @@ def find_request(text: str) -> CertificateRequest:
 
 def find_certificate(text: str) -> Certificate:
     """The certificate a serial names (Certificate.objects.by_serial's rule), or CommandError."""
-    cert = Certificate.objects.select_related("ca").by_serial(text)
+    try:
+        pki.parse_serial(text)
+        cert = Certificate.objects.select_related("ca").by_serial(text)
+    except pki.SerialError as exc:  # not a serial, or digits that name two certificates
+        raise CommandError(f"{text!r}: {exc}") from None
     if cert is None:
         raise CommandError(f"no certificate has the serial number {text}")
     return cert

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
 import idna
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from .errors import InvalidName
+from .errors import InvalidName, PKIError
 
 #: The type of one subject alternative name, for callers' type hints.
 GeneralName = x509.GeneralName
@@ -166,12 +167,126 @@ def common_name(name: x509.Name) -> str | None:
 
 
 def serial_hex(serial: int) -> str:
-    """A serial number as lower-case hex without leading zeros."""
+    """A serial number as lower-case hex without leading zeros (how the database keeps it)."""
     return format(serial, "x")
 
 
+def serial_number(serial: int | str) -> int:
+    """A serial as an int, from an int or from hex (our stored form, or any case, colons,
+    0x): for display, where the text is known to be hexadecimal."""
+    if isinstance(serial, int):
+        return serial
+    text = str(serial).strip().lower().removeprefix("0x").replace(":", "")
+    return int(text or "0", 16)
+
+
+def _serial_pairs(serial: int | str) -> str:
+    text = format(serial_number(serial), "X")
+    return text if len(text) % 2 == 0 else "0" + text
+
+
 def serial_colons(serial: int | str) -> str:
-    """A serial (an int, or our lower-case hex) as colon-separated upper-case byte pairs."""
-    text = serial_hex(serial) if isinstance(serial, int) else serial
-    padded = text if len(text) % 2 == 0 else "0" + text
-    return ":".join(padded[i : i + 2] for i in range(0, len(padded), 2)).upper()
+    """THE way people read a serial: upper-case hex byte pairs joined by colons, padded to
+    whole bytes (05:35:F2:...), as OpenSSL prints it; no sign byte for a high bit."""
+    pairs = _serial_pairs(serial)
+    return ":".join(pairs[i : i + 2] for i in range(0, len(pairs), 2))
+
+
+def serial_filename(serial: int | str) -> str:
+    """A serial in file names and URLs, where colons do not fit: the same upper-case byte
+    pairs joined by nothing (0535F2...), which is what `openssl x509 -serial` prints."""
+    return _serial_pairs(serial)
+
+
+#: Longest serial a person may type, in hex digits (Certificate.serial holds 64).
+MAX_SERIAL_HEX_DIGITS = 64
+#: Longest text we try to read as a serial at all (a 64-digit hex serial with colons,
+#: prefixes and spaces fits; a page of digits does not reach int()).
+MAX_SERIAL_TEXT = 200
+
+_SERIAL_PREFIXES = ("serial=", "serial:", "serial number:", "serial number")
+_HEX_PREFIXES = ("0x", "hex:", "hex ")
+_DECIMAL_PREFIXES = ("dec:", "decimal:", "dec ", "decimal ")
+_HEX = frozenset("0123456789abcdef")
+
+
+class SerialError(PKIError):
+    """The text cannot be a serial number; the message says how to write one."""
+
+
+class AmbiguousSerial(SerialError):
+    """Digits only, and certificates exist for both readings (hex and decimal)."""
+
+    def __init__(self, text: str, readings: tuple[int, ...]):
+        self.readings = readings
+        hex_value, decimal_value = readings
+        super().__init__(
+            f"{text.strip()} names two certificates: {serial_colons(hex_value)} (read as "
+            f"hexadecimal) and {serial_colons(decimal_value)} (read as decimal). Type "
+            f"0x{text.strip()} for the first or dec:{text.strip()} for the second."
+        )
+
+
+@dataclass(frozen=True)
+class SerialReading:
+    """What a typed serial can mean: one number, or two when it is digits only and could be
+    hexadecimal (first) or decimal (second)."""
+
+    values: tuple[int, ...]
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.values) > 1
+
+
+def parse_serial(text: str) -> SerialReading:
+    """Read a serial as people write it: colon hex in any case (05:35:f2), plain hex,
+    0x..., `openssl x509 -serial` output (serial=0535F2...), spaces between pairs (certutil),
+    dec:/decimal: for an explicit decimal, and bare digits as either hex or decimal.
+    SerialError with a message for anything else."""
+    cleaned = " ".join(str(text).split()).lower()
+    if not cleaned:
+        raise SerialError("Type a serial number.")
+    if len(cleaned) > MAX_SERIAL_TEXT:
+        raise SerialError("That is too long for a serial number.")
+    explicit_hex = explicit_decimal = False
+    for prefix in _SERIAL_PREFIXES:  # openssl x509 -serial prints hex after "serial="
+        if cleaned.startswith(prefix):
+            cleaned, explicit_hex = cleaned.removeprefix(prefix).strip(), True
+            break
+    for prefix in _HEX_PREFIXES:
+        if cleaned.startswith(prefix):
+            cleaned, explicit_hex = cleaned.removeprefix(prefix).strip(), True
+            break
+    else:
+        for prefix in _DECIMAL_PREFIXES:
+            if cleaned.startswith(prefix) and not explicit_hex:
+                cleaned, explicit_decimal = cleaned.removeprefix(prefix).strip(), True
+                break
+    if ":" in cleaned:
+        groups = cleaned.split(":")
+        if any(not 1 <= len(group.strip()) <= 2 for group in groups):
+            raise SerialError("Between colons a serial has two hexadecimal digits (05:35:F2:...).")
+        cleaned, explicit_hex = "".join(group.strip() for group in groups), True
+    digits = cleaned.replace(" ", "").replace("-", "")
+    if not digits:
+        raise SerialError("Type a serial number.")
+    if explicit_decimal:
+        if not digits.isdigit():
+            raise SerialError("A decimal serial number has only the digits 0-9.")
+        values = (int(digits),)
+    elif not set(digits) <= _HEX:
+        raise SerialError(
+            "A serial number is hexadecimal (0-9, A-F), like 05:35:F2:... or 0535F2..., "
+            "or decimal with dec: in front."
+        )
+    elif digits.isdigit() and not explicit_hex:
+        values = (int(digits, 16), int(digits))
+    else:
+        values = (int(digits, 16),)
+    fitting = tuple(dict.fromkeys(v for v in values if v.bit_length() <= 4 * MAX_SERIAL_HEX_DIGITS))
+    if not fitting:
+        raise SerialError(
+            f"A serial number has at most {MAX_SERIAL_HEX_DIGITS} hexadecimal digits."
+        )
+    return SerialReading(fitting)

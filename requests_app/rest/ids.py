@@ -120,4 +120,4 @@ def find_certificate(text: str) -> Certificate | None:
     hex_serial = serial_hex(text)
     if hex_serial is None:
         return None
-    return Certificate.objects.select_related("ca").by_serial(hex_serial)
+    return Certificate.objects.select_related("ca").by_serial(int(hex_serial, 16))

@@ -164,7 +164,7 @@ def revoke(request: HttpRequest, serial: str) -> HttpResponse:
             return redirect("agent:certificate", cert.serial)
         else:
             label = pki.REASON_LABELS[cert.revocation_reason]
-            messages.success(request, f"Certificate {cert.serial} revoked: {label}.")
+            messages.success(request, f"Certificate {cert.serial_colons} revoked: {label}.")
             return redirect("agent:certificate", cert.serial)
     return _render_certificate(request, cert, revoke_form=form, status=400)
 
@@ -178,5 +178,5 @@ def release_hold(request: HttpRequest, serial: str) -> HttpResponse:
     except services.ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Certificate {cert.serial} is off hold and valid again.")
+        messages.success(request, f"Certificate {cert.serial_colons} is off hold and valid again.")
     return redirect("agent:certificate", cert.serial)

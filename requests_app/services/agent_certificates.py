@@ -42,14 +42,17 @@ def is_active_agent(user: User | None) -> bool:
 def _check_linkable(cert: Certificate, user: User) -> None:
     if cert.profile != AGENT_PROFILE:
         raise InvalidRequest(
-            f"certificate {cert.serial} is of the {cert.profile} profile; only {AGENT_PROFILE} "
+            f"certificate {cert.serial_colons} is of the {cert.profile} profile; "
+            f"only {AGENT_PROFILE} "
             "certificates log agents in",
             field="serial",
         )
     if cert.status != Certificate.Status.VALID:
-        raise InvalidTransition(f"certificate {cert.serial} is revoked; it cannot be linked")
+        raise InvalidTransition(f"certificate {cert.serial_colons} is revoked; it cannot be linked")
     if cert.not_after <= pki.utcnow():
-        raise InvalidTransition(f"certificate {cert.serial} has expired; it cannot be linked")
+        raise InvalidTransition(
+            f"certificate {cert.serial_colons} has expired; it cannot be linked"
+        )
     if not is_active_agent(user):
         raise InvalidRequest(
             f"{user.get_username()!r} is not an active agent (group and permission "
@@ -59,12 +62,14 @@ def _check_linkable(cert: Certificate, user: User) -> None:
     existing = AgentCertificate.objects.filter(certificate=cert).select_related("user").first()
     if existing is not None:
         raise InvalidTransition(
-            f"certificate {cert.serial} is already linked to {existing.user.get_username()!r}"
+            f"certificate {cert.serial_colons} is already linked to "
+            f"{existing.user.get_username()!r}"
         )
     req = cert.issued_request
     if req is not None and req.agent_for_id is not None and req.agent_for_id != user.pk:
         raise InvalidRequest(
-            f"certificate {cert.serial} was requested by agent {req.agent_for.get_username()!r} "
+            f"certificate {cert.serial_colons} was requested by agent "
+            f"{req.agent_for.get_username()!r} "
             "for themself; it cannot be linked to anyone else",
             field="user",
         )
@@ -126,11 +131,11 @@ def unlink_agent_certificate(
     cert = lock_certificate(certificate)
     link = AgentCertificate.objects.filter(certificate=cert).select_related("user").first()
     if link is None:
-        raise InvalidTransition(f"certificate {cert.serial} is not linked to an agent")
+        raise InvalidTransition(f"certificate {cert.serial_colons} is not linked to an agent")
     expected = user if isinstance(user, str) or user is None else user.get_username()
     if expected is not None and link.user.get_username() != expected:
         raise InvalidRequest(
-            f"certificate {cert.serial} is linked to {link.user.get_username()!r}, "
+            f"certificate {cert.serial_colons} is linked to {link.user.get_username()!r}, "
             f"not {expected!r}",
             field="user",
         )

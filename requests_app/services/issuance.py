@@ -68,7 +68,7 @@ def sign(
     the profile now refuses) is an InvalidRequest naming the cause, never a crash."""
     if req.renewal_of_id is not None and req.renewal_of.status == Certificate.Status.REVOKED:
         raise InvalidTransition(
-            f"certificate {req.renewal_of.serial} was revoked after this renewal was "
+            f"certificate {req.renewal_of.serial_colons} was revoked after this renewal was "
             "requested; reject the request"
         )
     if req.csr_pem or req.renewal_of_id is None:

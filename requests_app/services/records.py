@@ -9,6 +9,7 @@ from functools import cache
 from django.conf import settings
 from django.db import OperationalError, connection
 
+from .. import pki
 from ..models import (
     Certificate,
     CertificateRequest,
@@ -16,7 +17,13 @@ from ..models import (
     is_public_id,
     normalize_public_id,
 )
-from .errors import CertificateNotFound, InvalidTransition, RecordBusy, RequestNotFound
+from .errors import (
+    CertificateNotFound,
+    InvalidRequest,
+    InvalidTransition,
+    RecordBusy,
+    RequestNotFound,
+)
 
 #: PostgreSQL's lock_not_available: a lock wait ran past lock_timeout.
 _LOCK_NOT_AVAILABLE = "55P03"
@@ -170,12 +177,16 @@ def lock_certificate(serial: str | Certificate) -> Certificate:
     A serial names a certificate as Certificate.objects.by_serial says (the newest)."""
     # of=self: lock the certificate only; the CA row is the CRL generator's lock.
     rows = Certificate.objects.select_for_update(of=("self",)).select_related("ca")
-    shown = serial.serial if isinstance(serial, Certificate) else serial
+    shown = serial.serial_colons if isinstance(serial, Certificate) else serial
     with _lock_wait_limited(f"Certificate {shown}"):
         if isinstance(serial, Certificate):
             cert = rows.filter(pk=serial.pk).first()
         else:
-            cert = rows.by_serial(serial)
+            try:
+                pki.parse_serial(serial)
+                cert = rows.by_serial(serial)
+            except pki.SerialError as exc:  # not a serial, or digits that name two
+                raise InvalidRequest(str(exc), field="serial") from None
     if cert is None:
         raise CertificateNotFound(f"no certificate has the serial number {shown}", field="serial")
     return cert

@@ -49,7 +49,7 @@ def _certificate_to_renew(certificate: str | int | Certificate) -> Certificate:
             ) from None
         serial = pki.serial_hex(number)
     # Locked so that two renewals of one certificate cannot both find no pending one.
-    cert = Certificate.objects.select_for_update().with_serial(serial).first()
+    cert = Certificate.objects.select_for_update().with_serial(int(serial, 16)).first()
     if cert is None:
         raise InvalidRequest(
             f"no certificate with serial number {int(serial, 16)} (0x{serial}) was issued here",
@@ -223,7 +223,7 @@ def refuse_renewal_in_queue(cert: Certificate, *, exclude: int | None = None) ->
         waiting = waiting.exclude(pk=exclude)
     if waiting.exists():
         raise InvalidRequest(
-            f"a renewal of certificate {cert.serial} is already waiting for an agent; "
+            f"a renewal of certificate {cert.serial_colons} is already waiting for an agent; "
             "its requester can follow it with the request ID they were given"
         )
 
@@ -258,11 +258,11 @@ def auto_approval_refusal(req: CertificateRequest) -> str | None:
     if not changes.same_key:
         return "the CSR is signed by a different key"
     if old.status != Certificate.Status.VALID:
-        return f"certificate {old.serial} is revoked"
+        return f"certificate {old.serial_colons} is revoked"
     if old.not_after <= timezone.now():
-        return f"certificate {old.serial} has expired"
+        return f"certificate {old.serial_colons} has expired"
     if old.superseded_by_id is not None:
-        return f"certificate {old.serial} was renewed already"
+        return f"certificate {old.serial_colons} was renewed already"
     if not changes.names_unchanged:
         return "the subject or names differ"
     return None

@@ -57,7 +57,7 @@ def revoke_certificate(
     if previous and (previous != HOLD or reason == HOLD):
         state = "on hold" if previous == HOLD else f"revoked ({previous}, final)"
         raise AlreadyRevoked(
-            f"certificate {cert.serial} is already {state} since "
+            f"certificate {cert.serial_colons} is already {state} since "
             f"{cert.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
         )
     cert.status = Certificate.Status.REVOKED
@@ -96,7 +96,7 @@ def release_hold(
             if cert.status == Certificate.Status.REVOKED
             else cert.status
         )
-        raise NotOnHold(f"certificate {cert.serial} is not on hold: it is {state}")
+        raise NotOnHold(f"certificate {cert.serial_colons} is not on hold: it is {state}")
     held_since = cert.revoked_at
     cert.status = Certificate.Status.VALID
     cert.revocation_reason = ""

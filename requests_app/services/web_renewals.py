@@ -41,25 +41,28 @@ def _renewable(certificate: str | Certificate) -> Certificate:
     if isinstance(certificate, Certificate):
         cert = Certificate.objects.select_for_update().filter(pk=certificate.pk).first()
     else:
-        cert = Certificate.objects.select_for_update().by_serial(str(certificate))
+        try:
+            cert = Certificate.objects.select_for_update().by_serial(str(certificate))
+        except pki.SerialError as exc:  # digits that name two certificates
+            raise InvalidRequest(str(exc), field="serial") from None
     if cert is None:
         raise InvalidRequest("no certificate with that serial number was issued here")
     if cert.status == Certificate.Status.REVOKED:
         raise InvalidRequest(
-            f"certificate {cert.serial} is revoked, so it cannot be renewed; request a new "
+            f"certificate {cert.serial_colons} is revoked, so it cannot be renewed; request a new "
             "certificate with a new key"
         )
     if cert.superseded_by_id is not None:
         raise InvalidRequest(
-            f"certificate {cert.serial} was renewed already: certificate "
-            f"{cert.superseded_by.serial} replaces it. Renew that one when it is due."
+            f"certificate {cert.serial_colons} was renewed already: certificate "
+            f"{cert.superseded_by.serial_colons} replaces it. Renew that one when it is due."
         )
     original = cert.issued_request
     if original is None or original.agent_for_id is not None or cert.profile == AGENT_PROFILE:
         # An agent's login certificate is renewed by the agent, logged in, from their
         # own certificates page (another agent approves it and it is linked to them).
         raise InvalidRequest(
-            f"certificate {cert.serial} cannot be renewed from this page; ask an agent"
+            f"certificate {cert.serial_colons} cannot be renewed from this page; ask an agent"
         )
     return cert
 
@@ -86,7 +89,7 @@ def _renewed_names(
     added = [n for n in names if n not in cert.sans]
     if added:
         raise InvalidRequest(
-            f"a renewal keeps the names of certificate {cert.serial}; this CSR also names "
+            f"a renewal keeps the names of certificate {cert.serial_colons}; this CSR also names "
             f"{', '.join(added)}. Leave them out, or request a new certificate for them.",
             field="csr",
         )
@@ -110,7 +113,8 @@ def submit_web_renewal(
         prof = profiles.get_profile(cert.profile)
     except profiles.ProfileError:
         raise InvalidRequest(
-            f"certificate {cert.serial} was issued under the profile {cert.profile!r}, which "
+            f"certificate {cert.serial_colons} was issued under the profile "
+            f"{cert.profile!r}, which "
             "is no longer offered; request a new certificate",
             field="profile",
         ) from None

@@ -108,7 +108,11 @@ def find(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
     req = find_request(q) if q else None
     if req is None and q:
-        cert = Certificate.objects.select_related("request").by_serial(q)
+        try:
+            cert = Certificate.objects.select_related("request").by_serial(q)
+        except pki.SerialError as exc:  # digits that name two certificates
+            messages.warning(request, str(exc))
+            return redirect("agent:request_list")
         req = cert.issued_request if cert else None
     if req is None:
         if q:
@@ -227,7 +231,8 @@ def approve(request: HttpRequest, public_id: str) -> HttpResponse:
             return _refused(request, req, exc)
         else:
             messages.success(
-                request, f"Request {req.display_id} approved: certificate {cert.serial} issued."
+                request,
+                f"Request {req.display_id} approved: certificate {cert.serial_colons} issued.",
             )
             return redirect("agent:certificate_issued", req.public_id)
     return _render_detail(request, req, approve_form=form, status=400)

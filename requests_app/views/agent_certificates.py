@@ -60,7 +60,8 @@ def certificate_login(request: HttpRequest) -> HttpResponse:
     agent_auth.mark_verified(request, "certificate")
     messages.success(
         request,
-        f"Logged in as {link.user.get_username()} with certificate {link.certificate.serial}.",
+        f"Logged in as {link.user.get_username()} with certificate "
+        f"{link.certificate.serial_colons}.",
     )
     return redirect(_next_url(request))
 
@@ -191,5 +192,7 @@ def unlink(request: HttpRequest, serial: str) -> HttpResponse:
     except services.ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Certificate {link.certificate.serial} no longer logs you in.")
+        messages.success(
+            request, f"Certificate {link.certificate.serial_colons} no longer logs you in."
+        )
     return redirect("agent:my_certificates")

@@ -230,17 +230,24 @@ def certificate_lookup(request: HttpRequest) -> HttpResponse:
     if "serial" not in request.GET:
         return render(request, "ee/certificate_lookup.html", {"form": CertificateLookupForm()})
     form = CertificateLookupForm(request.GET)
-    if not form.is_valid():
-        return render(request, "ee/certificate_lookup.html", {"form": form}, status=400)
-    return redirect("certificate_detail", normalize_serial(form.cleaned_data["serial"]))
+    if form.is_valid():
+        try:
+            cert = find_certificate(form.cleaned_data["serial"])
+        except pki.SerialError as exc:  # digits that name two certificates
+            form.add_error("serial", str(exc))
+        else:
+            if cert is None:
+                return _certificate_not_found(request)
+            return redirect("certificate_detail", cert.serial)
+    return render(request, "ee/certificate_lookup.html", {"form": form}, status=400)
 
 
 def _certificate_not_found(request: HttpRequest) -> HttpResponse:
     return not_found(
         request,
         "Certificate not found",
-        "No certificate has that serial number. Check the number you were given; it is "
-        "written in hexadecimal.",
+        "No certificate has that serial number. Check the number you were given: it is "
+        "written in hexadecimal, like 3A:F2:....",
     )
 
 
@@ -415,7 +422,7 @@ def certificate_pkcs12(request: HttpRequest, serial: str) -> HttpResponse:
         if judged.lockout:
             form.add_error(None, _try_again_in(judged.lockout))
         return _render_certificate(request, cert, pkcs12_form=form, status=400)
-    response = download(Encoded(judged.data, "application/x-pkcs12", f"{cert.serial}.p12"))
+    response = download(Encoded(judged.data, "application/x-pkcs12", f"{cert.serial_filename}.p12"))
     response["Cache-Control"] = "no-store"  # the key must not linger in a shared cache
     return response
 
@@ -494,7 +501,7 @@ def certificate_import(request: HttpRequest, serial: str) -> HttpResponse:
     if der is None:
         return _certificate_not_found(request)
     response = HttpResponse(der.content.data, content_type="application/x-x509-user-cert")
-    filename = f"{normalize_serial(serial)}.crt"
+    filename = f"{pki.serial_filename(normalize_serial(serial))}.crt"
     response["Content-Disposition"] = content_disposition_header(False, filename)
     return response
 

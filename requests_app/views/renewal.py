@@ -59,7 +59,7 @@ def _submitted(request: HttpRequest, req: CertificateRequest, issued) -> HttpRes
         messages.success(
             request,
             f"Your renewal was issued at once (same key, same names): certificate "
-            f"{issued.serial}. It is also mailed as the profile delivers certificates.",
+            f"{issued.serial_colons}. It is also mailed as the profile delivers certificates.",
         )
     elif req.awaits_email:
         messages.success(
@@ -181,6 +181,8 @@ def revoke_superseded(request: HttpRequest, public_id: str) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(
-            request, f"Certificate {old.serial} revoked (superseded by {req.certificate.serial})."
+            request,
+            f"Certificate {old.serial_colons} revoked "
+            f"(superseded by {req.certificate.serial_colons}).",
         )
     return redirect("agent:certificate_issued", req.public_id)

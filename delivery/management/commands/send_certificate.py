@@ -10,7 +10,10 @@ class Command(BaseCommand):
     help = "Queue an email with the certificate attached, or with a retrieval link."
 
     def add_arguments(self, parser):
-        parser.add_argument("serial", help="the certificate's serial number (hex)")
+        parser.add_argument(
+            "serial",
+            help="the serial: 05:35:F2..., 0535F2..., 0x..., serial=... (openssl) or dec:...",
+        )
         parser.add_argument("--method", choices=sorted(services.MANUAL_METHODS), default="link")
         parser.add_argument("--to", help="recipient (default: the requester)")
         parser.add_argument("--note", default="", help="a note to put into the mail")

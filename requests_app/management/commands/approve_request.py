@@ -44,7 +44,7 @@ class Command(BaseCommand):
             f"({printable(', '.join(cert.sans)) or 'no SANs'}), "
             f"valid until {cert.not_after:%Y-%m-%d}"
         )
-        self.stdout.write(cert.serial)
+        self.stdout.write(cert.serial_colons)
 
     def approve_all(self, actor) -> None:
         with service_errors():  # no CA, or its key cannot be opened: nothing was signed
@@ -54,6 +54,6 @@ class Command(BaseCommand):
             f"pending request{'s' if len(result.refused) != 1 else ''}."
         )
         for cert in result.approved:
-            self.stdout.write(f"  approved {cert.request.display_id}: serial {cert.serial}")
+            self.stdout.write(f"  approved {cert.request.display_id}: serial {cert.serial_colons}")
         for public_id, why in result.refused:
             self.stdout.write(f"  refused {format_public_id(public_id)}: {printable(why)}")

@@ -28,6 +28,6 @@ class Command(BaseCommand):
             cert = services.create_ocsp_responder(validity_days=validity_days)
         self.stdout.write(
             f"OCSP responder {cert.subject.rfc4514_string()} (serial "
-            f"{pki.serial_hex(cert.serial_number)}) valid until "
+            f"{pki.serial_colons(cert.serial_number)}) valid until "
             f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
         )

@@ -15,7 +15,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("serial", metavar="SERIAL", help="hex, any case, colons allowed")
+        parser.add_argument(
+            "serial",
+            metavar="SERIAL",
+            help="05:35:F2..., 0535F2..., 0x..., serial=... (openssl) or dec:... (decimal)",
+        )
         parser.add_argument("--format", choices=CERTIFICATE_FORMATS, default="pem")
         parser.add_argument("--output", metavar="PATH")
 
@@ -24,7 +28,7 @@ class Command(BaseCommand):
         encoded = encode_certificate(cert, format)
         if output:
             write_output(output, encoded.data)
-            self.stdout.write(f"Wrote certificate {cert.serial} ({format}) to {output}")
+            self.stdout.write(f"Wrote certificate {cert.serial_colons} ({format}) to {output}")
             return
         if format in BINARY_FORMATS and self.stdout.isatty():
             raise CommandError(f"{format} is binary: use --output PATH or redirect stdout")

@@ -42,4 +42,4 @@ class Command(BaseCommand):
             "as request "
             f"{cert.request.display_id}, valid until {cert.not_after:%Y-%m-%d}"
         )
-        self.stdout.write(cert.serial)
+        self.stdout.write(cert.serial_colons)

@@ -29,10 +29,11 @@ class Command(BaseCommand):
         with service_errors():
             if unlink:
                 services.unlink_agent_certificate(cert, actor=actor, user=user)
-                self.stdout.write(f"Certificate {cert.serial} no longer logs {user} in.")
+                self.stdout.write(f"Certificate {cert.serial_colons} no longer logs {user} in.")
                 return
             link = services.link_agent_certificate(cert, user=user, actor=actor)
         self.stdout.write(
-            f"Certificate {cert.serial} ({cert.subject}) now logs {link.user.get_username()} in, "
+            f"Certificate {cert.serial_colons} ({cert.subject}) now logs "
+            f"{link.user.get_username()} in, "
             f"valid until {cert.not_after:%Y-%m-%d}."
         )

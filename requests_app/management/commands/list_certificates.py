@@ -39,10 +39,10 @@ class Command(BaseCommand):
         if not rows:
             self.stdout.write("No certificates.")
             return
-        self.stdout.write(f"{'SERIAL':<41} {'STATUS':<8} {'PROFILE':<8} {'NOT AFTER':<10} SUBJECT")
+        self.stdout.write(f"{'SERIAL':<59} {'STATUS':<8} {'PROFILE':<8} {'NOT AFTER':<10} SUBJECT")
         for cert in rows:
             self.stdout.write(
-                f"{cert.serial:<41} {cert.status:<8} {cert.profile:<8} "
+                f"{cert.serial_colons:<59} {cert.status:<8} {cert.profile:<8} "
                 f"{cert.not_after:%Y-%m-%d} {printable(cert.subject)}"
             )
 
@@ -71,12 +71,12 @@ class Command(BaseCommand):
             self.stdout.write(f"No certificates expire within {days} days.")
             return
         self.stdout.write(
-            f"{'SERIAL':<41} {'PROFILE':<8} {'NOT AFTER':<16} {'RENEWAL':<10} {'PENDING':<7} "
+            f"{'SERIAL':<59} {'PROFILE':<8} {'NOT AFTER':<16} {'RENEWAL':<10} {'PENDING':<7} "
             "SUBJECT"
         )
         for cert, row in zip(rows, data, strict=True):
             self.stdout.write(
-                f"{cert.serial:<41} {cert.profile:<8} {cert.not_after:%Y-%m-%d %H:%M} "
+                f"{cert.serial_colons:<59} {cert.profile:<8} {cert.not_after:%Y-%m-%d %H:%M} "
                 f"{row['renewal_method']:<10} {'yes' if row['renewal_pending'] else 'no':<7} "
                 f"{printable(cert.subject)}"
             )

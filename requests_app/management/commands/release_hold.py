@@ -20,4 +20,6 @@ class Command(BaseCommand):
         cert = find_certificate(serial)
         with service_errors():
             cert = services.release_hold(cert, actor=actor)
-        self.stdout.write(f"Released the hold on certificate {cert.serial}: it is valid again")
+        self.stdout.write(
+            f"Released the hold on certificate {cert.serial_colons}: it is valid again"
+        )

@@ -62,6 +62,6 @@ class Command(BaseCommand):
                 cert, reason=reason, actor=actor, invalidity_date=invalidity_date
             )
         self.stdout.write(
-            f"Revoked certificate {cert.serial} ({cert.revocation_reason}) "
+            f"Revoked certificate {cert.serial_colons} ({cert.revocation_reason}) "
             f"at {cert.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
         )
