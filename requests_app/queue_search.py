@@ -31,6 +31,9 @@ MIN_ID_PREFIX = 4
 #: serials are ~40 hex digits, and short hex ("cafe", "added") may be a word.
 MIN_SERIAL_LENGTH = 16
 
+#: What a SAN never holds but the JSON text of the list of SANs does.
+JSON_PUNCTUATION = frozenset('"[],\\')
+
 #: What the box searches, for the page's hint and its "nothing found" sentence.
 SEARCHED = "request IDs, certificate serials, requester emails, subjects and SANs"
 
@@ -95,10 +98,11 @@ def search(rows: QuerySet, q: str) -> QuerySet:
             return rows.filter(pk__in=by_email)
     found = (
         Q(subject__icontains=q)
-        | Q(sans_text__icontains=q)
         | Q(email_lower__contains=q.lower())
         | Q(requester_name__icontains=q)
     )
+    if not any(ch in JSON_PUNCTUATION for ch in q):  # the SANs are searched as JSON text
+        found |= Q(sans_text__icontains=q)
     if by_serial is not None:
         found |= Q(certificate__in=by_serial)
     id_prefix = _id_prefix(q)
