@@ -177,9 +177,9 @@ PHRASES: dict[str, Callable[[Any], str | None]] = {
     "last_error": lambda value: f"last error: {value}",
     "reason": lambda value: f"reason: {_words(value)}",
     "note": lambda value: f"note: {value}" if value else None,
-    "profile": lambda value: f"profile {value}",
-    "subject": lambda value: f"subject {value}" if value else "empty subject",
-    "sans": lambda value: f"names {_words(value)}" if value else "no alternative names",
+    "profile": lambda value: f"profile: {value}",
+    "subject": lambda value: f"subject: {value}" if value else "empty subject",
+    "sans": lambda value: f"names: {_words(value)}" if value else "no alternative names",
     "dropped": lambda value: f"dropped from the CSR: {_words(value)}" if value else None,
     "serial": lambda value: f"serial {_serial(value)}",
     "superseded_by": lambda value: f"by serial {_serial(value)}",
@@ -229,7 +229,7 @@ def describe(action: str, details: Mapping[str, Any]) -> tuple[str, list[str]]:
     elif kind and action == "delivery_failed":
         title = f"{kind} not delivered"
     phrases = [_phrase(key, value) for key, value in details.items()]
-    return title, [phrase for phrase in phrases if phrase]
+    return title, [phrase[0].upper() + phrase[1:] for phrase in phrases if phrase]
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def test_an_unnamed_action_still_reads_as_words():
                 "recipient": "a@b.test",
             },
             "Certificate queued for delivery by email",
-            ["to a@b.test"],
+            ["To a@b.test"],
         ),
         (
             "delivery_queued",
@@ -147,7 +147,7 @@ def test_an_unnamed_action_still_reads_as_words():
                 "recipient": "ops@b.test",
             },
             "“Request waiting” notice to agents queued for delivery by email",
-            ["to ops@b.test"],
+            ["To ops@b.test"],
         ),
         (
             "delivery_retry_scheduled",
@@ -158,7 +158,7 @@ def test_an_unnamed_action_still_reads_as_words():
                 "next_attempt": "2026-12-01T10:00:30+00:00",
             },
             "Delivery failed, will be retried",
-            ["error: connection refused", "attempt 2", "next try 2026-12-01 10:00:30 UTC"],
+            ["Error: connection refused", "Attempt 2", "Next try 2026-12-01 10:00:30 UTC"],
         ),
         (
             "request_approved",
@@ -169,7 +169,7 @@ def test_an_unnamed_action_still_reads_as_words():
                 "edited_sans": False,
             },
             "Request approved, certificate issued",
-            ["serial 53:5F:0E:13:D1", "valid for 90 days", "names DNS:a.test"],
+            ["Serial 53:5F:0E:13:D1", "Valid for 90 days", "Names: DNS:a.test"],
         ),
         (
             "request_submitted",
@@ -180,7 +180,7 @@ def test_an_unnamed_action_still_reads_as_words():
                 "dropped": [],
             },
             "Request submitted",
-            ["profile server", "subject CN=a.test", "names DNS:a.test, DNS:b.test"],
+            ["Profile: server", "Subject: CN=a.test", "Names: DNS:a.test, DNS:b.test"],
         ),
     ],
 )
@@ -226,5 +226,5 @@ def test_certificate_history_reads_in_words(client, agent, ca):
     html = client.get(reverse("agent:certificate", args=[cert.serial])).content.decode()
     history = html[html.index("<h2>History</h2>") :]
     assert "Certificate revoked" in history
-    assert "reason: keyCompromise" in history
+    assert "Reason: keyCompromise" in history
     assert "certificate_revoked" not in history.replace('data-action="certificate_revoked"', "")
