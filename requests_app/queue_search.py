@@ -20,6 +20,7 @@ from .models import (
     PUBLIC_ID_LENGTH,
     Certificate,
     CertificateRequest,
+    SubjectKey,
     is_public_id,
     is_serial,
     normalize_public_id,
@@ -31,11 +32,19 @@ MIN_ID_PREFIX = 4
 #: serials are ~40 hex digits, and short hex ("cafe", "added") may be a word.
 MIN_SERIAL_LENGTH = 16
 
+#: Each index lookup takes at most this many requests (the start of a common name).
+MAX_CANDIDATES = 1000
+#: Any part of a subject, SAN, address or name is matched among this many newest requests.
+SCAN_WINDOW = 2000
+SUBJECT_KEY = SubjectKey("subject")
+
 #: What a SAN never holds but the JSON text of the list of SANs does.
 JSON_PUNCTUATION = frozenset('"[],\\')
 
 #: What the box searches, for the page's hint and its "nothing found" sentence.
 SEARCHED = "request IDs, certificate serials, requester emails, subjects and SANs"
+#: How the page says where a part of a name is looked for.
+SEARCHED_PARTS = f"parts of names are matched in the newest {SCAN_WINDOW:,} requests"
 
 
 def _looks_like_serial(q: str) -> bool:
@@ -82,8 +91,41 @@ def _id_prefix(q: str) -> str | None:
     return None
 
 
+def _subject_prefix(q: str) -> QuerySet:
+    """Requests whose subject starts with "CN=" and q, any case (index request_subject_lower):
+    the CN, which an RFC 4514 subject names first."""
+    key = q.lower().removeprefix("cn=").strip()
+    rows = CertificateRequest.objects.alias(subject_key=SUBJECT_KEY)
+    return _prefix(rows, "subject_key", "cn=" + key, "\U0010ffff").values("pk")
+
+
+def _matches_anywhere(q: str) -> Q:
+    """q in any part of a subject, SAN, address or requester name (a scan of rows)."""
+    found = Q(subject__icontains=q) | Q(email_lower__contains=q.lower())
+    found |= Q(requester_name__icontains=q)
+    if not any(ch in JSON_PUNCTUATION for ch in q):  # the SANs are searched as JSON text
+        found |= Q(sans_text__icontains=q)
+    return found
+
+
+def _recent(q: str) -> QuerySet:
+    """Among the newest SCAN_WINDOW requests (a range of the request_newest index), those
+    with q in any part of a subject, SAN, address or name."""
+    newest = CertificateRequest.objects.order_by("-submitted_at", "-pk")
+    edge = newest.values_list("submitted_at", flat=True)[SCAN_WINDOW - 1 : SCAN_WINDOW]
+    rows = CertificateRequest.objects.alias(
+        sans_text=Cast("requested_sans", TextField()), email_lower=Lower("requester_email")
+    )
+    if edge := list(edge):
+        rows = rows.filter(submitted_at__gte=edge[0])
+    return rows.filter(_matches_anywhere(q)).values("pk")
+
+
 def search(rows: QuerySet, q: str) -> QuerySet:
-    """rows (requests) that q finds: by request ID, serial, address, subject or SAN."""
+    """rows (requests) that q finds: a whole request ID or serial by its unique index; an
+    address or the start of one, the start of a request ID or of a CN by theirs (at most
+    MAX_CANDIDATES each); any part of a subject, SAN, address or name among the newest
+    SCAN_WINDOW requests."""
     q = q.strip()
     if not q:
         return rows
@@ -96,19 +138,17 @@ def search(rows: QuerySet, q: str) -> QuerySet:
         by_email = _email_prefix(q)
         if by_email.exists():  # an address or its start: the index alone
             return rows.filter(pk__in=by_email)
-    found = (
-        Q(subject__icontains=q)
-        | Q(email_lower__contains=q.lower())
-        | Q(requester_name__icontains=q)
-    )
-    if not any(ch in JSON_PUNCTUATION for ch in q):  # the SANs are searched as JSON text
-        found |= Q(sans_text__icontains=q)
+    lookups = [_subject_prefix(q), _recent(q)]
     if by_serial is not None:
-        found |= Q(certificate__in=by_serial)
-    id_prefix = _id_prefix(q)
-    if id_prefix:
+        lookups.append(CertificateRequest.objects.filter(certificate__in=by_serial).values("pk"))
+    if id_prefix := _id_prefix(q):
         by_id = _prefix(CertificateRequest.objects.all(), "public_id", id_prefix, "~")
-        found |= Q(pk__in=by_id.values("pk"))
-    return rows.alias(
-        sans_text=Cast("requested_sans", TextField()), email_lower=Lower("requester_email")
-    ).filter(found)
+        lookups.append(by_id.values("pk"))
+    if "@" not in q:
+        lookups.append(_email_prefix(q))
+    # Each lookup walks its own index; the union is looked up by primary key, so that no
+    # planner can prefer walking the whole queue newest-first to find a rare match.
+    found: set[int] = set()
+    for lookup in lookups:
+        found.update(pk for (pk,) in lookup.values_list("pk")[:MAX_CANDIDATES])
+    return rows.filter(pk__in=sorted(found))

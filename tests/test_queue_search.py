@@ -237,3 +237,27 @@ def test_id_prefix_walks_the_unique_index(queue):
     plan = qs.explain()
     assert "public_id" in plan and "SCAN requests_app_certificaterequest\n" not in plan + "\n"
     assert list(qs) == [queue["hay"]]
+
+
+def test_cn_prefix_walks_its_index(queue):
+    """The start of a CN is a range of the request_subject_lower index, not a scan."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")
+    lookup = queue_search._subject_prefix("NEEDLE.exa")
+    plan = lookup.explain()
+    name = (
+        "request_subject_pattern" if connection.vendor == "postgresql" else "request_subject_lower"
+    )
+    assert name in plan
+    assert [row["pk"] for row in lookup] == [queue["needle"].pk]
+
+
+def test_parts_are_matched_in_the_newest_window(agent_client, queue, monkeypatch):
+    """Any part of a name is matched among the newest SCAN_WINDOW requests only; the start
+    of a CN, an address or an ID is found however old."""
+    monkeypatch.setattr(queue_search, "SCAN_WINDOW", 2)  # needle is the oldest of three
+    assert _listed(agent_client, "api-needle") == set()
+    assert _listed(agent_client, "needle.example") == {queue["needle"].public_id}
+    assert _listed(agent_client, "needle.person@ex") == {queue["needle"].public_id}
+    assert _listed(agent_client, "hay") == {queue["hay"].public_id}

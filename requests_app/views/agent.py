@@ -73,6 +73,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
             "expiring_counts": _expiring_counts(),
             "q": q,
             "searched": queue_search.SEARCHED,
+            "searched_parts": queue_search.SEARCHED_PARTS,
         },
     )
 
