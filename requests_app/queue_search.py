@@ -2,10 +2,11 @@
 subjects and SANs, typed the way people copy them.
 
 Reads only. A whole request ID or serial is a lookup in its unique index (and the queue
-jumps to it); an address, the start of one, or the start of a request ID walks an index
-range (request_email_lower, the public_id unique index). Only free text (part of a
-subject, a SAN, a domain) is matched along the queue's newest-first order, which stops as
-soon as a page is full.
+jumps to it); an address or its start, the start of a request ID and the start of a CN walk
+index ranges (request_email_lower, the public_id unique index, request_subject_lower).
+Any other part of a subject, SAN, address or name (a domain, "api" inside a host name) is
+matched among the newest SCAN_WINDOW requests only, a range of request_newest: nothing here
+reads the whole queue, which at 100,000 requests costs half a second.
 """
 
 from __future__ import annotations

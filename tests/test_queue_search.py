@@ -261,3 +261,12 @@ def test_parts_are_matched_in_the_newest_window(agent_client, queue, monkeypatch
     assert _listed(agent_client, "needle.example") == {queue["needle"].public_id}
     assert _listed(agent_client, "needle.person@ex") == {queue["needle"].public_id}
     assert _listed(agent_client, "hay") == {queue["hay"].public_id}
+
+
+def test_colon_breaks_escapes_and_breaks_only_at_colons():
+    """The serial column's filter escapes its text and offers line breaks after colons only."""
+    from requests_app.templatetags.wrapping import colon_breaks
+
+    assert colon_breaks("0A:1B:2C") == "0A:<wbr>1B:<wbr>2C"
+    assert colon_breaks("<b>:x&y") == "&lt;b&gt;:<wbr>x&amp;y"
+    assert colon_breaks(None) == ""
