@@ -305,14 +305,21 @@ class RequestFilterForm(forms.Form):
         required=False, choices=[("", "any status"), *CertificateRequest.Status.choices]
     )
     profile = forms.ChoiceField(required=False)
+    #: The queue's one search box (requests_app.queue_search); "find-q" as the old Find box.
     q = forms.CharField(
         label="Search",
         required=False,
         max_length=200,
         widget=forms.TextInput(
-            attrs={"placeholder": "request ID, serial, subject or email", "size": 36}
+            attrs={
+                "id": "find-q",
+                "type": "search",
+                "placeholder": "request ID, serial, email, name or DNS:host",
+                "size": 36,
+            }
         ),
     )
+    field_order = ["q", "status", "profile"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

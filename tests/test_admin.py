@@ -69,7 +69,8 @@ def test_approve_action_approves_each_selected_request(agent_client, agent, ca):
     reported = dict((text, level) for level, text in messages_of(response))
     issued = reverse("agent:certificate_issued", args=[first.public_id])
     assert reported[
-        f"Approved request {first.display_id}: certificate serial {first.certificate.serial_colons}. "
+        f"Approved request {first.display_id}: "
+        f"certificate serial {first.certificate.serial_colons}. "
         f'<a href="{issued}">Certificate issued: delivery</a>'
     ] == ("success")
     assert response.url == reverse(CHANGELIST)  # two approvals: back to the list

@@ -188,7 +188,7 @@ def test_flow_1_server_certificate_with_manual_delivery(
     clerk.page.wait_for_selector("h1:has-text('Requests')")
     clerk.shot("04-agent-queue")
     clerk.page.fill("#find-q", request_id)
-    clerk.page.click("form[action='/agent/find/'] button")
+    clerk.page.press("#find-q", "Enter")
     clerk.page.wait_for_selector(f"h1:has-text('{request_id}')")
     clerk.shot("05-request-details")
     clerk.page.click("text=Approve and issue")

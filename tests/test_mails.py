@@ -225,7 +225,10 @@ def test_the_certificate_mail_attaches_what_it_names(
     for name in expected:
         assert name in text  # every attachment is named in the text, and only those
     if offer == "server":
-        assert f"ssl_certificate to the full chain ({cert.serial_filename}-fullchain.pem, attached)" in text
+        assert (
+            f"ssl_certificate to the full chain ({cert.serial_filename}-fullchain.pem, attached)"
+            in text
+        )
         full = files[f"{cert.serial_filename}-fullchain.pem"][1]
         full = full if isinstance(full, bytes) else full.encode()
         chain = x509.load_pem_x509_certificates(full)

@@ -89,7 +89,7 @@ def test_renewal_from_the_reminder_link_to_the_new_certificate(
     _login(clerk, site, agent.username, AGENT_PASSWORD, next_url="/agent/")
     clerk.page.wait_for_selector("h1:has-text('Requests')")
     clerk.page.fill("#find-q", request_id)
-    clerk.page.click("form[action='/agent/find/'] button")
+    clerk.page.press("#find-q", "Enter")
     clerk.page.wait_for_selector(f"h1:has-text('{request_id}')")
     changes = clerk.page.inner_text("#renewal-changes")
     assert old.serial_colons in changes

@@ -195,7 +195,7 @@ def test_list_filters_by_status_and_profile(agent_client, ca, agent):
 
 
 def test_list_search(agent_client, ca, agent):
-    """Search finds a request by ID, certificate serial, subject or requester email."""
+    """Search opens a request by ID or certificate serial, and lists by subject or email."""
     wanted = _submit("needle.example.test", email="Needle@Example.test")
     _submit("hay.example.test", email="hay@example.test")
     cert = services.approve_request(wanted, agent=agent)
@@ -204,9 +204,12 @@ def test_list_search(agent_client, ca, agent):
         response = agent_client.get(reverse("agent:request_list"), {"q": q})
         return [r.pk for r in response.context["requests"]]
 
-    assert listed(wanted.public_id.lower()) == [wanted.pk]
-    assert listed(wanted.display_id) == [wanted.pk]
-    assert listed(cert.serial_colons) == [wanted.pk]
+    def opened(q):
+        return agent_client.get(reverse("agent:request_list"), {"q": q})["Location"]
+
+    assert opened(wanted.public_id.lower()) == wanted.get_agent_url()
+    assert opened(wanted.display_id) == wanted.get_agent_url()
+    assert opened(cert.serial_colons) == wanted.get_agent_url()
     assert listed("needle.example") == [wanted.pk]
     assert listed("needle@example.test") == [wanted.pk]
     assert listed("nobody@example.test") == []
@@ -265,24 +268,27 @@ def test_list_keeps_valid_filters_beside_a_bad_one(agent_client, ca):
 
 
 def test_find_by_request_id(agent_client, pending_request):
-    """Find jumps to the request given its ID in any form."""
-    response = agent_client.get(reverse("agent:find"), {"q": pending_request.display_id.lower()})
-    assert response["Location"] == pending_request.get_agent_url()
+    """The old Find address still opens the request given its ID in any form."""
+    response = agent_client.get(
+        reverse("agent:find"), {"q": pending_request.display_id.lower()}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == pending_request.get_agent_url()
 
 
 def test_find_by_serial(agent_client, issued_request):
-    """Find jumps to the request of a certificate given its serial."""
+    """The old Find address still opens the request of a certificate given its serial."""
     serial = issued_request.certificate.serial_colons
-    response = agent_client.get(reverse("agent:find"), {"q": serial})
-    assert response["Location"] == issued_request.get_agent_url()
+    response = agent_client.get(reverse("agent:find"), {"q": serial}, follow=True)
+    assert response.redirect_chain[-1][0] == issued_request.get_agent_url()
 
 
-@pytest.mark.parametrize("q", ["", "0" * 20, "abcdef", "no such thing"])
+@pytest.mark.parametrize("q", ["0" * 20, "abcdef", "no such thing"])
 def test_find_not_found_returns_to_list(agent_client, pending_request, q):
-    """An unknown ID or serial goes back to the list with a message."""
+    """An unknown ID or serial goes back to the list, which says what was searched."""
     response = agent_client.get(reverse("agent:find"), {"q": q}, follow=True)
-    assert response.redirect_chain[-1][0] == reverse("agent:request_list")
-    assert "request ID" in response.content.decode()
+    assert response.redirect_chain[-1][0].startswith(reverse("agent:request_list"))
+    assert "No request matches" in response.content.decode()
+    assert "request IDs, certificate serials, requester emails" in response.content.decode()
 
 
 # --- details ------------------------------------------------------------------------
@@ -310,7 +316,7 @@ def test_request_detail_shows_everything(agent_client, ca):
         "EC P-256 (256 bits)",
         "verifies",
         req.public_key_sha256,
-        "request_submitted",
+        "Request submitted",
         "DNS:api.example.test\nDNS:www.example.test",
         "Approve and issue",
         "Reject",

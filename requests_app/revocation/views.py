@@ -14,7 +14,7 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from .. import pki, services
+from .. import audit_text, pki, services
 from ..httputil import agent_required, client_ip
 from ..models import Certificate, CertificateAuthority
 from ..pki import describe_certificate
@@ -128,7 +128,7 @@ def _render_certificate(
             "can_revoke": not revoked or on_hold,
             "reason_label": pki.REASON_LABELS.get(cert.revocation_reason, ""),
             "revoke_form": revoke_form or RevokeForm(on_hold=on_hold),
-            "events": cert.audit_events.all(),
+            "events": audit_text.history(cert.audit_events.all()),
             "crl_url": cert.ca.crl_url(),
             "ocsp_url": cert.ca.ocsp_url(),
         },
