@@ -39,7 +39,7 @@ def issuance(run, dbs: list[str], quick: bool) -> str:
     for db in dbs:
         for ca in ("rsa2048", "p256"):
             extra = ["--lint"] if db == "sqlite" else []
-            n, rounds = ("40", "5") if quick else ("200", "7")
+            n, rounds = ("40", "5") if quick else ("80", "7")
             r = run("issuance", "--db", db, "--ca", ca, "-n", n, "--rounds", rounds, *extra)
             if why := failed(r):
                 rows.append([db, ca, why, "", "", "", "", ""])
@@ -136,7 +136,7 @@ def lint(run, quick: bool) -> str:
 def peer(run, quick: bool) -> str:
     rows = []
     for ca in ("p256", "rsa2048"):
-        n, rounds = ("20", "5") if quick else (("200", "7") if ca == "p256" else ("40", "7"))
+        n, rounds = ("20", "5") if quick else (("100", "7") if ca == "p256" else ("30", "7"))
         r = run("peer", "--ca", ca, "-n", n, "--rounds", rounds)
         if why := failed(r):
             rows.append([ca, why, "", "", "", "", "", ""])
@@ -227,7 +227,7 @@ def drain(run, quick: bool) -> str:
 
 
 def web(run, quick: bool) -> str:
-    r = run("web", "--seconds", "1" if quick else "4", "--rounds", "5")
+    r = run("web", "--seconds", "1" if quick else "3", "--rounds", "5")
     if why := failed(r):
         return f"## 4. Pages under load\n\n{why}"
     rows = [
