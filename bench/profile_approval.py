@@ -6,7 +6,7 @@
 For each database, in a process of its own: n approvals (services.approve_request, server
 profile, linting off) timed end to end; then the same number again under cProfile, with
 every SQL statement timed (connection.execute_wrapper) and counted per approval, and the
-profile's cumulative time split into: the SQL statements (compile + execute), signing,
+profile's cumulative CPU time split into: the SQL statements (compile + execute), signing,
 begin/commit, the certificate_issued signal, and the rest. Prints Markdown, then one JSON
 line. Profiling slows Python code more than C code: shares, not absolute times, are the
 point of the second pass; the first pass's ms/approval is unprofiled.
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from bench.common import ROOT, fresh_database, postgres_available, setup_django, table
 
@@ -83,7 +84,10 @@ def measure(db: str, key_type: str, n: int) -> dict:
     from requests_app import services
 
     ids = bench._submit()
-    profile = cProfile.Profile()
+    # CPU time, not wall time: on a shared machine a descheduled process would otherwise
+    # charge its waits to whatever frame it was in. Waits on the disk or the server show as
+    # the gap between the two passes' ms per approval and the statements' timed ms.
+    profile = cProfile.Profile(time.process_time)
     with connection.execute_wrapper(wrapper):
         profile.enable()
         start = time.perf_counter()
@@ -103,6 +107,24 @@ def measure(db: str, key_type: str, n: int) -> dict:
             ):
                 cumulative += ct
         shares[bucket] = cumulative / total
+    # The steps of services.decisions._approve: each callee's time when called from there.
+    approve_key = next(
+        k
+        for k in stats
+        if k[0].endswith("requests_app/services/decisions.py") and k[2] == "_approve"
+    )
+    steps = {}
+    for (filename, _, function), (_, _, _, _, callers) in stats.items():
+        if approve_key in callers:
+            name = f"{Path(filename).name}:{function}"
+            steps[name] = steps.get(name, 0.0) + callers[approve_key][3] / total
+    steps = dict(sorted(steps.items(), key=lambda item: item[1], reverse=True))
+    shares["all of _approve (inside the transaction)"] = stats[approve_key][3] / total
+    top = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:10]
+    top_own = [
+        (f"{Path(filename).parent.name}/{Path(filename).name}:{function}", tt / total)
+        for (filename, _, function), (_, _, tt, _, _) in top
+    ]
     statements = {
         kind: {"per_approval": counts[kind] / n, "ms": times[kind] / n * 1000}
         for kind in sorted(times, key=times.get, reverse=True)
@@ -117,6 +139,8 @@ def measure(db: str, key_type: str, n: int) -> dict:
         "statement_ms_per_approval": sum(times.values()) / n * 1000,
         "statements": statements,
         "shares": shares,
+        "top_own": top_own,
+        "approve_steps": steps,
     }
 
 
@@ -135,6 +159,16 @@ def markdown(r: dict) -> str:
         table(
             ["share of the profiled approval (cProfile, cumulative)", "%"],
             [[name, f"{share * 100:.1f}"] for name, share in r["shares"].items()],
+        ),
+        "",
+        table(
+            ["steps of services.decisions._approve (cumulative, share of the whole)", "%"],
+            [[name, f"{share * 100:.1f}"] for name, share in r["approve_steps"].items()],
+        ),
+        "",
+        table(
+            ["most own CPU time (cProfile tottime)", "%"],
+            [[name, f"{share * 100:.1f}"] for name, share in r["top_own"]],
         ),
     ]
     return "\n".join(lines)
