@@ -25,6 +25,7 @@ test: $(VENV)/.dev-stamp $(VENV)/.clients-stamp
 
 # Benchmarks: ratios measured side by side; writes bench/RESULTS.md. Needs wrk for the page
 # rows (apt-get install wrk) and PostgreSQL for the PostgreSQL rows.
+# Some parts only: make bench BENCH_ARGS="--only issuance,peer" (python -m bench.run --help).
 bench: $(VENV)/.dev-stamp
 	$(PY) -m bench.run $(BENCH_ARGS)
 

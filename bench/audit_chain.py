@@ -8,6 +8,7 @@ each approval's audit row to its commit. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import threading
@@ -39,9 +40,8 @@ def main() -> None:
         for event in events:  # what the save did before the chain: a time, nothing else
             event.time = timezone.now()
 
-    key = pki.generate_private_key("p256")
-
     def csr(i: int) -> str:
+        key = pki.generate_private_key("p256")  # one per request: a key waits in one request
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"a{i}.bench.test")])
         built = (
             x509.CertificateSigningRequestBuilder()
@@ -50,10 +50,12 @@ def main() -> None:
         )
         return built.public_bytes(serialization.Encoding.PEM).decode()
 
+    serial = itertools.count()  # one address per request: the portal limits mail per address
+
     def submit(count: int) -> list[str]:
         return [
             services.submit_request(
-                profile="server", csr=csr(i), requester_email="b@bench.test"
+                profile="server", csr=csr(i), requester_email=f"b{next(serial)}@bench.test"
             ).public_id
             for i in range(count)
         ]

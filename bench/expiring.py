@@ -147,8 +147,8 @@ def load_fixture(n: int, now: dt.datetime, rng: random.Random) -> tuple[float, i
     ca_id, cert_pem = sample.ca_id, sample.pem
 
     load_start = time.perf_counter()
-    cert_fields = [f for f in Certificate._meta.concrete_fields if not f.primary_key]
-    req_fields = [f for f in CertificateRequest._meta.concrete_fields if not f.primary_key]
+    cert_fields = stored_fields(Certificate)
+    req_fields = stored_fields(CertificateRequest)
     first_id = Certificate.objects.order_by("-pk").values_list("pk", flat=True).first() + 1
 
     def public_id() -> str:
@@ -247,8 +247,16 @@ def req_row(i, cert_id, renewal_of, status, cert, rng, public_id):
         "agent_for": None,
     }
     # A field another feature adds gets its default.
-    fields = [f for f in CertificateRequest._meta.concrete_fields if not f.primary_key]
-    return [values.get(f.name, f.get_default()) for f in fields]
+    return [values.get(f.name, f.get_default()) for f in stored_fields(CertificateRequest)]
+
+
+def stored_fields(model) -> list:
+    """The columns an INSERT or COPY writes: not the key, not generated ones (serial_sort)."""
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if not f.primary_key and not getattr(f, "generated", False)
+    ]
 
 
 def reused_database(kind: str, name: str) -> str:

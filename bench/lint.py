@@ -51,7 +51,9 @@ def main() -> None:
                 .sign(key, pki.signature_hash(key))
             )
             pem = csr.public_bytes(serialization.Encoding.PEM).decode()
-            req = services.submit_request(profile="server", csr=pem, requester_email="b@b.test")
+            # One address per request: the portal limits mail per address and day.
+            email = f"b{len(ids)}-{id(key)}@b.test"
+            req = services.submit_request(profile="server", csr=pem, requester_email=email)
             ids.append(req.public_id)
         return ids
 

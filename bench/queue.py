@@ -1,5 +1,7 @@
 """The queue at a million: 1,000,000 requests in every status and profile, then p50/p95 of
-the agent pages and the admin changelist, measured in-process with Django's test client.
+the agent pages and the admin changelist, measured in-process with Django's test client:
+every page and a trivial view run `samples` requests once per round, in a shuffled order;
+per page the per-round p50/p95 and the rate ratio page/trivial view, median [min-max].
 
 The fixture is bulk-loaded with executemany (SQLite) or COPY (PostgreSQL), not through the
 ORM, so it takes minutes. Prints one JSON line.
@@ -14,7 +16,7 @@ import random
 import secrets
 import time
 
-from bench.common import fresh_database, percentiles, setup_django
+from bench.common import fresh_database, interleaved, percentiles, ratios, setup_django, spread
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 STATUSES = ["pending"] * 10 + ["complete"] * 70 + ["rejected"] * 15 + ["canceled"] * 5
@@ -27,9 +29,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("-n", type=int, default=1_000_000)
-    parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--samples", type=int, default=20, help="requests per page and round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
-    setup_django(fresh_database(args.db, "queue"))
+    setup_django(fresh_database(args.db, "queue"), DJANGO_SETTINGS_MODULE="bench.settings")
 
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
@@ -50,10 +54,16 @@ def main() -> None:
     rng = random.Random(7)
 
     load_start = time.perf_counter()
-    cert_fields = [
-        f for f in Certificate._meta.concrete_fields if not f.primary_key and not f.generated
-    ]
-    req_fields = [f for f in CertificateRequest._meta.concrete_fields if not f.primary_key]
+
+    def stored(model):  # the columns an INSERT writes (not the key, not generated ones)
+        return [
+            f
+            for f in model._meta.concrete_fields
+            if not f.primary_key and not getattr(f, "generated", False)
+        ]
+
+    cert_fields = stored(Certificate)
+    req_fields = stored(CertificateRequest)
     first_cert_id = Certificate.objects.order_by("-pk").values_list("pk", flat=True).first() + 1
 
     def cert_row(i: int, cert_id: int):
@@ -62,6 +72,7 @@ def main() -> None:
             "ca": ca.pk,
             "serial": serial,
             "subject": f"CN=h{i}.bench.test",
+            "subject_search": f"h{i}.bench.test",
             "sans": json.dumps([f"DNS:h{i}.bench.test"]),
             "not_before": now,
             "not_after": now,
@@ -73,7 +84,6 @@ def main() -> None:
             "revoked_at": None,
             "revocation_reason": "",
             "invalidity_date": None,
-            "subject_search": f"h{i}.bench.test",
             "superseded_by": None,
             "superseded_at": None,
         }
@@ -173,27 +183,48 @@ def main() -> None:
         "agent request details": lambda k: f"/agent/requests/{picks[k][0]}/",
         "admin changelist": lambda k: "/admin/requests_app/certificaterequest/",
     }
-    results = {}
-    for name, url in pages.items():
-        client.get(url(0))  # warm caches and templates
-        samples = []
-        for k in range(args.samples):
-            start = time.perf_counter()
-            response = client.get(url(k))
-            samples.append(time.perf_counter() - start)
-            # A whole request ID or serial opens its request (302); the rest are pages.
-            expected = 302 if name in OPENS else 200
-            assert response.status_code == expected, (name, response.status_code)
-        results[name] = percentiles(samples)
+    pages = {"trivial view": lambda k: "/bench/trivial/", **pages}
+    latencies: dict[str, list[tuple[float, float]]] = {name: [] for name in pages}
+
+    def side(name):
+        def run():
+            samples = []
+            for k in range(args.samples):
+                start = time.perf_counter()
+                response = client.get(pages[name](k))
+                samples.append(time.perf_counter() - start)
+                # A whole request ID or serial opens its request (302); the rest are pages.
+                expected = 302 if name in OPENS else 200
+                assert response.status_code == expected, (
+                    name,
+                    response.status_code,
+                    response.get("Location"),
+                )
+            latencies[name].append(percentiles(samples))
+            return sum(samples), len(samples)
+
+        return run
+
+    for name in pages:
+        client.get(pages[name](0))  # warm caches and templates
+    rates = interleaved({name: side(name) for name in pages}, args.rounds, seed=args.seed)
     print(
         json.dumps(
             {
                 "bench": "queue",
                 "db": args.db,
                 "n": args.n,
+                "rounds": args.rounds,
+                "samples": args.samples,
                 "load_seconds": load_seconds,
                 "pages": {
-                    name: {"p50_ms": p50, "p95_ms": p95} for name, (p50, p95) in results.items()
+                    name: {
+                        "p50_ms": spread([p50 for p50, _ in latencies[name]]),
+                        "p95_ms": spread([p95 for _, p95 in latencies[name]]),
+                        "ratio": spread(ratios(rates, name, "trivial view")),
+                    }
+                    for name in pages
+                    if name != "trivial view"
                 },
             }
         )

@@ -1,6 +1,8 @@
 """Pages under load: the certificate page, the PEM download (and OCSP, when present) served
 by gunicorn with one worker per core, driven by wrk on loopback, against a trivial view
-in the same server. Prints one JSON line.
+in the same server. Every page and the trivial view run once per round (wrk for a few
+seconds each), in a shuffled order; the ratio page/trivial per round, median [min-max].
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -17,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import ROOT, fresh_database, setup_django
+from bench.common import ROOT, fresh_database, interleaved, ratios, setup_django, spread
 
 WRK_POST = """
 wrk.method = "POST"
@@ -40,7 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print(json.dumps({"bench": "web", "skipped": "wrk is not installed (apt-get install wrk)"}))
@@ -87,8 +91,7 @@ def main() -> None:
             "certificate page": f"{base}/certificates/{cert.serial}/",
             "PEM download": f"{base}/certificates/{cert.serial}/download/pem/",
         }
-        wrk(pages["trivial view"], 1)  # warm every worker
-        results = _alternate(pages, args.seconds, args.rounds)
+        scripts = {}
         ocsp = _ocsp_request(cert)
         if ocsp is not None:
             body = Path(tempfile.mkdtemp()) / "ocsp.der"
@@ -99,12 +102,12 @@ def main() -> None:
                 f"{base}/ocsp", data=ocsp, headers={"Content-Type": "application/ocsp-request"}
             )
             if urllib.request.urlopen(check, timeout=5).status == 200:
-                results |= _alternate(
-                    {"trivial view": pages["trivial view"], "OCSP (POST)": f"{base}/ocsp"},
-                    args.seconds,
-                    args.rounds,
-                    scripts={"OCSP (POST)": str(script)},
-                )
+                pages["OCSP (POST)"] = f"{base}/ocsp"
+                scripts["OCSP (POST)"] = str(script)
+        for name, url in pages.items():  # warm every worker and every page's caches
+            wrk(url, 1, scripts.get(name))
+        sides = {name: _side(url, args.seconds, scripts.get(name)) for name, url in pages.items()}
+        rates = interleaved(sides, args.rounds, seed=args.seed)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -114,32 +117,30 @@ def main() -> None:
                 "bench": "web",
                 "db": args.db,
                 "workers": int(workers),
+                "seconds": args.seconds,
+                "rounds": args.rounds,
+                "rates": rates,
                 "pages": {
-                    name: {"per_s": rps, "trivial_per_s": trivial, "ratio": ratio}
-                    for name, (rps, trivial, ratio) in results.items()
+                    name: {
+                        "per_s": statistics.median(rates[name]),
+                        "trivial_per_s": statistics.median(rates["trivial view"]),
+                        "ratio": spread(ratios(rates, name, "trivial view")),
+                    }
+                    for name in rates
+                    if name != "trivial view"
                 },
             }
         )
     )
 
 
-def _alternate(pages: dict, seconds: int, rounds: int, scripts: dict | None = None) -> dict:
-    """Each page against the trivial view, in alternating runs; the median ratio per page.
+def _side(url: str, seconds: int, script: str | None):
+    """A side: wrk against url for `seconds`; (seconds, requests served)."""
 
-    Alternating keeps the two measurements of a ratio seconds apart on a shared, noisy machine."""
-    scripts = scripts or {}
-    out = {}
-    for name, url in pages.items():
-        if name == "trivial view":
-            continue
-        runs = []
-        for _ in range(rounds):
-            trivial = wrk(pages["trivial view"], seconds)
-            rps = wrk(url, seconds, scripts.get(name))
-            runs.append((rps / trivial, rps, trivial))
-        ratio, rps, trivial = sorted(runs)[len(runs) // 2]
-        out[name] = (rps, trivial, ratio)
-    return out
+    def run():
+        return seconds, wrk(url, seconds, script) * seconds
+
+    return run
 
 
 def _ocsp_request(cert) -> bytes | None:
