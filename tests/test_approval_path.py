@@ -23,6 +23,8 @@ Status = CertificateRequest.Status
 #: them one by one (read, certificate, swap, counters, head read and move, audit row);
 #: PostgreSQL reads, swaps with the counters, locks the head and writes the rest in one.
 MAX_STATEMENTS = {"sqlite": 9, "postgresql": 6}
+#: With the ready mail; the tests' immediate task backend also sends it within the count.
+MAX_STATEMENTS_WITH_MAIL = {"sqlite": 23, "postgresql": 20}
 
 
 def _submit(cn: str, email: str = "o@example.test") -> CertificateRequest:
@@ -60,6 +62,7 @@ def test_one_approval_sends_a_fixed_number_of_statements(ca, agent, settings):
     """An approval stays within its statement budget on either database (no silent regress)."""
     settings.AUDIT_CHECKPOINT_ROWS = 10**6  # a due checkpoint adds its own INSERT
     settings.AUDIT_CHECKPOINT_SECONDS = 10**6
+    settings.DELIVERY_READY_MAIL = False  # the approval alone; its mail is budgeted below
     first, second = _submit("warm.example.test"), _submit("count.example.test")
     services.approve_request(first.public_id, agent=agent)  # opens the CA key once
     with CaptureQueriesContext(connection) as queries:
@@ -70,6 +73,21 @@ def test_one_approval_sends_a_fixed_number_of_statements(ca, agent, settings):
     second.refresh_from_db()
     assert second.status == Status.COMPLETE and second.certificate_id == cert.pk
     assert services.verify_audit().intact
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ready_mail_adds_a_fixed_number_of_statements(ca, agent, settings):
+    """With the "certificate ready" mail (a delivery row, its audit row, its task), an
+    approval stays within a budget too."""
+    settings.AUDIT_CHECKPOINT_ROWS = 10**6
+    settings.AUDIT_CHECKPOINT_SECONDS = 10**6
+    settings.DELIVERY_READY_MAIL = True
+    first, second = _submit("warm.example.test"), _submit("mailed.example.test")
+    services.approve_request(first.public_id, agent=agent)
+    with CaptureQueriesContext(connection) as queries:
+        services.approve_request(second.public_id, agent=agent)
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) <= MAX_STATEMENTS_WITH_MAIL[connection.vendor], statements
 
 
 def test_the_certificate_row_matches_the_signed_certificate(ca, agent):
