@@ -79,7 +79,10 @@ def claim_batch(
     params += [*named_params, *order_params, limit]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+        claimed = [row[0] for row in cursor.fetchall()]
+    # RETURNING gives no order: the named rows first, as named, then the others by id.
+    position = {pk: i for i, pk in enumerate(ids or ())}
+    return sorted(claimed, key=lambda pk: (position.get(pk, len(position)), pk))
 
 
 # --- sending a batch ------------------------------------------------------------------------
