@@ -74,15 +74,19 @@ class RefusingSMTPServer(SMTPServer):
 
 
 class DroppingSMTPServer(SMTPServer):
-    """Accepts every message, and closes the connection after the third one."""
+    """Accepts three messages, then closes the connection at the next MAIL command without
+    answering (as a server that timed out an idle client does): nothing of the fourth
+    message has been accepted when the client finds the connection gone."""
 
-    async def handle_DATA(self, server, session, envelope):
-        answer = await super().handle_DATA(server, session, envelope)
-        if len(self.messages) == 3:
-            import asyncio
+    dropped = False
 
-            asyncio.get_running_loop().call_later(0.05, server.transport.close)
-        return answer
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if len(self.messages) >= 3 and not self.dropped:
+            self.dropped = True
+            server.transport.close()
+            return "421 4.4.2 closing the connection"
+        envelope.mail_from = address
+        return "250 OK"
 
 
 # --- the claim ------------------------------------------------------------------------------
@@ -223,7 +227,7 @@ def test_a_refused_recipient_fails_alone_and_the_rest_are_sent(settings, issued)
 
 
 def test_a_connection_the_server_drops_mid_batch_is_reopened(settings, issued):
-    """The server closes the kept connection after the third message: the fourth reconnects,
+    """The server drops the kept connection after the third message: the fourth reconnects,
     and every message of the batch arrives once."""
     req, cert = issued
     server = DroppingSMTPServer().start()
