@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -29,6 +30,8 @@ from .services import backoff, enqueue, lease
 logger = logging.getLogger("delivery.services")
 Status = Delivery.Status
 NOT_CLAIMED = "not-claimed"
+#: A batch that takes longer (a slow mail server) records what it sent this often.
+RECORD_EVERY_SECONDS = 1.0
 
 
 def batch_size() -> int:
@@ -117,7 +120,8 @@ def deliver_batch(
     if not claimed:
         return {}
     deliveries = Delivery.objects.select_related("request", "certificate__ca").in_bulk(claimed)
-    outcomes = Outcomes()
+    outcomes, statuses = Outcomes(), {}
+    recorded = time.monotonic()
     # Send in the order claimed; stop sending when half the lease is gone (a slow server),
     # and give the rest back, so that no row is sent after its lease could have expired.
     deadline = claimed_at + lease() / 2
@@ -127,6 +131,18 @@ def deliver_batch(
             outcomes.unsent.append(delivery)
             continue
         _send_one(delivery, outcomes)
+        if time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
+            # A slow server: what is out is recorded now, so that a worker that dies later
+            # in the batch leaves at most this long of sent messages to be sent again.
+            statuses |= _flush(outcomes, claimed_at, claimed)
+            outcomes, recorded = Outcomes(), time.monotonic()
+    return statuses | _flush(outcomes, claimed_at, claimed)
+
+
+def _flush(outcomes: Outcomes, claimed_at: dt.datetime, claimed: list[int]) -> dict[int, str]:
+    """Record outcomes, enqueue the rows that wait, and return their statuses."""
+    if not (outcomes.sent or outcomes.held or outcomes.failed or outcomes.unsent):
+        return {}
     # The messages are out. Record them through a locked or dropped database for as long as
     # our lease holds: once it expires another worker may claim the rows and send them again.
     retry_database(

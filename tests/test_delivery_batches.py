@@ -8,7 +8,6 @@ import email
 import email.policy
 import io
 import threading
-import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -160,10 +159,13 @@ def test_concurrent_batch_claims_never_take_a_row_twice(settings, ca):
 # --- sending and recording ------------------------------------------------------------------
 
 
-def test_a_batch_over_a_real_server_sends_each_once_on_one_connection(settings, issued):
+def test_a_batch_over_a_real_server_sends_each_once_on_one_connection(
+    settings, issued, monkeypatch
+):
     """120 link mails in batches of 50: each arrives once, over one kept connection, with its
     own Message-ID; the batch writes a handful of statements, not several per message."""
     req, cert = issued
+    monkeypatch.setattr(sending, "RECORD_EVERY_SECONDS", 600.0)  # however loaded the machine
     settings.DELIVERY_BATCH_SIZE = 50
     server = SMTPServer().start()
     _use(settings, server)
@@ -246,7 +248,6 @@ def test_a_worker_that_dies_mid_batch_leaves_leases_the_sweeper_returns(settings
     """Rows claimed by a worker that then died stay leased (nobody else takes them) until
     the lease expires; retry_deliveries then sends each, as a second attempt."""
     req, cert = issued
-    settings.DELIVERY_LEASE_SECONDS = 1
     server = SMTPServer().start()
     _use(settings, server)
     deliveries = _queue(req, cert, 5)
@@ -254,7 +255,8 @@ def test_a_worker_that_dies_mid_batch_leaves_leases_the_sweeper_returns(settings
     assert sending.claim_batch(ids) == ids  # ...and the worker is gone
     assert delivery_services.deliver(ids[0]) == "not-claimed"
     assert delivery_services.due_delivery_ids() == []
-    time.sleep(1.1)
+    # Time passes: the lease runs out.
+    Delivery.objects.filter(pk__in=ids).update(lease_until=timezone.now() - dt.timedelta(seconds=1))
     assert delivery_services.due_delivery_ids() == ids
     try:
         out = io.StringIO()
@@ -288,6 +290,27 @@ def test_a_batch_past_half_its_lease_gives_the_rest_back(settings, issued, monke
     rest = Delivery.objects.filter(pk__in=[d.pk for d in deliveries[1:]])
     assert set(rest.values_list("status", "attempts")) == {(Status.SENT, 1)}
     assert not AuditEvent.objects.filter(action="delivery_failed").exists()
+
+
+def test_a_slow_batch_records_what_it_sent_as_it_goes(settings, issued, monkeypatch):
+    """When a batch takes longer than RECORD_EVERY_SECONDS, the rows sent so far are
+    recorded before the next is tried: a worker dying later repeats none of them."""
+    req, cert = issued
+    monkeypatch.setattr(sending, "RECORD_EVERY_SECONDS", 0.0)
+    ids = [d.pk for d in _queue(req, cert, 3, backend="test", kind="request_received")]
+    sent_before_each = []
+    send_one = sending._send_one
+
+    def counting(delivery, outcomes):
+        sent_before_each.append(Delivery.objects.filter(pk__in=ids, status=Status.SENT).count())
+        send_one(delivery, outcomes)
+
+    monkeypatch.setattr(sending, "_send_one", counting)
+    statuses = delivery_services.deliver_many(ids)
+    assert statuses == dict.fromkeys(ids, Status.SENT)
+    assert sent_before_each == [0, 1, 2]
+    sent = AuditEvent.objects.filter(action="delivery_sent")
+    assert sorted(e.details["delivery"] for e in sent) == ids
 
 
 # --- the cheaper MIME path ------------------------------------------------------------------
