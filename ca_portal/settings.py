@@ -487,6 +487,8 @@ DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=12)
 DELIVERY_RETRY_FIRST_SECONDS = env.int("DELIVERY_RETRY_FIRST_SECONDS", default=30)
 DELIVERY_RETRY_MAX_SECONDS = env.int("DELIVERY_RETRY_MAX_SECONDS", default=3600)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
+#: How many due deliveries a worker claims and sends at once (one claim, one record).
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=50)
 # A worker (manage.py run_worker) writes a heartbeat between tasks. With the database task
 # queue, /healthz fails when no worker was seen for this long, and retry_deliveries takes a
 # task RUNNING for longer as lost (its worker died) and marks it failed. Keep it well above

@@ -24,10 +24,8 @@ from requests_app.models import Certificate, CertificateRequest
 from requests_app.services import ServiceError, audit
 from requests_app.validators import validate_recipient_email
 
-from . import errors
-from .backends import DeliveryError, DeliveryHeld, get_backend
+from .backends import get_backend
 from .models import Delivery
-from .resilience import retry_database
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -375,142 +373,25 @@ def claim(delivery_id: int, *, now: dt.datetime | None = None) -> bool:
 
 
 def deliver(delivery_id: int) -> str:
-    """Claim, send and record one delivery; returns its status afterwards."""
-    claimed_at = timezone.now()
-    if not claim(delivery_id, now=claimed_at):
-        return "not-claimed"
-    delivery = Delivery.objects.select_related("request", "certificate__ca").get(pk=delivery_id)
-    try:
-        result = get_backend(delivery.backend).send(delivery)
-    except DeliveryHeld as exc:
-        return _record_hold(delivery, exc)
-    except DeliveryError as exc:
-        return _record_failure(
-            delivery,
-            exc.message,
-            permanent=exc.permanent,
-            claimed_at=claimed_at,
-            detail=exc.detail,
-        )
-    except Exception as exc:  # a bug or bad configuration must not leave the row "sending"
-        logger.exception("delivery %s: unexpected error", delivery_id)
-        return _record_failure(
-            delivery,
-            errors.unexpected_error(exc),
-            permanent=False,
-            claimed_at=claimed_at,
-            detail=f"{type(exc).__name__}: {exc}",
-        )
-    # The message is out. Record it through a locked or dropped database for as long as our
-    # lease holds: once it expires another worker may claim the row and send it again.
-    retry_database(
-        f"delivery {delivery.public_id}: recording it sent",
-        lambda: _record_sent(delivery, result),
-        seconds=_lease_left(claimed_at),
-    )
-    return Status.SENT
+    """Claim, send and record one delivery; returns its status afterwards ("not-claimed"
+    when it is not due, or another worker has it, or it is done)."""
+    from .sending import NOT_CLAIMED, deliver_batch
+
+    return deliver_batch([delivery_id]).get(delivery_id, NOT_CLAIMED)
 
 
-def _record_hold(delivery: Delivery, held: DeliveryHeld) -> str:
-    """Back to pending until held.until, with the claim's attempt given back: a held
-    delivery has not failed, and waits as long as it must without running out of tries."""
-    with transaction.atomic():
-        Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
-            status=Status.PENDING,
-            attempts=F("attempts") - 1,
-            last_error=held.message[:2000],
-            next_attempt_at=held.until,
-            lease_until=None,
-            updated=timezone.now(),
-        )
-        audit(
-            "delivery_held",
-            actor=None,
-            request=delivery.request,
-            certificate=delivery.certificate,
-            delivery=delivery.pk,
-            reason=held.message[:500],
-            until=held.until.isoformat(),
-        )
-    enqueue(delivery.pk, run_after=held.until)
-    return Status.PENDING
+def deliver_many(delivery_ids: list[int], *, fill: bool = False) -> dict[int, str]:
+    """Send these deliveries in batches of DELIVERY_BATCH_SIZE (each batch topped up with
+    other due rows when fill); {id: status} for every row sent or tried, the named ones
+    that were not claimed absent."""
+    from .sending import batch_size, deliver_batch
 
-
-def _lease_left(claimed_at: dt.datetime) -> float:
-    """Seconds of our lease on a row claimed at claimed_at, less a margin for the write."""
-    left = (claimed_at + lease() - timezone.now()).total_seconds()
-    return max(0.0, left * 0.9)
-
-
-@transaction.atomic
-def _record_sent(delivery: Delivery, result) -> None:
-    now = timezone.now()
-    Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
-        status=Status.SENT,
-        sent_at=now,
-        lease_until=None,
-        last_error="",
-        message_id=result.message_id[:255],
-        updated=now,
-    )
-    audit(
-        "delivery_sent",
-        actor=None,
-        request=delivery.request,
-        certificate=delivery.certificate,
-        delivery=delivery.pk,
-        kind=delivery.kind,
-        recipient=delivery.recipient,
-        attempt=delivery.attempts,
-    )
-
-
-def _record_failure(
-    delivery: Delivery,
-    error: str,
-    *,
-    permanent: bool,
-    claimed_at: dt.datetime,
-    detail: str = "",
-) -> str:
-    now = timezone.now()
-    final = permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
-    status = Status.FAILED if final else Status.PENDING
-    next_attempt = None if final else now + backoff(delivery.attempts)
-
-    @transaction.atomic
-    def write():
-        Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
-            status=status,
-            last_error=error[:2000],
-            next_attempt_at=next_attempt,
-            lease_until=None,
-            updated=now,
-        )
-        audit(
-            "delivery_failed" if final else "delivery_retry_scheduled",
-            actor=None,
-            request=delivery.request,
-            certificate=delivery.certificate,
-            delivery=delivery.pk,
-            error=error[:500],
-            # The raw cause (server reply, exception) for experts; agents read `error`.
-            **({"detail": detail[:1000]} if detail else {}),
-            attempt=delivery.attempts,
-            next_attempt=next_attempt.isoformat() if next_attempt else None,
-        )
-
-    retry_database(
-        f"delivery {delivery.public_id}: recording a failure",
-        write,
-        seconds=_lease_left(claimed_at),
-    )
-    if not final:
-        enqueue(delivery.pk, run_after=next_attempt)
-    logger.warning(
-        "delivery %s attempt %s failed: %s %s", delivery.pk, delivery.attempts, error, detail
-    )
-    return status
+    statuses: dict[int, str] = {}
+    size = batch_size()
+    for start in range(0, len(delivery_ids), size):
+        chunk = [i for i in delivery_ids[start : start + size] if i not in statuses]
+        statuses |= deliver_batch(chunk, fill=fill)
+    return statuses
 
 
 def due_delivery_ids(*, now: dt.datetime | None = None, everything: bool = False) -> list[int]:

@@ -7,6 +7,9 @@
 - It writes a heartbeat (WorkerHeartbeat) between tasks, at most every quarter of
   WORKER_HEARTBEAT_MAX_AGE_SECONDS: /healthz fails when no worker beat lately, and
   `retry_deliveries` takes a task left RUNNING longer than that as lost (recover_lost_tasks).
+- It runs the ready delivery tasks DELIVERY_BATCH_SIZE at a time: one claim of their task
+  rows, one batch of deliveries (delivery.sending: one claim statement, one kept mail
+  connection, one record), one UPDATE per distinct result; other tasks run one by one.
 """
 
 from __future__ import annotations
@@ -20,18 +23,21 @@ import time
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.db.utils import OperationalError
+from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.compat import TaskContext, task_finished, task_started
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from . import liveness
+from . import liveness, sending, services
 from .resilience import DATABASE_ERRORS, backoff_delay, fresh_connection, retry_database
 
 logger = logging.getLogger("delivery.worker")
+#: The task whose ready rows a worker runs DELIVERY_BATCH_SIZE at a time.
+DELIVER_TASK = "delivery.tasks.deliver_task"
 
 
 class ResilientWorker(Worker):
@@ -86,19 +92,25 @@ class ResilientWorker(Worker):
             tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
 
         task_result = None
+        batch: list[DBTaskResult] = []
         retrieved = False
         with exclusive_transaction(tasks.db):
             try:
                 task_result = tasks.get_locked()
                 retrieved = True
-                if task_result is not None:
+                if task_result is not None and task_result.task_path == DELIVER_TASK:
+                    batch = self.claim_delivery_tasks(tasks, task_result)
+                elif task_result is not None:
                     task_result.claim(self.worker_id)  # no other worker runs it now
             except OperationalError as exc:
                 if not is_locked_database_exception(exc):
                     raise
-                task_result = None  # another process holds the write lock: next turn
+                task_result, batch = None, []  # another process holds the write lock: next turn
 
-        if task_result is not None:
+        if batch:
+            self.run_delivery_tasks(batch)
+            self.beat()
+        elif task_result is not None:
             self.run_task(task_result)
             self.beat()
         if self.batch and retrieved and task_result is None:
@@ -146,6 +158,70 @@ class ResilientWorker(Worker):
         finally:
             self.running_task = False
             self._run_tasks += 1
+
+    def claim_delivery_tasks(self, tasks, first: DBTaskResult) -> list[DBTaskResult]:
+        """The first ready delivery task and up to DELIVERY_BATCH_SIZE - 1 more, claimed for
+        this worker with one UPDATE (inside the caller's locking transaction)."""
+        more = list(
+            tasks.filter(task_path=DELIVER_TASK)
+            .exclude(pk=first.pk)
+            .select_for_update(skip_locked=True)[: sending.batch_size() - 1]
+        )
+        batch = [first, *more]
+        now = timezone.now()
+        # A ready row has never run (django-tasks-db does not retry), so no worker IDs yet.
+        DBTaskResult.objects.filter(pk__in=[row.pk for row in batch]).update(
+            status=TaskResultStatus.RUNNING, started_at=now, worker_ids=[self.worker_id]
+        )
+        for row in batch:
+            row.status, row.started_at, row.worker_ids = (
+                TaskResultStatus.RUNNING,
+                now,
+                [self.worker_id],
+            )
+        return batch
+
+    def run_delivery_tasks(self, batch: list[DBTaskResult]) -> None:
+        """Run a batch of delivery tasks as one: their deliveries are claimed, sent and
+        recorded together (services.deliver_many); each task's result is the status of its
+        delivery, written with one UPDATE per distinct result."""
+        self.running_task = True
+        try:
+            ids = []
+            for row in batch:
+                (delivery_id,) = row.args_kwargs["args"]
+                ids.append(delivery_id)
+            try:
+                statuses = services.deliver_many(list(dict.fromkeys(ids)))
+            except BaseException as exc:  # as db_worker: a failed task is recorded, not raised
+                logger.exception("delivery tasks %s failed", [str(row.pk) for row in batch])
+                for row in batch:
+                    self.record(row, lambda row=row, error=exc: row.set_failed(error))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            results: dict[str, list] = {}
+            for row, delivery_id in zip(batch, ids, strict=True):
+                # A delivery named by two tasks is sent once: the first task reports it.
+                status = statuses.pop(delivery_id, sending.NOT_CLAIMED)
+                results.setdefault(str(status), []).append(row.pk)
+            self.record(batch[0], lambda: self.finish_delivery_tasks(results))
+        finally:
+            self.running_task = False
+            self._run_tasks += len(batch)
+
+    @staticmethod
+    def finish_delivery_tasks(results: dict[str, list]) -> None:
+        now = timezone.now()
+        with transaction.atomic():
+            for value, pks in results.items():
+                DBTaskResult.objects.filter(pk__in=pks).update(
+                    status=TaskResultStatus.SUCCESSFUL,
+                    finished_at=now,
+                    return_value=value,
+                    exception_class_path="",
+                    traceback="",
+                )
 
     def record(self, db_task_result: DBTaskResult, write) -> None:
         retry_database(

@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks_db import DatabaseBackend
 
+from delivery import services as delivery_services
 from delivery.models import Delivery
 from delivery.tasks import deliver_task
 from requests_app import services
@@ -84,3 +85,71 @@ def test_two_workers_deliver_each_message_exactly_once(ca, settings):
         worker_id for ids in results.values_list("worker_ids", flat=True) for worker_id in ids
     }
     assert len(workers_seen) == 2  # both processes took part
+    # The tasks ran in batches: far fewer claims of task rows than tasks.
+    assert len(set(results.values_list("started_at", flat=True))) < COUNT / 5
+
+
+def test_a_worker_killed_mid_batch_leaves_leases_the_sweeper_returns(ca, settings):
+    """A run_worker process is killed (SIGKILL) while its batch's first message waits for the
+    server's answer: the batch's rows stay leased, and once the lease expires the sweeper
+    sends each; only the message in flight arrives twice, with one Message-ID."""
+    import io
+    import signal
+    import time
+
+    from django.core.management import call_command
+
+    from ca_portal.settings import build_mailers
+    from tests.helpers.servers import HoldingSMTPServer
+
+    settings.DELIVERY_NOTIFICATIONS = False
+    req = services.submit_request(
+        profile="server", csr=make_csr(cn="crash.example.test"), requester_email="o@example.test"
+    )
+    now = timezone.now()
+    deliveries = Delivery.objects.bulk_create(
+        Delivery(
+            request=req,
+            backend="notify",
+            kind=Delivery.Kind.REQUEST_RECEIVED,
+            recipient=f"c{i}@example.test",
+            next_attempt_at=now,
+        )
+        for i in range(10)
+    )
+    database = DatabaseBackend("default", {"QUEUES": [], "OPTIONS": {}})
+    for delivery in deliveries:
+        database.enqueue(deliver_task, (delivery.pk,), {})
+    smtp = HoldingSMTPServer().start()
+    env = portal_env(settings, EMAIL_URL=smtp.email_url, DELIVERY_LEASE_SECONDS="3")
+    worker = subprocess.Popen(
+        DB_WORKER, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        if not smtp.arrived.wait(timeout=60):
+            worker.kill()
+            raise AssertionError(f"the worker sent nothing: {worker.communicate()[0].decode()}")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        rows = Delivery.objects.filter(pk__in=[d.pk for d in deliveries])
+        assert set(rows.values_list("status", "attempts")) == {(Delivery.Status.SENDING, 1)}
+        assert delivery_services.due_delivery_ids() == []  # the lease holds
+        smtp.release.set()
+        time.sleep(3.2)
+        settings.MAILERS = build_mailers(smtp.email_url, "")
+        out = io.StringIO()
+        call_command("retry_deliveries", "--sync", stdout=out)
+    finally:
+        smtp.release.set()
+        smtp.stop()
+        if worker.poll() is None:
+            worker.kill()
+    assert "10 sent" in out.getvalue()
+    assert set(rows.values_list("status", "attempts")) == {(Delivery.Status.SENT, 2)}
+    received = Counter(m["To"] for m in smtp.messages)
+    assert set(received) == {d.recipient for d in deliveries}
+    twice = [to for to, count in received.items() if count == 2]
+    assert len(twice) == 1 and sum(received.values()) == 11
+    # The same Message-ID (its host is SITE_URL's, which the worker process has its own of).
+    ids = {m["Message-ID"].partition("@")[0] for m in smtp.messages if m["To"] == twice[0]}
+    assert len(ids) == 1

@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, mailers
+from django.core.mail.backends.smtp import EmailBackend as SMTPMailer
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.template.loader import render_to_string
@@ -25,7 +26,7 @@ from django.utils import timezone
 
 from requests_app import downloads, expiry, links, profiles, services, throttle
 
-from .. import errors
+from .. import errors, mime
 from .base import BaseDeliveryBackend, DeliveryError, DeliveryHeld, SendResult
 
 #: Mail to addresses the operator chose (the agents'), which no requester can aim at a
@@ -210,10 +211,21 @@ def _drop_mailer(alias: str) -> None:
             kept[0].close()
 
 
+def _send(mailer, message: EmailMultiAlternatives) -> None:
+    """Send over the mailer; an SMTP mailer gets the message's bytes from the cheaper
+    writer (delivery.mime) when the message has its shape, every other mailer (anymail's
+    ESPs, the console, locmem) Django's message object."""
+    data = mime.smtp_bytes(message) if isinstance(mailer, SMTPMailer) else None
+    if data is None:
+        mailer.send_messages([message])
+    else:
+        mailer.connection.sendmail(message.from_email, message.to, data)
+
+
 def _send_on_kept_connection(alias: str, message: EmailMultiAlternatives) -> None:
     mailer, was_kept = _kept_mailer(alias)
     try:
-        mailer.send_messages([message])
+        _send(mailer, message)
     except (smtplib.SMTPServerDisconnected, ConnectionError):
         _drop_mailer(alias)
         if not was_kept:
@@ -221,7 +233,16 @@ def _send_on_kept_connection(alias: str, message: EmailMultiAlternatives) -> Non
         # The server closed the idle connection we kept, which fails at the first command,
         # before anything was sent: once more on a fresh connection.
         mailer, _ = _kept_mailer(alias)
-        mailer.send_messages([message])
+        _send(mailer, message)
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+        # An answer to this message (a refused recipient, a 4xx or 5xx to MAIL or DATA):
+        # smtplib has reset the session, and the next message goes over the same
+        # connection, unless the server said it is closing it (421).
+        if getattr(exc, "smtp_code", None) == 421:
+            _drop_mailer(alias)
+        else:
+            _kept.mailers[alias] = (mailer, _generation, time.monotonic())
+        raise
     except Exception:
         _drop_mailer(alias)  # its state is unknown after an error; the next send reconnects
         raise

@@ -33,12 +33,14 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(revived)} failed deliveries revived")
         ids = services.due_delivery_ids(everything=now)
         outcomes: dict[str, int] = {}
-        for delivery_id in ids:
-            if sync:
-                outcome = services.deliver(delivery_id)
-            else:
+        if sync:  # in batches, as the worker sends them
+            statuses = services.deliver_many(ids)
+            results = [statuses.get(delivery_id, "not-claimed") for delivery_id in ids]
+        else:
+            for delivery_id in ids:
                 services.enqueue(delivery_id)
-                outcome = "enqueued"
+            results = ["enqueued"] * len(ids)
+        for outcome in results:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         summary = ", ".join(f"{count} {what}" for what, count in sorted(outcomes.items()))
         self.stdout.write(f"{len(ids)} due deliveries" + (f": {summary}" if summary else ""))
