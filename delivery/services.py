@@ -251,35 +251,58 @@ def send_certificate(
     )
 
 
-@transaction.atomic
 def retry_delivery(delivery_id: int, *, actor=None) -> Delivery:
-    """Put a failed or bounced delivery back in the queue, due now."""
-    delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
+    """Send a pending, failed or bounced delivery now ("Send now", "Retry"): due at once,
+    its backoff and attempts started afresh, enqueued on commit. Refused for a row that is
+    sent, or that a worker holds right now. Claimed by compare-and-swap on "not yet due",
+    so a double click changes and audits the row once, and claim() sends it once."""
+    now = timezone.now()
+    delivery = Delivery.objects.select_related("request", "certificate").filter(pk=delivery_id)
+    delivery = delivery.first()
     if delivery is None:
         raise DeliveryRefused("no such delivery")
-    if delivery.status not in (Status.FAILED, Status.BOUNCED, Status.PENDING):
+    _refuse_send_now(delivery, now)
+    waiting = (
+        Q(status__in=(Status.FAILED, Status.BOUNCED))
+        | Q(status=Status.PENDING, next_attempt_at__gt=now)
+        | Q(status=Status.PENDING, next_attempt_at=None)
+        | Q(status=Status.SENDING, lease_until__lt=now)  # its worker died: the lease ran out
+    )
+    with transaction.atomic():
+        changed = Delivery.objects.filter(waiting, pk=delivery.pk, recipient__gt="").update(
+            status=Status.PENDING, attempts=0, next_attempt_at=now, lease_until=None, updated=now
+        )
+        if changed:
+            audit(
+                "delivery_retry_requested",
+                actor=actor,
+                request=delivery.request,
+                certificate=delivery.certificate,
+                delivery=delivery.pk,
+                was=delivery.status,
+                attempts=delivery.attempts,
+            )
+    # Already due (the other click of a double click): enqueue again all the same, in case
+    # its task was lost; claim() lets only one of them send.
+    transaction.on_commit(lambda: enqueue(delivery.pk))
+    return delivery
+
+
+def _refuse_send_now(delivery: Delivery, now: dt.datetime) -> None:
+    if delivery.status == Status.SENDING and delivery.lease_until and delivery.lease_until >= now:
         raise DeliveryRefused(
-            f"delivery {delivery.public_id} is {delivery.status}; "
-            "only failed, bounced or pending ones can be retried"
+            f"delivery {delivery.public_id} is being sent right now; its result shows in a moment"
+        )
+    if delivery.status not in (Status.FAILED, Status.BOUNCED, Status.PENDING, Status.SENDING):
+        raise DeliveryRefused(
+            f"delivery {delivery.public_id} is {delivery.status} already; to mail it again, "
+            "use Email certificate or Email retrieval link"
         )
     if not delivery.recipient:
         raise DeliveryRefused(
             f"delivery {delivery.public_id} has no recipient (it could not be queued); "
             "send the certificate by hand instead"
         )
-    delivery.status = Status.PENDING
-    delivery.next_attempt_at = timezone.now()
-    delivery.lease_until = None
-    delivery.save(update_fields=["status", "next_attempt_at", "lease_until", "updated"])
-    audit(
-        "delivery_retry_requested",
-        actor=actor,
-        request=delivery.request,
-        certificate=delivery.certificate,
-        delivery=delivery.pk,
-    )
-    transaction.on_commit(lambda: enqueue(delivery.pk))
-    return delivery
 
 
 # --- sending ------------------------------------------------------------------------
