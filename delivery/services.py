@@ -254,38 +254,42 @@ def send_certificate(
 def retry_delivery(delivery_id: int, *, actor=None) -> Delivery:
     """Send a pending, failed or bounced delivery now ("Send now", "Retry"): due at once,
     its backoff and attempts started afresh, enqueued on commit. Refused for a row that is
-    sent, or that a worker holds right now. Claimed by compare-and-swap on "not yet due",
-    so a double click changes and audits the row once, and claim() sends it once."""
-    now = timezone.now()
-    delivery = Delivery.objects.select_related("request", "certificate").filter(pk=delivery_id)
-    delivery = delivery.first()
-    if delivery is None:
+    sent, or that a worker holds right now. The row changes only if nobody changed it since
+    we read it (compare-and-swap), so a double click changes and audits it once, and
+    claim() sends it once."""
+    seen = Delivery.objects.select_related("request", "certificate").filter(pk=delivery_id)
+    seen = seen.first()
+    if seen is None:
         raise DeliveryRefused("no such delivery")
-    _refuse_send_now(delivery, now)
-    waiting = (
-        Q(status__in=(Status.FAILED, Status.BOUNCED))
-        | Q(status=Status.PENDING, next_attempt_at__gt=now)
-        | Q(status=Status.PENDING, next_attempt_at=None)
-        | Q(status=Status.SENDING, lease_until__lt=now)  # its worker died: the lease ran out
-    )
+    now = timezone.now()
+    _refuse_send_now(seen, now)
+    # Pending and due already (the other click of a double click): nothing to change.
+    due = seen.status == Status.PENDING and seen.next_attempt_at and seen.next_attempt_at <= now
     with transaction.atomic():
-        changed = Delivery.objects.filter(waiting, pk=delivery.pk, recipient__gt="").update(
-            status=Status.PENDING, attempts=0, next_attempt_at=now, lease_until=None, updated=now
+        unchanged = Delivery.objects.filter(
+            pk=seen.pk,
+            status=seen.status,
+            attempts=seen.attempts,
+            next_attempt_at=seen.next_attempt_at,
+            lease_until=seen.lease_until,
+            updated=seen.updated,
         )
-        if changed:
+        if not due and unchanged.update(
+            status=Status.PENDING, attempts=0, next_attempt_at=now, lease_until=None, updated=now
+        ):
             audit(
                 "delivery_retry_requested",
                 actor=actor,
-                request=delivery.request,
-                certificate=delivery.certificate,
-                delivery=delivery.pk,
-                was=delivery.status,
-                attempts=delivery.attempts,
+                request=seen.request,
+                certificate=seen.certificate,
+                delivery=seen.pk,
+                was=seen.status,
+                attempts=seen.attempts,
             )
-    # Already due (the other click of a double click): enqueue again all the same, in case
-    # its task was lost; claim() lets only one of them send.
-    transaction.on_commit(lambda: enqueue(delivery.pk))
-    return delivery
+    # Enqueued even when another click changed the row, in case its task was lost:
+    # claim() lets only one of them send.
+    transaction.on_commit(lambda: enqueue(seen.pk))
+    return seen
 
 
 def _refuse_send_now(delivery: Delivery, now: dt.datetime) -> None:

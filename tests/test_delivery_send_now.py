@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -15,6 +16,7 @@ from delivery import services as delivery_services
 from delivery.models import Delivery
 from requests_app import services
 from requests_app.models import AuditEvent
+from tests.helpers.concurrency import race
 from tests.helpers.mfa import login_verified
 from tests.helpers.servers import free_port
 
@@ -314,3 +316,39 @@ def test_the_status_fragment_reveals_nothing_to_others(client, waiting, agent, w
     if real.status_code == 302:
         assert real["Location"].split("?")[0] == unknown["Location"].split("?")[0]
         assert "/accounts/" in real["Location"]
+
+
+# --- PostgreSQL: clicks racing for real ---------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="concurrent writers are only real on PostgreSQL; CI runs this with DATABASE_URL set",
+)
+def test_eight_clicks_at_once_send_one_message(issued, agent, smtp_server):
+    """Eight Send now clicks racing on one pending row: one audit row, one message, one
+    "sent"; the others are told it is being sent or sent already."""
+    req, cert = issued
+    delivery = Delivery.objects.create(
+        request=req,
+        certificate=cert,
+        backend="email_certificate",
+        kind="certificate",
+        recipient="race@example.test",
+        attempts=3,
+        last_error="cannot reach the mail server",
+        next_attempt_at=timezone.now() + dt.timedelta(minutes=4),
+    )
+    results, errors = race(lambda: delivery_services.retry_delivery(delivery.pk, actor=agent), 8)
+    assert all(isinstance(e, delivery_services.DeliveryRefused) for e in errors), errors
+    assert len(results) + len(errors) == 8
+    assert [m["To"] for m in smtp_server.messages] == ["race@example.test"]
+    assert AuditEvent.objects.filter(action=RETRY).count() == 1
+    assert (
+        AuditEvent.objects.filter(action="delivery_sent", details__delivery=delivery.pk).count()
+        == 1
+    )
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (Status.SENT, 1)
