@@ -115,6 +115,11 @@ class Delivery(models.Model):
         # A row that was never queued may have no valid recipient to try again with.
         return self.status in (self.Status.FAILED, self.Status.BOUNCED) and bool(self.recipient)
 
+    @property
+    def can_send_now(self) -> bool:
+        """A pending row waiting for its next try, which an agent may send at once."""
+        return self.status == self.Status.PENDING and bool(self.recipient)
+
 
 class DeliveryEvent(models.Model):
     """A tracking event from the mail provider, recorded once per provider event ID."""

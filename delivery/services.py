@@ -301,35 +301,62 @@ def send_certificate(
     )
 
 
-@transaction.atomic
 def retry_delivery(delivery_id: int, *, actor=None) -> Delivery:
-    """Put a failed or bounced delivery back in the queue, due now."""
-    delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
-    if delivery is None:
+    """Send a pending, failed or bounced delivery now ("Send now", "Retry"): due at once,
+    its backoff and attempts started afresh, enqueued on commit. Refused for a row that is
+    sent, or that a worker holds right now. The row changes only if nobody changed it since
+    we read it (compare-and-swap), so a double click changes and audits it once, and
+    claim() sends it once."""
+    seen = Delivery.objects.select_related("request", "certificate").filter(pk=delivery_id)
+    seen = seen.first()
+    if seen is None:
         raise DeliveryRefused("no such delivery")
-    if delivery.status not in (Status.FAILED, Status.BOUNCED, Status.PENDING):
+    now = timezone.now()
+    _refuse_send_now(seen, now)
+    # Pending and due already (the other click of a double click): nothing to change.
+    due = seen.status == Status.PENDING and seen.next_attempt_at and seen.next_attempt_at <= now
+    with transaction.atomic():
+        unchanged = Delivery.objects.filter(
+            pk=seen.pk,
+            status=seen.status,
+            attempts=seen.attempts,
+            next_attempt_at=seen.next_attempt_at,
+            lease_until=seen.lease_until,
+            updated=seen.updated,
+        )
+        if not due and unchanged.update(
+            status=Status.PENDING, attempts=0, next_attempt_at=now, lease_until=None, updated=now
+        ):
+            audit(
+                "delivery_retry_requested",
+                actor=actor,
+                request=seen.request,
+                certificate=seen.certificate,
+                delivery=seen.pk,
+                was=seen.status,
+                attempts=seen.attempts,
+            )
+    # Enqueued even when another click changed the row, in case its task was lost:
+    # claim() lets only one of them send.
+    transaction.on_commit(lambda: enqueue(seen.pk))
+    return seen
+
+
+def _refuse_send_now(delivery: Delivery, now: dt.datetime) -> None:
+    if delivery.status == Status.SENDING and delivery.lease_until and delivery.lease_until >= now:
         raise DeliveryRefused(
-            f"delivery {delivery.public_id} is {delivery.status}; "
-            "only failed, bounced or pending ones can be retried"
+            f"delivery {delivery.public_id} is being sent right now; its result shows in a moment"
+        )
+    if delivery.status not in (Status.FAILED, Status.BOUNCED, Status.PENDING, Status.SENDING):
+        raise DeliveryRefused(
+            f"delivery {delivery.public_id} is {delivery.status} already; to mail it again, "
+            "use Email certificate or Email retrieval link"
         )
     if not delivery.recipient:
         raise DeliveryRefused(
             f"delivery {delivery.public_id} has no recipient (it could not be queued); "
             "send the certificate by hand instead"
         )
-    delivery.status = Status.PENDING
-    delivery.next_attempt_at = timezone.now()
-    delivery.lease_until = None
-    delivery.save(update_fields=["status", "next_attempt_at", "lease_until", "updated"])
-    audit(
-        "delivery_retry_requested",
-        actor=actor,
-        request=delivery.request,
-        certificate=delivery.certificate,
-        delivery=delivery.pk,
-    )
-    _enqueue_with_transaction(delivery.pk)
-    return delivery
 
 
 def _enqueue_with_transaction(delivery_id: int) -> None:

@@ -11,4 +11,5 @@ app_name = "delivery"
 urlpatterns = [
     path("send/<serial:serial>/", views.send, name="send"),
     path("<str:public_id>/retry/", views.retry, name="retry"),
+    path("request/<str:public_id>/", views.status, name="status"),
 ]

@@ -195,7 +195,7 @@ def test_flow_1_server_certificate_with_manual_delivery(
     clerk.page.wait_for_selector("h1:has-text('Certificate issued')")
     clerk.shot("06-certificate-issued")
     clerk.page.click("button:has-text('Email retrieval link')")
-    assert "Queued" in clerk.page.inner_text(".messages")
+    assert "Sent a retrieval link to" in clerk.page.inner_text("#delivery .messages")
 
     page.goto(_mailed_link(smtp_server, "ops@example.test", site))
     assert "Certificate" in page.inner_text("h1")

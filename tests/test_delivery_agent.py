@@ -61,7 +61,7 @@ def test_agent_sends_a_certificate_by_hand(
                 "next": issued_url,
             },
         )
-    assert response.status_code == 302 and response["Location"] == issued_url
+    assert response.status_code == 302 and response["Location"] == issued_url + "#delivery"
     assert mailoutbox[-1].to == ["web@example.test"]
     assert "For the load balancer" in mailoutbox[-1].body
     delivery = Delivery.objects.get(certificate=cert)
