@@ -281,7 +281,7 @@ def _enqueue_retries(outcomes: Outcomes) -> None:
     """Tasks for the rows that wait (deferred where the task backend can; else the sweeper)."""
     for delivery, held in outcomes.held:
         enqueue(delivery.pk, run_after=held.until)
-    for delivery, _, _ in outcomes.failed:
+    for delivery, *_ in outcomes.failed:
         if delivery.next_attempt_at is not None:
             enqueue(delivery.pk, run_after=delivery.next_attempt_at)
     for delivery in outcomes.unsent:

@@ -138,7 +138,7 @@ def test_the_issue_mail_says_what_its_page_offers(
     page = client.get(link, follow=True)
     assert page.status_code == 200
     content = page.content.decode()
-    assert cert.serial in content
+    assert cert.serial_colons in content.replace("<wbr>", "")
     if offer == "server":
         assert "has no Import" in text and IMPORT not in text and IMPORT not in content
         assert f"{cert.serial_filename}-fullchain.pem" in text and FULL_CHAIN in content
