@@ -54,14 +54,17 @@ def _looks_like_serial(q: str) -> bool:
 
 def exact_match_url(q: str) -> str | None:
     """The agent page of what q names exactly, a request ID or a certificate serial (the
-    request it answered, else the certificate), or None."""
+    request it answered, else the certificate), or None; pki.AmbiguousSerial for digits
+    that name two certificates."""
     q = q.strip()
     if is_public_id(q):
         req = CertificateRequest.objects.by_public_id(q)
         if req is not None:
             return req.get_agent_url()
     if _looks_like_serial(q):
-        cert = Certificate.objects.select_related("request").with_serial(q).first()
+        # pki.AmbiguousSerial (digits naming a certificate in each reading) is the caller's
+        # to show: which of the two is meant, the agent says.
+        cert = Certificate.objects.select_related("request").by_serial(q)
         if cert is not None:
             req = cert.issued_request
             return req.get_agent_url() if req else reverse("agent:certificate", args=[cert.serial])

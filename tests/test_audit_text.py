@@ -54,7 +54,7 @@ def written_actions() -> set[str]:
     the first argument of audit()/audit_event()/AuditEvent(action=...); where a function passes
     its own `action` parameter on, the action= its callers give it."""
     found: set[str] = set()
-    forwarders: set[str] = set()
+    forwarders: dict[str, int | None] = {}  # name: the position of its action parameter
     trees = []
     for package in ("requests_app", "delivery"):
         for path in sorted((ROOT / package).rglob("*.py")):
@@ -73,16 +73,25 @@ def written_actions() -> set[str]:
                 if given is None:
                     continue
                 if isinstance(given, ast.Name) and given.id == "action" and "action" in params:
-                    forwarders.add(func.name)
+                    positional = [a.arg for a in func.args.args]
+                    forwarders[func.name] = (
+                        positional.index("action") if "action" in positional else None
+                    )
                     continue
                 found |= _strings(given, f"{path.relative_to(ROOT)}:{call.lineno}")
-    forwarders -= WRITERS  # audit() and audit_event() themselves: their callers are above
+    for writer in WRITERS:  # audit() and audit_event() themselves: their callers are above
+        forwarders.pop(writer, None)
     for path, tree in trees:
         for call in ast.walk(tree):
-            if isinstance(call, ast.Call) and _name(call.func) in forwarders:
-                for keyword in call.keywords:
-                    if keyword.arg == "action":
-                        found |= _strings(keyword.value, f"{path.relative_to(ROOT)}:{call.lineno}")
+            if not (isinstance(call, ast.Call) and _name(call.func) in forwarders):
+                continue
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            position = forwarders[_name(call.func)]
+            if position is not None and len(call.args) > position:
+                found |= _strings(call.args[position], where)
+            for keyword in call.keywords:
+                if keyword.arg == "action":
+                    found |= _strings(keyword.value, where)
     return found
 
 

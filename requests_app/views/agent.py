@@ -45,8 +45,14 @@ def request_list(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(profile=filters["profile"])
     q = filters.get("q", "").strip()
     if q:
-        if not request.GET.get("page") and (url := queue_search.exact_match_url(q)):
-            return redirect(url)  # a whole request ID or serial: its page
+        if not request.GET.get("page"):
+            try:
+                url = queue_search.exact_match_url(q)
+            except pki.AmbiguousSerial as exc:
+                messages.warning(request, str(exc))
+                url = None
+            if url:
+                return redirect(url)  # a whole request ID or serial: its page
         rows = queue_search.search(rows, q)
     rows = rows.order_by("-submitted_at", "-pk")
     page = paging.CountFreePaginator(rows, PAGE_SIZE).look_ahead_page(request.GET.get("page"))
