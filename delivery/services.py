@@ -359,26 +359,6 @@ def _refuse_send_now(delivery: Delivery, now: dt.datetime) -> None:
         )
 
 
-def _enqueue_with_transaction(delivery_id: int) -> None:
-    """Enqueue a delivery with the caller's transaction. A task backend that keeps its
-    tasks in this database (django-tasks-db) gets the task row as one more INSERT in it:
-    it commits or rolls back with the Delivery row, and costs no transaction of its own
-    after the commit. Any other backend (ImmediateBackend runs the task at once) is
-    handed the delivery on commit."""
-    from django_tasks_db import DatabaseBackend
-    from django_tasks_db.models import DBTaskResult
-
-    from .tasks import deliver_task
-
-    backend = deliver_task.get_backend()
-    if isinstance(backend, DatabaseBackend) and router.db_for_write(
-        DBTaskResult
-    ) == router.db_for_write(Delivery):
-        deliver_task.enqueue(delivery_id)  # an error here is the caller's (a failed row)
-    else:
-        transaction.on_commit(lambda: enqueue(delivery_id))
-
-
 # --- sending ------------------------------------------------------------------------
 
 

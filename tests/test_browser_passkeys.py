@@ -12,15 +12,11 @@ from django.core.cache import cache
 
 from requests_app import services
 from requests_app.models import AuditEvent, CertificateRequest
+from tests import test_browser
 from tests.helpers.csrs import make_csr
 from tests.test_browser import AGENT_PASSWORD, CHROMIUM, Watched, browser  # noqa: F401
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Chromium is missing: apt-get install chromium"
-    ),
-]
+pytestmark = test_browser.pytestmark  # browser-marked; skipped without Chromium
 
 
 @pytest.fixture

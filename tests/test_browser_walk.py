@@ -13,6 +13,7 @@ from cryptography import x509
 
 from requests_app import services
 from requests_app.acme import services as acme_services
+from tests import test_browser
 from tests.helpers.csrs import make_csr
 from tests.helpers.mailbox import confirmed
 from tests.test_browser import (  # noqa: F401 - browser and site are fixtures
@@ -34,12 +35,7 @@ SIZES = {"phone": (360, 740), "desktop": (1280, 800)}
 LONG_NAME = "a-very-long-host-name-that-goes-on-and-on-without-a-break.department.example.test"
 LONG_CN = "a-very-long-host-name-without-any-break-at-all.example.test"  # a CN has 64 at most
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Chromium is missing: apt-get install chromium"
-    ),
-]
+pytestmark = test_browser.pytestmark  # browser-marked; skipped without Chromium
 
 
 @pytest.fixture

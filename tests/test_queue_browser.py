@@ -10,18 +10,13 @@ from requests_app import services
 from tests import test_browser
 from tests.helpers.csrs import make_csr
 from tests.helpers.mailbox import submit_confirmed
-from tests.test_browser import AGENT_PASSWORD, CHROMIUM, Watched, _login
+from tests.test_browser import AGENT_PASSWORD, Watched, _login
 
 #: test_browser's fixtures: one headless Chromium per module, the live server's URL.
 browser = test_browser.browser
 site = test_browser.site
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Chromium is missing: apt-get install chromium"
-    ),
-]
+pytestmark = test_browser.pytestmark  # browser-marked; skipped without Chromium
 
 WIDTHS = (360, 1280)
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"

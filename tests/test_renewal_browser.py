@@ -7,25 +7,18 @@ import re
 import subprocess
 import time
 
-import pytest
-
 from requests_app import links
 from requests_app.models import Certificate, CertificateRequest
 from tests import test_browser
 from tests.helpers.csrs import openssl_csr
 from tests.helpers.renewal import fresh, issued_user
-from tests.test_browser import AGENT_PASSWORD, CHROMIUM, Watched, _login, _mailed_confirmation
+from tests.test_browser import AGENT_PASSWORD, Watched, _login, _mailed_confirmation
 
 #: test_browser's fixtures: one headless Chromium per module, the live server's URL.
 browser = test_browser.browser
 site = test_browser.site
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Chromium is missing: apt-get install chromium"
-    ),
-]
+pytestmark = test_browser.pytestmark  # browser-marked; skipped without Chromium
 
 
 def _retrieval_links(smtp_server, to: str, base: str) -> list[str]:

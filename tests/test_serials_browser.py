@@ -6,23 +6,16 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-
 from requests_app import services
 from tests import test_browser
 from tests.helpers.csrs import make_csr
-from tests.test_browser import AGENT_PASSWORD, CHROMIUM, Watched, _login
+from tests.test_browser import AGENT_PASSWORD, Watched, _login
 
 #: test_browser's fixtures: one headless Chromium per module, the live server's URL.
 browser = test_browser.browser
 site = test_browser.site
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Chromium is missing: apt-get install chromium"
-    ),
-]
+pytestmark = test_browser.pytestmark  # browser-marked; skipped without Chromium
 
 
 #: Serials, messages, headings and monospace cells that stick out past the right edge (the
