@@ -198,10 +198,12 @@ def plan(queryset) -> str:
 
 
 def test_email_and_subject_lookups_use_their_index(tied):
-    """EXPLAIN: an email search starts from request_email_lower, a subject search from
-    certificate_subject_search; the page of an email search reads the certificates by
-    primary key, not along certificate_expiry."""
-    assert "request_email_lower" in plan(expiry.lookup_query("Ops@Example.test"))
+    """EXPLAIN: an email search starts from an index on the lower-cased address
+    (request_email_lower, or on PostgreSQL the queue search's request_email_pattern, which
+    serves equality as well), a subject search from certificate_subject_search; the page of
+    an email search reads the certificates by primary key, not along certificate_expiry."""
+    email_plan = plan(expiry.lookup_query("Ops@Example.test"))
+    assert "request_email_lower" in email_plan or "request_email_pattern" in email_plan
     assert "certificate_subject_search" in plan(expiry.lookup_query("t3.example"))
     now = dt.datetime.now(dt.UTC)
     page = expiry.expiring(now=now, within_days=30, q="ops@example.test")[:51]
